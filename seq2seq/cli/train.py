@@ -1,0 +1,34 @@
+"""``seq2seq-train`` / ``python scripts/train.py``: a Hydra app that trains, evaluates, reports."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from seq2seq.cli import CONF_DIR
+from seq2seq.errors import Seq2SeqError
+from seq2seq.pipeline import run_training
+
+log = logging.getLogger("seq2seq.train")
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    hydra_cfg = HydraConfig.get()
+    try:
+        report = run_training(cfg, hydra_cfg.runtime.output_dir,
+                              overrides=list(hydra_cfg.overrides.task))
+    except Seq2SeqError as err:
+        log.error("%s", err)
+        sys.exit(2)
+    print(f"BLEU {report['bleu']:.2f} chrF {report['chrf']:.2f} on {report['test_set']} "
+          f"({report['signature']}); report: {hydra_cfg.runtime.output_dir}/report.md")
+    return report["bleu"]  # lets Hydra sweepers optimise it
+
+
+if __name__ == "__main__":
+    main()

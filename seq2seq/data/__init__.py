@@ -1,0 +1,1 @@
+"""Corpora: reading aligned files, generating the built-in corpus, downloading, batching."""

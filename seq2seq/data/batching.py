@@ -1,0 +1,121 @@
+"""Turn token-id sequences into padded batches under a token budget, grouped by length."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Iterator, NamedTuple, Sequence
+
+import torch
+from torch import Tensor
+
+from seq2seq.tokenization import BOS, EOS, PAD
+
+log = logging.getLogger(__name__)
+
+
+class Batch(NamedTuple):
+    src: Tensor      # [B, S] source ids + EOS, right-padded with PAD
+    src_len: Tensor  # [B] true source lengths (EOS included)
+    tgt_in: Tensor   # [B, T] BOS + target ids (decoder input under teacher forcing)
+    tgt_out: Tensor  # [B, T] target ids + EOS (what the decoder must predict)
+    indices: Tensor  # [B] position of each pair in the corpus
+
+    @property
+    def num_tgt_tokens(self) -> int:
+        """Target tokens to predict: pieces + EOS, no padding."""
+        return int((self.tgt_out != PAD).sum())
+
+
+def pad(sequences: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
+    """Right-pad id lists into [B, L] with PAD; also return the lengths [B]."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    out = torch.full((len(sequences), int(lengths.max()) if len(sequences) else 0), PAD,
+                     dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        out[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+    return out, lengths
+
+
+def make_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None,
+               indices: Sequence[int]) -> Batch:
+    """Build a batch from raw id lists (no BOS/EOS yet); ``tgt`` may be None for translation."""
+    src_ids, src_len = pad([list(s) + [EOS] for s in src])
+    if tgt is None:
+        empty = torch.zeros(len(src), 0, dtype=torch.long)
+        return Batch(src_ids, src_len, empty, empty, torch.as_tensor(indices))
+    tgt_in, _ = pad([[BOS] + list(t) for t in tgt])
+    tgt_out, _ = pad([list(t) + [EOS] for t in tgt])
+    return Batch(src_ids, src_len, tgt_in, tgt_out, torch.as_tensor(indices))
+
+
+def length_batches(lengths: Sequence[int], batch_tokens: int, shuffle: bool, seed: int = 0,
+                   max_sentences: int | None = None) -> list[list[int]]:
+    """Group example indices into batches of similar length.
+
+    Each batch's padded size (sentences x longest length) stays within ``batch_tokens``, so short
+    sentences come in large batches and long ones in small batches, and little padding is computed.
+    With ``shuffle``, ties in length are broken at random and the batch order is shuffled, both from
+    ``seed`` (fairseq's and OpenNMT-py's bucketing).
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    if shuffle:
+        rng.shuffle(order)
+    order.sort(key=lambda i: lengths[i])  # stable: shuffled order survives among equal lengths
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        grown = max(longest, lengths[i])
+        full = max_sentences is not None and len(current) >= max_sentences
+        if current and (grown * (len(current) + 1) > batch_tokens or full):
+            batches.append(current)
+            current, grown = [], lengths[i]
+        current.append(i)
+        longest = grown
+    if current:
+        batches.append(current)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+class ParallelBatches:
+    """Epochs of training batches over encoded pairs; resumable at any batch of any epoch."""
+
+    def __init__(self, src: list[list[int]], tgt: list[list[int]], batch_tokens: int,
+                 seed: int, max_sentences: int | None = None) -> None:
+        self.src, self.tgt = src, tgt
+        self.batch_tokens, self.seed, self.max_sentences = batch_tokens, seed, max_sentences
+        # +1 for the EOS (source, target) or BOS (decoder input) each side gets.
+        self.lengths = [max(len(s), len(t)) + 1 for s, t in zip(src, tgt)]
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """Batches of ``epoch`` (seeded by seed + epoch), from batch number ``start`` on."""
+        plan = length_batches(self.lengths, self.batch_tokens, shuffle=True,
+                              seed=self.seed + epoch, max_sentences=self.max_sentences)
+        for ids in plan[start:]:
+            yield make_batch([self.src[i] for i in ids], [self.tgt[i] for i in ids], ids)
+
+    def num_batches(self, epoch: int) -> int:
+        return len(length_batches(self.lengths, self.batch_tokens, True, self.seed + epoch,
+                                  self.max_sentences))
+
+
+def filter_pairs(src: list[list[int]], tgt: list[list[int]], max_length: int,
+                 name: str = "train") -> tuple[list[list[int]], list[list[int]]]:
+    """Drop pairs with an empty side or a side over ``max_length`` pieces, logging the counts."""
+    keep_src, keep_tgt, empty, too_long = [], [], 0, 0
+    for s, t in zip(src, tgt):
+        if not s or not t:
+            empty += 1
+        elif len(s) > max_length or len(t) > max_length:
+            too_long += 1
+        else:
+            keep_src.append(s)
+            keep_tgt.append(t)
+    if empty or too_long:
+        log.info("%s: dropped %d pairs with an empty side and %d pairs over %d pieces; %d kept",
+                 name, empty, too_long, max_length, len(keep_src))
+    return keep_src, keep_tgt

@@ -1,0 +1,91 @@
+"""Read line-aligned plain-text corpora stored as ``{root}/{split}.{lang}`` files."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from seq2seq.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def read_lines(path: str | Path, allow_empty: bool = False) -> list[str]:
+    """Lines of a UTF-8 text file without their line endings (``\\n`` or ``\\r\\n``).
+
+    Raises DataError naming the file (and the line) when the file is missing, empty, or holds
+    bytes that are not UTF-8.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    raw = path.read_bytes()
+    lines = []
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(
+                f"{path}:{number}: invalid UTF-8 at byte {err.start} of the line "
+                f"({line[err.start:err.start + 4]!r}); expected UTF-8 text"
+            ) from None
+        lines.append(text[:-1] if text.endswith("\r") else text)
+    if raw.endswith(b"\n"):
+        lines.pop()  # the final newline ends the last line; it does not start a new one
+    if not lines and not allow_empty:
+        raise DataError(f"{path}: file is empty; expected one sentence per line")
+    return lines
+
+
+@dataclass(frozen=True)
+class ParallelText:
+    """Aligned source and target lines of one split."""
+
+    src: list[str]
+    tgt: list[str]
+    src_path: Path
+    tgt_path: Path
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+
+def read_parallel(src_path: str | Path, tgt_path: str | Path) -> ParallelText:
+    """Read two aligned files; their line counts must match."""
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    if len(src) != len(tgt):
+        raise DataError(
+            f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}; "
+            "expected one target line per source line"
+        )
+    return ParallelText(src, tgt, Path(src_path), Path(tgt_path))
+
+
+@dataclass(frozen=True)
+class CorpusFiles:
+    """Where the splits of a parallel corpus live: ``{root}/{split}.{lang}``."""
+
+    root: Path
+    src_lang: str
+    tgt_lang: str
+    train: str = "train"
+    valid: str = "valid"
+    test: str = "test"
+
+    def path(self, split: str, lang: str) -> Path:
+        return self.root / f"{split}.{lang}"
+
+    def pair(self, split: str) -> tuple[Path, Path]:
+        return self.path(split, self.src_lang), self.path(split, self.tgt_lang)
+
+    def read(self, split: str) -> ParallelText:
+        return read_parallel(*self.pair(split))
+
+    def check_exist(self) -> None:
+        """Raise DataError listing every missing file, before any work is done."""
+        missing = [str(p) for s in (self.train, self.valid, self.test) for p in self.pair(s)
+                   if not p.is_file()]
+        if missing:
+            raise DataError(f"corpus files not found: {', '.join(missing)} "
+                            "(set data.root to the folder that holds them)")

@@ -1,0 +1,169 @@
+"""RNNDecoder: a conditional RNN language model over the target, one ``step`` at a time.
+
+Each step reads the previous target token (and, with input feeding, the previous attentional
+vector), updates the RNN, attends over the encoder states (or, with ``attention="none"``, reads the
+encoder's fixed summary vector c, as in Cho et al., 2014), and predicts the next token from
+tanh(W [h; context]) (Luong et al., 2015, eq. 5).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+from seq2seq.errors import check_range
+from seq2seq.models.attention import AttentionName, build_attention
+from seq2seq.models.encoder import RNN_CLASSES, Cell, EncoderOutput, check_rnn_options
+from seq2seq.tokenization import PAD
+
+
+class Memory(NamedTuple):
+    """What the decoder reads from the encoder; fixed for a sentence."""
+
+    states: Tensor          # [B, S, Hc] encoder states (attention values)
+    keys: Optional[Tensor]  # [B, S, A] projected once per sentence; None without attention
+    mask: Tensor            # [B, S] True on real tokens
+    summary: Tensor         # [B, Hc] top-layer final encoder state: the context c without attention
+
+    def index_select(self, order: Tensor) -> "Memory":
+        return Memory(self.states.index_select(0, order),
+                      None if self.keys is None else self.keys.index_select(0, order),
+                      self.mask.index_select(0, order), self.summary.index_select(0, order))
+
+
+class DecoderState(NamedTuple):
+    """The recurrent state carried between steps."""
+
+    hidden: Tensor           # [layers, B, H]
+    cell: Optional[Tensor]   # [layers, B, H] LSTM cell state, else None
+    feed: Optional[Tensor]   # [B, R] previous attentional vector (input feeding), else None
+
+    def index_select(self, order: Tensor) -> "DecoderState":
+        """Reorder or repeat the batch, without knowing what the state holds (beam search)."""
+        pick = lambda t, dim: None if t is None else t.index_select(dim, order)  # noqa: E731
+        return DecoderState(pick(self.hidden, 1), pick(self.cell, 1), pick(self.feed, 0))
+
+
+class StepOutput(NamedTuple):
+    logits: Tensor                # [B, V] unnormalized next-token scores
+    state: DecoderState
+    attention: Optional[Tensor]   # [B, S] attention weights, None without attention
+
+
+class DecoderOutput(NamedTuple):
+    logits: Tensor                # [B, T, V]
+    attention: Optional[Tensor]   # [B, T, S]
+
+
+class RNNDecoder(nn.Module):
+    """A stacked RNN/GRU/LSTM decoder with optional attention and input feeding."""
+
+    def __init__(self, vocab_size: int, context_size: int, cell: Cell = "gru",
+                 embedding_dim: int = 256, hidden_size: int = 512, num_layers: int = 1,
+                 dropout: float = 0.2, attention: AttentionName = "bahdanau",
+                 input_feeding: bool = False, bridge: bool = True,
+                 tie_embeddings: bool = False) -> None:
+        super().__init__()
+        check_rnn_options(cell, hidden_size, num_layers, dropout, "model.decoder")
+        check_range("model.decoder.embedding_dim", embedding_dim, 1)
+        self.cell, self.num_layers, self.hidden_size = cell, num_layers, hidden_size
+        self.vocab_size = vocab_size
+        self.attention = build_attention(attention, hidden_size, context_size, hidden_size)
+        self.input_feeding = input_feeding
+        # Tied embeddings need the readout to live in the embedding space.
+        self.readout_size = embedding_dim if tie_embeddings else hidden_size
+        # Without attention, c is read at every step (Cho et al., 2014, section 2.2).
+        rnn_input = embedding_dim + (self.readout_size if input_feeding else 0) + \
+            (context_size if self.attention is None else 0)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = RNN_CLASSES[cell](rnn_input, hidden_size, num_layers=num_layers,
+                                     batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.bridge = nn.Linear(context_size, num_layers * hidden_size) if bridge else None
+        self.readout = nn.Linear(hidden_size + context_size, self.readout_size)
+        self.output_layer = nn.Linear(self.readout_size, vocab_size, bias=False)
+        if tie_embeddings:
+            self.output_layer.weight = self.embedding.weight
+
+    def memory(self, encoded: EncoderOutput) -> Memory:
+        """Prepare the encoder output for decoding (keys projected once per sentence)."""
+        keys = None if self.attention is None else self.attention.project_keys(encoded.states)
+        return Memory(encoded.states, keys, encoded.mask, encoded.final[-1])
+
+    def init_state(self, memory: Memory) -> DecoderState:
+        """Initial state from the encoder summary through the bridge (zeros without a bridge)."""
+        batch = memory.summary.size(0)
+        if self.bridge is None:
+            hidden = memory.summary.new_zeros(self.num_layers, batch, self.hidden_size)
+        else:
+            hidden = torch.tanh(self.bridge(memory.summary))  # [B, layers*H]
+            hidden = hidden.view(batch, self.num_layers, self.hidden_size).transpose(0, 1)
+            hidden = hidden.contiguous()
+        cell = hidden if self.cell == "lstm" else None
+        feed = memory.summary.new_zeros(batch, self.readout_size) if self.input_feeding else None
+        return DecoderState(hidden, cell, feed)
+
+    def _rnn_input(self, embedded: Tensor, state: DecoderState, memory: Memory) -> Tensor:
+        parts = [embedded]
+        if self.input_feeding:
+            parts.append(state.feed.unsqueeze(1).expand(-1, embedded.size(1), -1))
+        if self.attention is None:
+            parts.append(memory.summary.unsqueeze(1).expand(-1, embedded.size(1), -1))
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else embedded
+
+    def _run(self, embedded: Tensor, state: DecoderState, memory: Memory
+             ) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
+        """Run the RNN over embedded [B, T, E] inputs; return readouts [B, T, R]."""
+        rnn_in = self._rnn_input(embedded, state, memory)
+        if self.cell == "lstm":
+            outputs, (hidden, cell) = self.rnn(rnn_in, (state.hidden, state.cell))
+        else:
+            outputs, hidden = self.rnn(rnn_in, state.hidden)
+            cell = None
+        if self.attention is None:
+            context = memory.summary.unsqueeze(1).expand(-1, outputs.size(1), -1)
+            weights = None
+        else:
+            context, weights = self.attention(outputs, memory.keys, memory.states, memory.mask)
+        readout = self.dropout(torch.tanh(self.readout(torch.cat([outputs, context], dim=-1))))
+        feed = readout[:, -1] if self.input_feeding else None
+        return readout, DecoderState(hidden, cell, feed), weights
+
+    def step(self, prev_tokens: Tensor, state: DecoderState, memory: Memory) -> StepOutput:
+        """One decoding step. prev_tokens: [B] ids of the previous output (BOS at the start)."""
+        embedded = self.dropout(self.embedding(prev_tokens.unsqueeze(1)))  # [B, 1, E]
+        readout, state, weights = self._run(embedded, state, memory)
+        logits = self.output_layer(readout.squeeze(1))
+        return StepOutput(logits, state, None if weights is None else weights.squeeze(1))
+
+    def forward(self, tgt_in: Tensor, memory: Memory, state: DecoderState,
+                teacher_forcing_ratio: float = 1.0) -> DecoderOutput:
+        """Unroll over the target. tgt_in: [B, T] BOS + reference ids.
+
+        With ratio 1 every step reads the reference token (teacher forcing); otherwise each step,
+        for each sentence, reads the reference with probability ``teacher_forcing_ratio`` and the
+        model's own previous prediction (argmax) otherwise (scheduled sampling, Bengio et al., 2015).
+        """
+        if teacher_forcing_ratio >= 1.0 and not self.input_feeding:
+            # Every input is known in advance: one RNN call over the whole target (oneDNN/cuDNN
+            # kernels) and attention for all steps in one batched matmul.
+            readout, _, weights = self._run(self.dropout(self.embedding(tgt_in)), state, memory)
+            return DecoderOutput(self.output_layer(readout), weights)
+        embedded = self.dropout(self.embedding(tgt_in))  # [B, T, E], reference inputs
+        logits, weights = [], []
+        prev_logits: Optional[Tensor] = None
+        for t in range(tgt_in.size(1)):
+            if prev_logits is None or teacher_forcing_ratio >= 1.0:
+                step_in = embedded[:, t : t + 1]
+            else:
+                predicted = self.dropout(self.embedding(prev_logits.argmax(-1, keepdim=True)))
+                use_reference = torch.rand(tgt_in.size(0), 1, 1, device=tgt_in.device) < teacher_forcing_ratio
+                step_in = torch.where(use_reference, embedded[:, t : t + 1], predicted)
+            readout, state, step_weights = self._run(step_in, state, memory)
+            prev_logits = self.output_layer(readout.squeeze(1))
+            logits.append(prev_logits)
+            weights.append(step_weights)
+        attention = None if self.attention is None else torch.cat(weights, dim=1)
+        return DecoderOutput(torch.stack(logits, dim=1), attention)

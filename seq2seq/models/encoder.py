@@ -1,0 +1,70 @@
+"""RNNEncoder: embeddings and a stacked, optionally bidirectional RNN/GRU/LSTM."""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seq2seq.errors import check_choice, check_range
+from seq2seq.tokenization import PAD
+
+Cell = Literal["rnn", "gru", "lstm"]
+CELLS: tuple[str, ...] = ("rnn", "gru", "lstm")
+RNN_CLASSES = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class EncoderOutput(NamedTuple):
+    states: Tensor  # [B, S, H*dirs] one vector per source position (zeros on padding)
+    final: Tensor   # [layers, B, H*dirs] last hidden state per layer, directions concatenated
+    mask: Tensor    # [B, S] True on real tokens
+
+    def index_select(self, order: Tensor) -> "EncoderOutput":
+        """Reorder or repeat the batch (beam search)."""
+        return EncoderOutput(self.states.index_select(0, order), self.final.index_select(1, order),
+                             self.mask.index_select(0, order))
+
+
+def check_rnn_options(cell: str, hidden_size: int, num_layers: int, dropout: float,
+                      prefix: str) -> None:
+    check_choice(f"{prefix}.cell", cell, CELLS)
+    check_range(f"{prefix}.hidden_size", hidden_size, 1)
+    check_range(f"{prefix}.num_layers", num_layers, 1)
+    check_range(f"{prefix}.dropout", dropout, 0.0, 1.0)
+
+
+class RNNEncoder(nn.Module):
+    """Encode a right-padded batch of token ids into one state per position and a summary."""
+
+    def __init__(self, vocab_size: int, cell: Cell = "gru", embedding_dim: int = 256,
+                 hidden_size: int = 256, num_layers: int = 1, bidirectional: bool = True,
+                 dropout: float = 0.2) -> None:
+        super().__init__()
+        check_rnn_options(cell, hidden_size, num_layers, dropout, "model.encoder")
+        check_range("model.encoder.embedding_dim", embedding_dim, 1)
+        self.cell, self.num_layers, self.bidirectional = cell, num_layers, bidirectional
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = RNN_CLASSES[cell](embedding_dim, hidden_size, num_layers=num_layers,
+                                     batch_first=True, bidirectional=bidirectional,
+                                     dropout=dropout if num_layers > 1 else 0.0)
+        self.output_size = hidden_size * (2 if bidirectional else 1)
+
+    def forward(self, src: Tensor, src_len: Tensor) -> EncoderOutput:
+        """src: [B, S] token ids; src_len: [B] true lengths (>= 1)."""
+        embedded = self.dropout(self.embedding(src))  # [B, S, E]
+        # Packing skips the padding, so a padded sentence encodes exactly as it would alone.
+        # enforce_sorted=False: batches are bucketed, not sorted; callers expect their order back.
+        packed = pack_padded_sequence(embedded, src_len.cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        outputs, hidden = self.rnn(packed)
+        states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=src.size(1))
+        if self.cell == "lstm":
+            hidden = hidden[0]  # the bridge starts the decoder from h; c stays internal
+        # hidden: [layers*dirs, B, H] -> [layers, B, H*dirs]
+        dirs = 2 if self.bidirectional else 1
+        final = hidden.view(self.num_layers, dirs, *hidden.shape[1:])
+        final = torch.cat(final.unbind(1), dim=-1)
+        return EncoderOutput(self.dropout(states), final, src != PAD)

@@ -1,0 +1,34 @@
+"""EncoderDecoder: N vs M, encode a source sentence and decode a target sentence (translation)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import Tensor, nn
+
+from seq2seq.models.attention import AttentionName
+from seq2seq.models.decoder import DecoderOutput, DecoderState, Memory, RNNDecoder
+from seq2seq.models.encoder import RNNEncoder
+
+
+class EncoderDecoder(nn.Module):
+    """An RNN encoder and an RNN decoder joined by a bridge and (optionally) attention."""
+
+    def __init__(self, encoder: Callable[..., RNNEncoder], decoder: Callable[..., RNNDecoder],
+                 src_vocab_size: int, tgt_vocab_size: int,
+                 attention: AttentionName = "bahdanau") -> None:
+        super().__init__()
+        self.encoder = encoder(vocab_size=src_vocab_size)
+        self.decoder = decoder(vocab_size=tgt_vocab_size, context_size=self.encoder.output_size,
+                               attention=attention)
+
+    def encode(self, src: Tensor, src_len: Tensor) -> tuple[Memory, DecoderState]:
+        """Encode a batch and prepare what decoding starts from."""
+        memory = self.decoder.memory(self.encoder(src, src_len))
+        return memory, self.decoder.init_state(memory)
+
+    def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor,
+                teacher_forcing_ratio: float = 1.0) -> DecoderOutput:
+        """Logits [B, T, V] for each target position. src: [B, S]; tgt_in: [B, T]."""
+        memory, state = self.encode(src, src_len)
+        return self.decoder(tgt_in, memory, state, teacher_forcing_ratio)

@@ -1,0 +1,134 @@
+"""The main job behind ``scripts/train.py``: data, tokenizers, model, training, test report."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from seq2seq.data.batching import ParallelBatches, filter_pairs
+from seq2seq.data.corpus import CorpusFiles
+from seq2seq.errors import ConfigError
+from seq2seq.evaluation.bleu import score_corpus
+from seq2seq.evaluation.report import build_report, write_report
+from seq2seq.models import count_parameters
+from seq2seq.tokenization import TokenizerPair, TokenizerSettings, build_tokenizers
+from seq2seq.training.checkpoint import build_model
+from seq2seq.training.trainer import Trainer, TrainerSettings, ValidationData
+from seq2seq.translate import SearchSettings, Translator
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def check_run_dir(run_dir: Path, min_free_mib: int = 100) -> None:
+    """Fail before any training time is spent if the run folder is unwritable or the disk full."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"run folder {run_dir} is not writable: {err}") from None
+    free = shutil.disk_usage(run_dir).free // 2**20
+    if free < min_free_mib:
+        raise ConfigError(f"run folder {run_dir} has {free} MiB free; need at least {min_free_mib}")
+
+
+def tokenizer_settings(cfg: DictConfig) -> TokenizerSettings:
+    options = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
+               if k != "cache_dir"}
+    try:
+        return TokenizerSettings(**options)
+    except TypeError as err:
+        raise ConfigError(f"tokenizer: {err}") from None
+
+
+def prepare(cfg: DictConfig) -> tuple[CorpusFiles, TokenizerPair]:
+    """Make the corpus available and train (or reuse) its tokenizers."""
+    data_options = {k: cfg.data[k] for k in ("root", "src_lang", "tgt_lang", "train", "valid",
+                                              "test", "download", "download_dir")
+                    if k in cfg.data}
+    files = instantiate({"_target_": "seq2seq.data.sources.prepare_corpus", **data_options,
+                         "generator": cfg.data.get("generator"),
+                         "downloader": cfg.data.get("downloader")})
+    src_train, tgt_train = files.pair(files.train)
+    tokenizers = build_tokenizers([src_train], [tgt_train], tokenizer_settings(cfg.tokenizer),
+                                  cfg.tokenizer.cache_dir)
+    return files, tokenizers
+
+
+def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
+                 ) -> dict[str, Any]:
+    """Train, then evaluate the best checkpoint on the test split and write the report."""
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir)
+    seed_everything(cfg.seed)
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    settings: TrainerSettings = instantiate(cfg.trainer)
+    search = SearchSettings(**{k: v for k, v in cfg.search.items() if not k.startswith("_")})
+
+    files, tokenizers = prepare(cfg)
+    train, valid = files.read(files.train), files.read(files.valid)
+    limit = cfg.data.get("limit_train")
+    src_ids, tgt_ids = filter_pairs(tokenizers.src.encode(train.src[:limit]),
+                                    tokenizers.tgt.encode(train.tgt[:limit]),
+                                    cfg.data.max_length)
+    log.info("train: %d pairs from %s; valid: %d pairs; vocab %d/%d", len(src_ids), files.root,
+             len(valid), tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
+    batches = ParallelBatches(src_ids, tgt_ids, settings.batch_tokens, cfg.seed,
+                              settings.max_sentences)
+    n_valid = settings.valid_max_sentences or len(valid)
+    valid_data = ValidationData(tokenizers.src.encode(valid.src[:n_valid]),
+                                tokenizers.tgt.encode(valid.tgt[:n_valid]), valid.tgt[:n_valid])
+
+    model = build_model(cfg.model, tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    trainer = Trainer(settings, model, tokenizers, run_dir, config, search)
+    last = run_dir / "checkpoints" / "last.pt"
+    if cfg.get("resume") and last.exists():
+        trainer.resume(last)
+    state = trainer.fit(batches, valid_data)
+
+    best = run_dir / "checkpoints" / "best.pt"
+    translator = Translator.from_checkpoint(best)
+    test = files.read(files.test)
+    hypotheses = translator.translate(test.src)
+    scores = score_corpus(hypotheses, test.tgt)
+    _write_lines(run_dir / f"test.hyp.{files.tgt_lang}", hypotheses)
+    report = build_report(
+        scores, str(test.tgt_path), test.src, test.tgt, hypotheses,
+        source_file=str(test.src_path), checkpoint=str(best), beam=translator.search.beam,
+        num_params=count_parameters(model), train_seconds=round(state.train_seconds, 1),
+        train_tokens=state.train_tokens,
+        train_tokens_per_second=round(state.train_tokens / max(state.train_seconds, 1e-9), 1),
+        steps=state.step, best_step=state.best_step, best_valid_bleu=state.best_bleu,
+        stop_reason=state.stop_reason, train_pairs=len(src_ids), train_file=str(train.src_path),
+        decode_seconds=round(translator.last_seconds, 2),
+        decode_sentences_per_second=round(len(test) / max(translator.last_seconds, 1e-9), 1),
+        learning_curve="learning_curve.png", overrides=list(overrides or []),
+        vocab_size=tokenizers.tgt.vocab_size, seed=cfg.seed,
+    )
+    write_report(report, run_dir)
+    log.info("Test BLEU %.2f, chrF %.2f (%s) on %s; report in %s", scores.bleu, scores.chrf,
+             scores.bleu_signature, test.tgt_path, run_dir / "report.md")
+    return report
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,187 @@
+"""Batched decoding: greedy search and beam search.
+
+Search sees a model only through ``Stepper``: ``start`` encodes a batch, ``step`` maps the previous
+tokens and a state to next-token log-probabilities. States only need ``index_select(order)``, so
+search can repeat, reorder and drop rows without knowing what they hold, and can be tested on
+hand-made scores without a model. Sentences leave the batch as soon as they are finished.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional, Protocol
+
+import torch
+from torch import Tensor
+
+from seq2seq.errors import check_range
+from seq2seq.models.decoder import DecoderState, Memory
+from seq2seq.tokenization import BOS, EOS, PAD
+
+
+class Hypothesis(NamedTuple):
+    tokens: list[int]             # output ids, without EOS
+    score: float                  # log-probability, normalized by the length penalty
+    attention: Optional[Tensor]   # [len(tokens) + 1, S] attention per output step (with EOS)
+
+
+class SearchState(NamedTuple):
+    decoder: DecoderState
+    memory: Memory
+
+    def index_select(self, order: Tensor) -> "SearchState":
+        return SearchState(self.decoder.index_select(order), self.memory.index_select(order))
+
+
+class Stepper(Protocol):
+    def step(self, prev_tokens: Tensor, state) -> tuple[Tensor, object, Optional[Tensor]]:
+        """prev_tokens: [N] -> log_probs [N, V], next state, attention [N, S] or None."""
+
+
+class ModelStepper:
+    """Adapts an EncoderDecoder to the ``Stepper`` protocol."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def start(self, src: Tensor, src_len: Tensor) -> SearchState:
+        memory, state = self.model.encode(src, src_len)
+        return SearchState(state, memory)
+
+    def step(self, prev_tokens: Tensor, state: SearchState):
+        out = self.model.decoder.step(prev_tokens, state.decoder, state.memory)
+        return (torch.log_softmax(out.logits.float(), dim=-1), SearchState(out.state, state.memory),
+                out.attention)
+
+
+def max_output_lengths(src_len: Tensor, ratio: float, cap: int) -> Tensor:
+    """Per-sentence output limit: ceil(ratio * source length), at most ``cap``, at least 1."""
+    return torch.clamp(torch.ceil(src_len.float() * ratio).long(), min=1, max=cap)
+
+
+def constrain(log_probs: Tensor, step: int, max_len: Tensor) -> Tensor:
+    """Never emit PAD or BOS; force EOS once a row has ``max_len`` output tokens."""
+    log_probs = log_probs.clone()
+    log_probs[:, PAD] = -math.inf
+    log_probs[:, BOS] = -math.inf
+    at_limit = max_len <= step
+    if at_limit.any():
+        eos_only = torch.full_like(log_probs[0], -math.inf)
+        eos_only[EOS] = 0.0
+        log_probs[at_limit] = eos_only
+    return log_probs
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT length penalty ((5 + |Y|) / 6) ** alpha (Wu et al., 2016, section 7)."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def greedy_search(stepper: Stepper, state, batch_size: int, max_len: Tensor,
+                  return_attention: bool = False) -> list[Hypothesis]:
+    """Pick the most likely token at every step. max_len: [B] output limits."""
+    alive = torch.arange(batch_size)
+    prev = torch.full((batch_size,), BOS, dtype=torch.long)
+    tokens: list[list[int]] = [[] for _ in range(batch_size)]
+    scores = [0.0] * batch_size
+    attention: list[list[Tensor]] = [[] for _ in range(batch_size)]
+    step = 0
+    while len(alive):
+        log_probs, state, attn = stepper.step(prev, state)
+        best, prev = constrain(log_probs, step, max_len[alive]).max(dim=-1)
+        for row, sentence in enumerate(alive.tolist()):
+            tokens[sentence].append(int(prev[row]))
+            scores[sentence] += float(best[row])
+            if return_attention and attn is not None:
+                attention[sentence].append(attn[row])
+        running = prev != EOS
+        if not running.all():
+            keep = running.nonzero().squeeze(1)
+            alive, prev, state = alive[keep], prev[keep], state.index_select(keep)
+        step += 1
+    return [Hypothesis(t[:-1], s, torch.stack(a) if a else None)
+            for t, s, a in zip(tokens, scores, attention)]
+
+
+def top_candidates(scores: Tensor, log_probs: Tensor, count: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The step policy of beam search: the ``count`` best continuations of each sentence.
+
+    scores: [N, K] running log-probabilities; log_probs: [N*K, V].
+    Returns candidate scores [N, count], the beam each extends [N, count], and its token [N, count].
+    """
+    n, k = scores.shape
+    vocab = log_probs.size(-1)
+    total = (scores.view(n * k, 1) + log_probs).view(n, k * vocab)
+    cand_scores, flat = total.topk(min(count, k * vocab), dim=-1)
+    return cand_scores, torch.div(flat, vocab, rounding_mode="floor"), flat % vocab
+
+
+def beam_search(stepper: Stepper, state, batch_size: int, max_len: Tensor, beam: int,
+                alpha: float = 0.0, return_attention: bool = False) -> list[Hypothesis]:
+    """Keep the ``beam`` best prefixes of each sentence; a sentence is done when ``beam`` hypotheses
+    have ended. Finished hypotheses are ranked by score / length_penalty(length, alpha)."""
+    check_range("beam", beam, 1)
+    k = beam
+    # Row r*k + j holds beam j of sentence r; only beam 0 is live at the start.
+    state = state.index_select(torch.arange(batch_size).repeat_interleave(k))
+    alive = torch.arange(batch_size)
+    scores = torch.full((batch_size, k), -math.inf)
+    scores[:, 0] = 0.0
+    history = torch.full((batch_size * k, 0), BOS, dtype=torch.long)
+    attn_history: Optional[Tensor] = None
+    prev = torch.full((batch_size * k,), BOS, dtype=torch.long)
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch_size)]
+    step = 0
+    while len(alive):
+        n = len(alive)
+        log_probs, state, attn = stepper.step(prev, state)
+        log_probs = constrain(log_probs, step, max_len[alive].repeat_interleave(k))
+        cand_scores, cand_beams, cand_tokens = top_candidates(scores, log_probs, 2 * k)
+        rows = torch.arange(n).unsqueeze(1) * k + cand_beams  # [n, 2k] source row of each candidate
+        if return_attention and attn is not None:
+            attn_history = attn.unsqueeze(1) if attn_history is None else \
+                torch.cat([attn_history, attn.unsqueeze(1)], dim=1)
+        # Candidates ending in EOS among the top k are finished hypotheses.
+        is_eos = (cand_tokens == EOS) & torch.isfinite(cand_scores)
+        for i, j in is_eos[:, :k].nonzero().tolist():
+            sentence = int(alive[i])
+            if len(finished[sentence]) < k:
+                row = int(rows[i, j])
+                length = history.size(1) + 1
+                finished[sentence].append(Hypothesis(
+                    history[row].tolist(), float(cand_scores[i, j]) / length_penalty(length, alpha),
+                    None if attn_history is None else attn_history[row]))
+        # The k best candidates that did not end continue.
+        cont_scores = cand_scores.masked_fill(is_eos, -math.inf)
+        cont_scores, pick = cont_scores.topk(k, dim=-1)
+        chosen_rows = rows.gather(1, pick).view(-1)
+        chosen_tokens = cand_tokens.gather(1, pick).view(-1)
+        done = torch.tensor([len(finished[int(s)]) >= k for s in alive], dtype=torch.bool)
+        done |= ~torch.isfinite(cont_scores[:, 0])  # nothing left to extend
+        keep = (~done).nonzero().squeeze(1)
+        keep_rows = (keep.unsqueeze(1) * k + torch.arange(k)).view(-1)
+        order = chosen_rows.index_select(0, keep_rows)
+        history = torch.cat([history.index_select(0, order),
+                             chosen_tokens.index_select(0, keep_rows).unsqueeze(1)], dim=1)
+        if attn_history is not None:
+            attn_history = attn_history.index_select(0, order)
+        state = state.index_select(order)
+        prev = history[:, -1]
+        scores = cont_scores.index_select(0, keep)
+        alive = alive.index_select(0, keep)
+        step += 1
+    return [max(hyps, key=lambda h: h.score) for hyps in finished]
+
+
+def decode(model, src: Tensor, src_len: Tensor, beam: int = 1, alpha: float = 0.0,
+           max_length_ratio: float = 2.0, max_length: int = 200,
+           return_attention: bool = False) -> list[Hypothesis]:
+    """Translate a batch with an EncoderDecoder: greedy when ``beam == 1``, else beam search."""
+    check_range("beam", beam, 1)
+    stepper = ModelStepper(model)
+    with torch.inference_mode():
+        state = stepper.start(src, src_len)
+        limits = max_output_lengths(src_len, max_length_ratio, max_length)
+        if beam == 1:
+            return greedy_search(stepper, state, src.size(0), limits, return_attention)
+        return beam_search(stepper, state, src.size(0), limits, beam, alpha, return_attention)

@@ -1,0 +1,159 @@
+"""Subword tokenization with SentencePiece: train (cached), load, encode, decode.
+
+The special ids below are the only definition of pad/unk/bos/eos in the package: SentencePiece
+models are trained with exactly these ids, and every tensor uses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple, Sequence
+
+import sentencepiece as spm
+
+from seq2seq.errors import ConfigError, check_choice
+
+log = logging.getLogger(__name__)
+
+
+class SpecialIds(NamedTuple):
+    pad: int
+    unk: int
+    bos: int
+    eos: int
+
+
+SPECIALS = SpecialIds(pad=0, unk=1, bos=2, eos=3)
+PAD, UNK, BOS, EOS = SPECIALS
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    """How to train a SentencePiece model (the `tokenizer` config group)."""
+
+    model_type: Literal["unigram", "bpe", "char", "word"] = "unigram"
+    vocab_size: int = 8000
+    joint: bool = True
+    character_coverage: float = 1.0
+    # Let SentencePiece shrink the vocabulary when the corpus is too small for vocab_size.
+    hard_vocab_limit: bool = False
+    max_sentences: int = 0  # 0: train on every line
+
+    def __post_init__(self) -> None:
+        check_choice("tokenizer.model_type", self.model_type, ("unigram", "bpe", "char", "word"))
+        if self.vocab_size <= len(SPECIALS):
+            raise ConfigError(
+                f"tokenizer.vocab_size={self.vocab_size} is too small; it must be larger than the "
+                f"{len(SPECIALS)} special tokens (pad, unk, bos, eos)"
+            )
+
+
+class SentencePieceTokenizer:
+    """A trained SentencePiece model with the package's special ids."""
+
+    def __init__(self, model_proto: bytes) -> None:
+        self.model_proto = model_proto
+        self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        ids = SpecialIds(self._sp.pad_id(), self._sp.unk_id(), self._sp.bos_id(), self._sp.eos_id())
+        if ids != SPECIALS:
+            raise ConfigError(f"SentencePiece model has special ids {ids}; expected {SPECIALS}")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SentencePieceTokenizer":
+        """Load a ``.model`` file."""
+        return cls(Path(path).read_bytes())
+
+    @property
+    def vocab_size(self) -> int:
+        return self._sp.get_piece_size()
+
+    def encode(self, lines: Sequence[str]) -> list[list[int]]:
+        """Token ids of each line, without bos/eos."""
+        return self._sp.encode(list(lines), out_type=int)
+
+    def encode_pieces(self, lines: Sequence[str]) -> list[list[str]]:
+        """Piece strings of each line (for reports and attention plots)."""
+        return self._sp.encode(list(lines), out_type=str)
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        """Detokenized text of each id sequence; special ids are dropped."""
+        return self._sp.decode([[i for i in seq if i > EOS] for seq in ids])
+
+    def id_to_piece(self, ids: Sequence[int]) -> list[str]:
+        return [self._sp.id_to_piece(int(i)) for i in ids]
+
+
+def _fingerprint(files: Sequence[Path], settings: TokenizerSettings) -> str:
+    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode())
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def train_sentencepiece(
+    files: Sequence[str | Path], settings: TokenizerSettings, cache_dir: str | Path
+) -> SentencePieceTokenizer:
+    """Train a SentencePiece model on ``files``, or reuse the cached one trained on the same
+    bytes with the same settings. The cache key hashes the file contents and the settings."""
+    paths = [Path(f) for f in files]
+    cache = Path(cache_dir).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / f"spm-{_fingerprint(paths, settings)}.model"
+    if target.exists():
+        log.info("Reusing cached SentencePiece model %s", target)
+        return SentencePieceTokenizer.load(target)
+    log.info("Training SentencePiece (%s, %d pieces) on %s", settings.model_type,
+             settings.vocab_size, ", ".join(str(p) for p in paths))
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        prefix = os.path.join(tmp, "spm")
+        spm.SentencePieceTrainer.train(
+            input=",".join(str(p) for p in paths),
+            model_prefix=prefix,
+            model_type=settings.model_type,
+            vocab_size=settings.vocab_size,
+            character_coverage=settings.character_coverage,
+            hard_vocab_limit=settings.hard_vocab_limit,
+            input_sentence_size=settings.max_sentences,
+            shuffle_input_sentence=settings.max_sentences > 0,
+            pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
+            num_threads=os.cpu_count() or 1,
+            minloglevel=2,
+        )
+        # Rename into place only when complete, so a crash never leaves a half-written cache entry.
+        os.replace(prefix + ".model", target)
+    return SentencePieceTokenizer.load(target)
+
+
+class TokenizerPair(NamedTuple):
+    src: SentencePieceTokenizer
+    tgt: SentencePieceTokenizer
+
+    def state_dict(self) -> dict:
+        return {"src": self.src.model_proto, "tgt": self.tgt.model_proto}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "TokenizerPair":
+        src = SentencePieceTokenizer(state["src"])
+        tgt = src if state["tgt"] == state["src"] else SentencePieceTokenizer(state["tgt"])
+        return cls(src, tgt)
+
+
+def build_tokenizers(
+    src_files: Sequence[str | Path], tgt_files: Sequence[str | Path],
+    settings: TokenizerSettings, cache_dir: str | Path,
+) -> TokenizerPair:
+    """One joint model over both sides, or one model per side, as ``settings.joint`` says."""
+    if settings.joint:
+        joint = train_sentencepiece([*src_files, *tgt_files], settings, cache_dir)
+        return TokenizerPair(joint, joint)
+    return TokenizerPair(train_sentencepiece(src_files, settings, cache_dir),
+                         train_sentencepiece(tgt_files, settings, cache_dir))

@@ -1,0 +1,75 @@
+"""Checkpoints: written atomically, recognised on load, enough on their own to translate.
+
+A checkpoint holds the model weights, the composed config (to rebuild the model), the tokenizers'
+SentencePiece models, and the optimizer/scheduler/trainer state to resume training.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from seq2seq.errors import CheckpointError
+from seq2seq.tokenization import TokenizerPair
+
+FORMAT = "seq2seq-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, flushed to
+    disk, then renamed over the target, so a kill at any moment leaves the old file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint``; CheckpointError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(f"{path}: cannot read checkpoint (truncated or not a seq2seq "
+                              f"checkpoint): {type(err).__name__}: {err}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a seq2seq checkpoint (expected format {FORMAT!r})")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload['version']} is newer than "
+                              f"this seq2seq supports ({VERSION})")
+    return payload
+
+
+def build_model(model_cfg: DictConfig | dict, src_vocab_size: int, tgt_vocab_size: int) -> nn.Module:
+    """Instantiate the ``model`` config for the given vocabulary sizes."""
+    if isinstance(model_cfg, dict):
+        model_cfg = OmegaConf.create(model_cfg)
+    return instantiate(model_cfg, src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size)
+
+
+def model_from_checkpoint(payload: dict[str, Any]) -> tuple[nn.Module, TokenizerPair, DictConfig]:
+    """Rebuild the model (in eval mode), its tokenizers and its config from a loaded checkpoint."""
+    config = OmegaConf.create(payload["config"])
+    tokenizers = TokenizerPair.from_state_dict(payload["tokenizers"])
+    model = build_model(config.model, tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return model, tokenizers, config

@@ -1,0 +1,47 @@
+"""Schedules over training steps: the teacher-forcing ratio."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from seq2seq.errors import check_choice, check_range
+
+SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
+
+
+@dataclass(frozen=True)
+class TeacherForcingSchedule:
+    """Probability of feeding the reference token (rather than the model's own prediction) to
+    the decoder, as training goes on (scheduled sampling, Bengio et al., 2015, section 2.4).
+
+    constant: always ``start``. linear: from ``start`` to ``end`` over ``decay_steps``.
+    exponential: ``start * (end / start) ** (step / decay_steps)``, then ``end``.
+    inverse_sigmoid: ``end + (start - end) * k / (k + exp(step / k))`` with ``k = decay_steps / 10``.
+    """
+
+    kind: Literal["constant", "linear", "exponential", "inverse_sigmoid"] = "constant"
+    start: float = 1.0
+    end: float = 1.0
+    decay_steps: int = 10000
+
+    def __post_init__(self) -> None:
+        check_choice("trainer.teacher_forcing.kind", self.kind, SCHEDULES)
+        check_range("trainer.teacher_forcing.start", self.start, 0.0, 1.0)
+        check_range("trainer.teacher_forcing.end", self.end, 0.0, 1.0)
+        check_range("trainer.teacher_forcing.decay_steps", self.decay_steps, 1)
+
+    def ratio(self, step: int) -> float:
+        """The teacher-forcing ratio at training step ``step`` (0-based)."""
+        progress = min(step / self.decay_steps, 1.0)
+        if self.kind == "constant":
+            return self.start
+        if self.kind == "linear":
+            return self.start + (self.end - self.start) * progress
+        if self.kind == "exponential":
+            if self.start == 0.0:
+                return self.end
+            return self.start * (max(self.end, 1e-6) / self.start) ** progress
+        k = max(self.decay_steps / 10.0, 1.0)
+        return self.end + (self.start - self.end) * k / (k + math.exp(min(step / k, 700.0)))

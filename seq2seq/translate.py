@@ -1,0 +1,113 @@
+"""Translate lines with a trained model: one output line for every input line, in order."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Optional, Sequence
+
+from torch import Tensor, nn
+
+from seq2seq.data.batching import make_batch
+from seq2seq.errors import check_range
+from seq2seq.search import Hypothesis, decode
+from seq2seq.tokenization import TokenizerPair
+from seq2seq.training.checkpoint import load_checkpoint, model_from_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How to decode (the `search` config group)."""
+
+    beam: int = 5
+    length_penalty: float = 1.0    # GNMT alpha; 0 ranks by raw log-probability
+    max_length_ratio: float = 2.0  # output at most ratio x source pieces ...
+    max_length: int = 200          # ... and never more than this
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        check_range("search.beam", self.beam, 1)
+        check_range("search.batch_size", self.batch_size, 1)
+        check_range("search.max_length_ratio", self.max_length_ratio, 0.0)
+        check_range("search.max_length", self.max_length, 1)
+
+
+def translate_ids(model: nn.Module, sources: Sequence[Sequence[int]], search: SearchSettings,
+                  return_attention: bool = False) -> list[Hypothesis]:
+    """Decode id sequences (no EOS) in length-sorted batches; results come back in input order."""
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    results: list[Optional[Hypothesis]] = [None] * len(sources)
+    for start in range(0, len(order), search.batch_size):
+        chunk = order[start : start + search.batch_size]
+        batch = make_batch([sources[i] for i in chunk], None, chunk)
+        hyps = decode(model, batch.src, batch.src_len, search.beam, search.length_penalty,
+                      search.max_length_ratio, search.max_length, return_attention)
+        for i, hyp in zip(chunk, hyps):
+            results[i] = hyp
+    return results  # type: ignore[return-value]
+
+
+class Translation(NamedTuple):
+    text: str
+    src_pieces: list[str]
+    hyp_pieces: list[str]
+    score: float
+    attention: Optional[Tensor]  # [hyp pieces + EOS, src pieces + EOS]
+
+
+class Translator:
+    """Load a checkpoint once, translate lists of sentences.
+
+    >>> translator = Translator.from_checkpoint("outputs/.../checkpoints/best.pt")
+    >>> translator.translate(["we have twenty-one cats"], beam=5)
+    """
+
+    def __init__(self, model: nn.Module, tokenizers: TokenizerPair, search: SearchSettings,
+                 max_input_length: int = 250) -> None:
+        self.model, self.tokenizers, self.search = model.eval(), tokenizers, search
+        self.max_input_length = max_input_length
+        self.last_seconds = 0.0  # decoding time of the last call, model load excluded
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **search_overrides) -> "Translator":
+        """Build a translator from a checkpoint; ``search_overrides`` replace its search settings."""
+        model, tokenizers, config = model_from_checkpoint(load_checkpoint(path))
+        settings = {k: v for k, v in dict(config.get("search", {})).items() if not k.startswith("_")}
+        settings.update({k: v for k, v in search_overrides.items() if v is not None})
+        max_input = int(config.get("data", {}).get("max_length", 250))
+        return cls(model, tokenizers, SearchSettings(**settings), max_input_length=max_input)
+
+    def _encode(self, sentences: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+        ids = self.tokenizers.src.encode([s.strip() for s in sentences])
+        for number, seq in enumerate(ids, start=1):
+            if len(seq) > self.max_input_length:
+                log.warning("input line %d has %d pieces; truncated to %d", number, len(seq),
+                            self.max_input_length)
+                del seq[self.max_input_length:]
+        return ids, [i for i, seq in enumerate(ids) if seq]
+
+    def translate_detailed(self, sentences: Sequence[str], beam: Optional[int] = None,
+                           return_attention: bool = False) -> list[Translation]:
+        """Translations with their pieces, scores and (optionally) attention weights."""
+        search = self.search if beam is None else SearchSettings(
+            **{**self.search.__dict__, "beam": beam})
+        ids, nonempty = self._encode(sentences)
+        start = time.perf_counter()
+        hyps = translate_ids(self.model, [ids[i] for i in nonempty], search, return_attention)
+        self.last_seconds = time.perf_counter() - start
+        out = [Translation("", [], [], 0.0, None) for _ in sentences]
+        texts = self.tokenizers.tgt.decode([h.tokens for h in hyps])
+        for i, hyp, text in zip(nonempty, hyps, texts):
+            out[i] = Translation(text, self.tokenizers.src.id_to_piece(ids[i]),
+                                 self.tokenizers.tgt.id_to_piece(hyp.tokens), hyp.score,
+                                 hyp.attention)
+        return out
+
+    def translate(self, sentences: Sequence[str], beam: Optional[int] = None) -> list[str]:
+        """One translation per sentence; an empty or blank sentence gives an empty string."""
+        return [t.text for t in self.translate_detailed(sentences, beam)]
+
