@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.data.batching import ParallelBatches, filter_pairs
-from seq2seq.data.corpus import CorpusFiles
+from seq2seq.data.corpus import CorpusFiles, write_lines
 from seq2seq.errors import ConfigError
 from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.evaluation.report import build_report, write_report
@@ -108,7 +106,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     test = files.read(files.test)
     hypotheses = translator.translate(test.src)
     scores = score_corpus(hypotheses, test.tgt)
-    _write_lines(run_dir / f"test.hyp.{files.tgt_lang}", hypotheses)
+    write_lines(run_dir / f"test.hyp.{files.tgt_lang}", hypotheses)
     report = build_report(
         scores, str(test.tgt_path), test.src, test.tgt, hypotheses,
         source_file=str(test.src_path), checkpoint=str(best), beam=translator.search.beam,
@@ -127,8 +125,3 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
              scores.bleu_signature, test.tgt_path, run_dir / "report.md")
     return report
 
-
-def _write_lines(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)

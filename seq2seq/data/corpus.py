@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def read_lines(path: str | Path, allow_empty: bool = False) -> list[str]:
                 f"({line[err.start:err.start + 4]!r}); expected UTF-8 text"
             ) from None
         lines.append(text[:-1] if text.endswith("\r") else text)
-    if raw.endswith(b"\n"):
+    if raw.endswith(b"\n") or not raw:
         lines.pop()  # the final newline ends the last line; it does not start a new one
     if not lines and not allow_empty:
         raise DataError(f"{path}: file is empty; expected one sentence per line")
@@ -89,3 +90,13 @@ class CorpusFiles:
         if missing:
             raise DataError(f"corpus files not found: {', '.join(missing)} "
                             "(set data.root to the folder that holds them)")
+
+
+def write_lines(path: str | Path, lines: list[str]) -> Path:
+    """Write one line per item, under a temporary name renamed into place when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -47,7 +47,8 @@ def _item(rng: random.Random, max_number: int) -> tuple[str, str]:
     ceiling = rng.choice([12, 99, 999, max_number])
     n = rng.randint(1, max(1, min(ceiling, max_number)))
     if n == 1:
-        en = ["a"] + ([adjective[0]] if adjective else []) + [en_sg]
+        first = adjective[0] if adjective else en_sg
+        en = ["an" if first[0] in "aeiou" else "a"] + ([adjective[0]] if adjective else []) + [en_sg]
         de = [ARTICLE[gender]] + ([adjective[1] + ADJ_ENDING[gender]] if adjective else []) + [de_sg]
     else:
         en = [_english_number(n)] + ([adjective[0]] if adjective else []) + [en_pl]
@@ -75,7 +76,7 @@ def write_number_corpus(
     """
     root = Path(root).expanduser()
     settings = {"sizes": dict(sizes), "seed": seed, "max_items": max_items,
-                "max_number": max_number, "langs": [src_lang, tgt_lang], "version": 1}
+                "max_number": max_number, "langs": [src_lang, tgt_lang], "version": 2}
     meta = root / "corpus.json"
     if meta.is_file() and json.loads(meta.read_text()) == settings:
         return root

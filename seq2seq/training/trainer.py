@@ -151,7 +151,7 @@ class Trainer:
         if self.settings.clip_norm > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_norm)
         self.optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     # -- validation ----------------------------------------------------------------------------
     def validate(self, valid: ValidationData) -> dict[str, float]:

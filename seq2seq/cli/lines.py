@@ -1,0 +1,49 @@
+"""Line-exact text I/O for the command-line tools: every input line gives one output line."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterator, TextIO
+
+
+def read_lines(stream: BinaryIO, name: str, warn: TextIO = sys.stderr) -> Iterator[str]:
+    """Yield each line of a byte stream as text without its line ending. Bytes that are not UTF-8
+    are replaced (U+FFFD) with a warning naming the line, so the line count never changes."""
+    for number, raw in enumerate(stream, start=1):
+        raw = raw.rstrip(b"\n").rstrip(b"\r")
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            print(f"warning: {name}:{number}: invalid UTF-8 at byte {err.start}; "
+                  "undecodable bytes replaced", file=warn)
+            yield raw.decode("utf-8", errors="replace")
+
+
+class AtomicOutput:
+    """A text file written under a temporary name and renamed into place on success, so a failed
+    run never leaves a half-written output; with no path, standard output."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = Path(path) if path else None
+        self._tmp: str | None = None
+
+    def __enter__(self) -> TextIO:
+        if self.path is None:
+            return sys.stdout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        self._handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        return self._handle
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.path is None:
+            sys.stdout.flush()
+            return
+        self._handle.close()
+        if exc_type is None:
+            os.replace(self._tmp, self.path)
+        else:
+            Path(self._tmp).unlink(missing_ok=True)

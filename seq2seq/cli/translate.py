@@ -1,0 +1,60 @@
+"""``seq2seq-translate`` / ``python scripts/translate.py``: translate a text stream line by line.
+
+Reads standard input (or --input) and writes standard output (or --output): exactly one line out
+for every line in, in order; an empty or blank line gives an empty line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from itertools import islice
+from typing import Iterable, Iterator, Optional, Sequence
+
+from seq2seq.cli.lines import AtomicOutput, read_lines
+from seq2seq.errors import Seq2SeqError
+from seq2seq.translate import Translator
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="seq2seq-translate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a best.pt or last.pt file")
+    parser.add_argument("--beam", type=int, default=None,
+                        help="beam width (1 = greedy); default: the checkpoint's search.beam")
+    parser.add_argument("--batch-size", type=int, default=None, help="sentences per batch")
+    parser.add_argument("--input", default=None, help="input file (default: standard input)")
+    parser.add_argument("--output", default=None, help="output file (default: standard output)")
+    parser.add_argument("--chunk", type=int, default=1000,
+                        help="lines read before translating (1 when input is a terminal)")
+    return parser.parse_args(argv)
+
+
+def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(lines)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+    try:
+        translator = Translator.from_checkpoint(args.checkpoint, beam=args.beam,
+                                                batch_size=args.batch_size)
+        source = open(args.input, "rb") if args.input else sys.stdin.buffer
+        chunk = 1 if source.isatty() else max(1, args.chunk)
+        with source, AtomicOutput(args.output) as out:
+            for lines in chunks(read_lines(source, args.input or "<stdin>"), chunk):
+                for text in translator.translate(lines):
+                    out.write(text.replace("\n", " ") + "\n")
+                out.flush()
+    except (Seq2SeqError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Every option of every config group composes, and what it describes instantiates."""
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from seq2seq.errors import ConfigError
+from seq2seq.pipeline import tokenizer_settings
+from seq2seq.training.checkpoint import build_model
+from seq2seq.translate import SearchSettings
+from tests.conftest import CONF, compose_train
+
+GROUPS = ["data", "tokenizer", "model", "model/encoder", "model/decoder", "trainer", "search",
+          "paths", "experiment"]
+OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
+
+
+def build_everything(cfg) -> None:
+    model = build_model(cfg.model, 37, 41)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    instantiate(cfg.trainer)
+    SearchSettings(**cfg.search)
+    tokenizer_settings(cfg.tokenizer)
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_builds(group, option):
+    cfg = compose_train([f"{group}={option}", "trainer=smoke"] if group != "trainer"
+                        else [f"{group}={option}"])
+    build_everything(cfg)
+
+
+def test_default_config_builds():
+    cfg = compose_train([])
+    assert cfg.data.generator is not None  # the default needs no files
+    build_everything(cfg)
+
+
+@pytest.mark.parametrize("attention", ["none", "bahdanau", "luong"])
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_cell_and_attention_are_keys(cell, attention):
+    cfg = compose_train([f"model.encoder.cell={cell}", f"model.decoder.cell={cell}",
+                         f"model.attention={attention}"])
+    model = build_model(cfg.model, 37, 41)
+    assert model.encoder.cell == cell and (model.decoder.attention is None) == (attention == "none")
+
+
+@pytest.mark.parametrize("override,match", [
+    ("model.encoder.cell=transformer", "model.encoder.cell"),
+    ("model.attention=dot", "model.attention"),
+    ("model.decoder.dropout=-0.5", "model.decoder.dropout"),
+])
+def test_bad_model_options_are_named(override, match):
+    cfg = compose_train([override])
+    with pytest.raises(Exception) as err:
+        build_model(cfg.model, 37, 41)
+    assert isinstance(err.value.__cause__ or err.value, ConfigError) or match in str(err.value)
+    assert match in str(err.value)
+
+
+def test_bad_search_and_tokenizer_options_are_named():
+    with pytest.raises(ConfigError, match="search.beam=0"):
+        SearchSettings(**compose_train(["search.beam=0"]).search)
+    with pytest.raises(ConfigError, match="tokenizer.vocab_size=2"):
+        tokenizer_settings(compose_train(["tokenizer.vocab_size=2"]).tokenizer)
+    with pytest.raises(ConfigError, match="trainer.teacher_forcing.kind"):
+        instantiate(compose_train(["trainer.teacher_forcing.kind=cosine"]).trainer)
+
+
+def test_conf_tree_has_no_stray_files():
+    assert all(p.suffix == ".yaml" for p in Path(CONF).rglob("*") if p.is_file())

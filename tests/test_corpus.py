@@ -1,0 +1,87 @@
+import gzip
+
+import pytest
+
+from seq2seq.data.corpus import CorpusFiles, read_lines, read_parallel, write_lines
+from seq2seq.data.download import download_multi30k
+from seq2seq.data.synthetic import make_pair, write_number_corpus
+from seq2seq.errors import DataError
+
+
+def test_missing_file_named(tmp_path):
+    with pytest.raises(DataError, match=r"missing\.en: file not found"):
+        read_lines(tmp_path / "missing.en")
+
+
+def test_unequal_line_counts_name_both_files_and_counts(tmp_path):
+    (tmp_path / "a.en").write_text("one\ntwo\nthree\n")
+    (tmp_path / "a.de").write_text("eins\nzwei\n")
+    with pytest.raises(DataError) as err:
+        read_parallel(tmp_path / "a.en", tmp_path / "a.de")
+    message = str(err.value)
+    assert "a.en has 3 lines" in message and "a.de has 2" in message
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path):
+    (tmp_path / "bad.en").write_bytes(b"fine\nalso fine\nbroken \xff\xfe here\n")
+    with pytest.raises(DataError, match=r"bad\.en:3: invalid UTF-8"):
+        read_lines(tmp_path / "bad.en")
+
+
+def test_empty_file_is_an_error(tmp_path):
+    (tmp_path / "empty.en").write_bytes(b"")
+    with pytest.raises(DataError, match="empty.en: file is empty"):
+        read_lines(tmp_path / "empty.en")
+
+
+def test_windows_line_endings_and_missing_final_newline(tmp_path):
+    (tmp_path / "crlf.en").write_bytes(b"one\r\ntwo\r\n\r\nfour")
+    assert read_lines(tmp_path / "crlf.en") == ["one", "two", "", "four"]
+
+
+def test_check_exist_lists_every_missing_file(tmp_path):
+    (tmp_path / "train.en").write_text("x\n")
+    files = CorpusFiles(tmp_path, "en", "de")
+    with pytest.raises(DataError) as err:
+        files.check_exist()
+    assert "train.de" in str(err.value) and "test.en" in str(err.value)
+    assert "train.en," not in str(err.value)
+
+
+def test_write_lines_round_trip(tmp_path):
+    path = write_lines(tmp_path / "out.txt", ["a", "", "c"])
+    assert read_lines(path) == ["a", "", "c"]
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_number_corpus_is_deterministic_and_held_out(tmp_path):
+    sizes = {"train": 200, "valid": 20, "test": 20}
+    first = write_number_corpus(tmp_path / "a", sizes, seed=5)
+    second = write_number_corpus(tmp_path / "b", sizes, seed=5)
+    for split in sizes:
+        for lang in ("en", "de"):
+            assert (first / f"{split}.{lang}").read_text() == (second / f"{split}.{lang}").read_text()
+    train = set(read_lines(first / "train.en"))
+    assert not train & set(read_lines(first / "test.en"))
+    assert len(read_lines(first / "valid.de")) == 20
+
+
+def test_number_pairs_need_reordering():
+    import random
+    pairs = [make_pair(random.Random(i)) for i in range(200)]
+    assert any("twenty-one" in en and "einundzwanzig" in de for en, de in pairs) or \
+        any("-" in en and "und" in de for en, de in pairs)
+
+
+def test_download_multi30k_from_local_url(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    for split in ("train", "val", "test_2016_flickr"):
+        for lang in ("en", "de"):
+            with gzip.open(served / f"{split}.{lang}.gz", "wt", encoding="utf-8") as handle:
+                handle.write(f"{split} {lang} line\n")
+    root = download_multi30k(tmp_path / "cache", url=served.as_uri() + "/{name}.gz")
+    assert read_lines(root / "val.de") == ["val de line"]
+    with pytest.raises(DataError, match="could not download"):
+        download_multi30k(tmp_path / "cache2", url=served.as_uri() + "/nothing-{name}.gz")
+    assert not list((tmp_path / "cache2").iterdir())  # nothing half-written

@@ -1,0 +1,141 @@
+"""Encoder, attention and decoder on tiny tensors (vocab 11, E 4, H 3, B 2, S 5)."""
+
+import itertools
+
+import pytest
+import torch
+
+from seq2seq.errors import ConfigError
+from seq2seq.models.attention import BahdanauAttention, LuongAttention
+from seq2seq.models.decoder import RNNDecoder
+from seq2seq.models.encoder import RNNEncoder
+from seq2seq.models.encoder_decoder import EncoderDecoder
+from seq2seq.tokenization import PAD
+
+V, E, H = 11, 4, 3
+
+
+def tiny_model(cell="gru", attention="bahdanau", bidirectional=True, input_feeding=False,
+               layers=1, tie=False) -> EncoderDecoder:
+    torch.manual_seed(0)
+    encoder = lambda vocab_size: RNNEncoder(vocab_size, cell, E, H, layers, bidirectional, 0.0)  # noqa
+    decoder = lambda vocab_size, context_size, attention: RNNDecoder(  # noqa: E731
+        vocab_size, context_size, cell, E, 5, layers, 0.0, attention, input_feeding, True, tie)
+    return EncoderDecoder(encoder, decoder, V, V, attention).eval()
+
+
+@pytest.mark.parametrize("cell,bidirectional,layers",
+                         list(itertools.product(["rnn", "gru", "lstm"], [False, True], [1, 2])))
+def test_encoder_shapes(cell, bidirectional, layers):
+    encoder = RNNEncoder(V, cell, E, H, layers, bidirectional, 0.1)
+    src = torch.tensor([[4, 5, 6, 7, 3], [8, 9, 3, PAD, PAD]])
+    out = encoder(src, torch.tensor([5, 3]))
+    dirs = 2 if bidirectional else 1
+    assert out.states.shape == (2, 5, H * dirs)
+    assert out.final.shape == (layers, 2, H * dirs)
+    assert encoder.output_size == H * dirs
+    assert out.mask.tolist() == [[True] * 5, [True] * 3 + [False] * 2]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padding_does_not_change_encoding(cell, bidirectional):
+    encoder = RNNEncoder(V, cell, E, H, 2, bidirectional, 0.0).eval()
+    alone = encoder(torch.tensor([[8, 9, 3]]), torch.tensor([3]))
+    padded = encoder(torch.tensor([[4, 5, 6, 7, 3], [8, 9, 3, PAD, PAD]]), torch.tensor([5, 3]))
+    torch.testing.assert_close(padded.states[1, :3], alone.states[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(padded.final[:, 1], alone.final[:, 0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("attention", ["none", "bahdanau", "luong"])
+@pytest.mark.parametrize("input_feeding", [False, True])
+def test_padding_does_not_change_decoder_logits(attention, input_feeding):
+    model = tiny_model(attention=attention, input_feeding=input_feeding)
+    tgt_in = torch.tensor([[2, 5, 6], [2, 7, 8]])
+    alone = model(torch.tensor([[8, 9, 3]]), torch.tensor([3]), tgt_in[1:]).logits
+    padded = model(torch.tensor([[4, 5, 6, 7, 3], [8, 9, 3, PAD, PAD]]), torch.tensor([5, 3]),
+                   tgt_in).logits
+    torch.testing.assert_close(padded[1], alone[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [BahdanauAttention, LuongAttention])
+def test_attention_weights_sum_to_one_and_skip_padding(cls):
+    torch.manual_seed(1)
+    attention = cls(query_size=H, key_size=2 * H, hidden_size=H)
+    states = torch.randn(2, 5, 2 * H)
+    mask = torch.tensor([[True] * 5, [True] * 2 + [False] * 3])
+    context, weights = attention(torch.randn(2, 4, H), attention.project_keys(states), states, mask)
+    assert weights.shape == (2, 4, 5) and context.shape == (2, 4, 2 * H)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4))
+    assert torch.all(weights[1, :, 2:] == 0)
+    assert torch.all(weights[1, :, :2] > 0)
+
+
+def test_whole_target_path_equals_step_by_step():
+    """The fused teacher-forced unroll (one RNN call) gives the same logits as stepping."""
+    model = tiny_model(attention="bahdanau")
+    src, src_len = torch.tensor([[4, 5, 6, 3]]), torch.tensor([4])
+    tgt_in = torch.tensor([[2, 7, 8, 9]])
+    fused = model(src, src_len, tgt_in).logits
+    memory, state = model.encode(src, src_len)
+    steps = []
+    for t in range(tgt_in.size(1)):
+        out = model.decoder.step(tgt_in[:, t], state, memory)
+        steps.append(out.logits)
+        state = out.state
+    torch.testing.assert_close(fused, torch.stack(steps, 1), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("input_feeding", [False, True])
+def test_teacher_forcing_ratio_one_feeds_the_reference(input_feeding):
+    model = tiny_model(input_feeding=input_feeding)
+    src, src_len = torch.tensor([[4, 5, 6, 3]]), torch.tensor([4])
+    a = model(src, src_len, torch.tensor([[2, 7, 8, 9]]), 1.0).logits
+    b = model(src, src_len, torch.tensor([[2, 7, 5, 9]]), 1.0).logits
+    torch.testing.assert_close(a[:, :2], b[:, :2])   # same inputs up to step 1
+    assert not torch.allclose(a[:, 2], b[:, 2])      # step 2 reads the changed reference
+
+
+@pytest.mark.parametrize("input_feeding", [False, True])
+def test_teacher_forcing_ratio_zero_feeds_own_predictions(input_feeding):
+    model = tiny_model(input_feeding=input_feeding)
+    src, src_len = torch.tensor([[4, 5, 6, 3]]), torch.tensor([4])
+    a = model(src, src_len, torch.tensor([[2, 7, 8, 9]]), 0.0).logits
+    b = model(src, src_len, torch.tensor([[2, 10, 5, 4]]), 0.0).logits
+    torch.testing.assert_close(a, b)  # only BOS is read from the reference
+    # ... and what is read instead is the argmax of the previous step, as greedy decoding does.
+    memory, state = model.encode(src, src_len)
+    prev = torch.tensor([2])
+    for t in range(4):
+        out = model.decoder.step(prev, state, memory)
+        torch.testing.assert_close(out.logits, a[:, t])
+        prev, state = out.logits.argmax(-1), out.state
+
+
+def test_tied_embeddings_share_the_weight():
+    model = tiny_model(tie=True)
+    assert model.decoder.output_layer.weight is model.decoder.embedding.weight
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_every_cell_trains(cell):
+    model = tiny_model(cell=cell, layers=2).train()
+    src, src_len = torch.tensor([[4, 5, 6, 3], [7, 3, 0, 0]]), torch.tensor([4, 2])
+    logits = model(src, src_len, torch.tensor([[2, 7, 8], [2, 9, 0]])).logits
+    assert logits.shape == (2, 3, V)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
+
+
+@pytest.mark.parametrize("option,value,match", [
+    ("cell", "transformer", "model.encoder.cell"), ("dropout", -0.1, "model.encoder.dropout"),
+    ("num_layers", 0, "model.encoder.num_layers")])
+def test_bad_encoder_options_name_the_option(option, value, match):
+    kwargs = {"vocab_size": V, "cell": "gru", "dropout": 0.1, "num_layers": 1, option: value}
+    with pytest.raises(ConfigError, match=match):
+        RNNEncoder(**kwargs)
+
+
+def test_unknown_attention_names_the_option():
+    with pytest.raises(ConfigError, match="model.attention='dot-product'"):
+        RNNDecoder(V, 6, attention="dot-product")

@@ -1,0 +1,122 @@
+"""End to end: a few training steps on a tiny generated corpus, then translate and evaluate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seq2seq.data.corpus import read_lines
+from seq2seq.pipeline import run_training
+from seq2seq.training.metrics_log import read_metrics
+from seq2seq.translate import Translator
+from tests.conftest import ROOT, compose_train
+
+TINY_MODEL = ["model.encoder.embedding_dim=16", "model.encoder.hidden_size=16",
+              "model.decoder.embedding_dim=16", "model.decoder.hidden_size=24"]
+
+
+def tiny_overrides(tmp: Path) -> list[str]:
+    return ["trainer=smoke", f"paths.cache_dir={tmp / 'cache'}", f"data.root={tmp / 'numbers'}",
+            "data.generator.sizes.train=300", "data.generator.sizes.valid=16",
+            "data.generator.sizes.test=12", "data.vocab_size=90", "search.beam=3", *TINY_MODEL]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("smoke")
+    run_dir = tmp / "run"
+    cfg = compose_train(tiny_overrides(tmp) + ["trainer.max_steps=12", "trainer.lr=0.01"])
+    run_training(cfg, run_dir)
+    return run_dir
+
+
+def run_cli(script: str, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args], input=stdin,
+                          capture_output=True, timeout=300, cwd=ROOT)
+
+
+def test_run_folder_holds_checkpoints_metrics_and_report(trained_run):
+    for name in ["checkpoints/best.pt", "checkpoints/last.pt", "metrics.csv", "report.md",
+                 "report.json", "learning_curve.png"]:
+        assert (trained_run / name).is_file(), name
+    report = json.loads((trained_run / "report.json").read_text())
+    for key in ["bleu", "chrf", "signature", "test_set", "num_params", "train_seconds",
+                "train_tokens_per_second"]:
+        assert key in report, key
+    assert report["num_params"] > 0 and report["train_tokens_per_second"] > 0
+    assert "nrefs:1" in report["signature"] and report["num_sentences"] == 12
+    assert "| BLEU |" in (trained_run / "report.md").read_text()
+    train_rows = [r for r in read_metrics(trained_run / "metrics.csv") if r["split"] == "train"]
+    assert float(train_rows[-1]["loss"]) < float(train_rows[0]["loss"])  # the loss fell
+
+
+def test_translate_tool_keeps_lines_aligned(trained_run):
+    ckpt = str(trained_run / "checkpoints" / "best.pt")
+    lines = ["we have two cats", "", "   ", "i see a red dog and nine new books", "x" * 2000]
+    result = run_cli("translate.py", "--checkpoint", ckpt, "--beam", "2",
+                     stdin=("\n".join(lines) + "\n").encode())
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode().split("\n")
+    assert out[-1] == "" and len(out) - 1 == len(lines)
+    assert out[1] == "" and out[2] == ""
+    # The Python API gives the same translations.
+    translator = Translator.from_checkpoint(ckpt, beam=2)
+    assert translator.translate(lines[:2]) == out[:2]
+
+
+def test_translate_tool_files_and_bad_bytes(trained_run, tmp_path):
+    ckpt = str(trained_run / "checkpoints" / "last.pt")
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"two cats\r\n\xff\xfe broken\nlast line without newline")
+    out = tmp_path / "out.txt"
+    result = run_cli("translate.py", "--checkpoint", ckpt, "--input", str(src), "--output", str(out))
+    assert result.returncode == 0, result.stderr.decode()
+    assert "in.txt:2: invalid UTF-8" in result.stderr.decode()
+    assert len(out.read_text().splitlines()) == 3
+
+
+def test_translate_tool_rejects_a_bad_checkpoint(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    out = tmp_path / "out.txt"
+    result = run_cli("translate.py", "--checkpoint", str(bad), "--output", str(out), stdin=b"a\n")
+    assert result.returncode == 2
+    assert "bad.pt: cannot read checkpoint" in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode() and not out.exists()
+
+
+def test_evaluate_tool_with_checkpoint_and_with_hypotheses(trained_run, tmp_path):
+    report = json.loads((trained_run / "report.json").read_text())
+    src, ref = report["source_file"], report["test_set"]
+    result = run_cli("evaluate.py", "--checkpoint", str(trained_run / "checkpoints" / "best.pt"),
+                     "--src", src, "--ref", ref, "--beam", "3", "--report-dir", str(tmp_path / "a"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert "BLEU = " in result.stdout.decode() and "nrefs:1" in result.stdout.decode()
+    scored = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert scored["bleu"] == pytest.approx(report["bleu"])  # same checkpoint, same beam
+
+    hyp = trained_run / "test.hyp.de"
+    result = run_cli("evaluate.py", "--hyp", str(hyp), "--ref", ref, "--report-dir",
+                     str(tmp_path / "b"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads((tmp_path / "b" / "report.json").read_text())["bleu"] == scored["bleu"]
+    assert len(read_lines(hyp)) == 12
+
+
+def test_train_script_is_a_hydra_app(tmp_path):
+    run_dir = tmp_path / "hydra_run"
+    result = run_cli("train.py", *tiny_overrides(tmp_path), f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert "BLEU" in result.stdout.decode()
+    assert (run_dir / "report.json").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+
+
+def test_train_script_reports_bad_data_clearly(tmp_path):
+    result = run_cli("train.py", "data=multi30k", f"data.root={tmp_path / 'nowhere'}",
+                     f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode != 0
+    assert "nowhere/train.en" in result.stderr.decode() + result.stdout.decode()
