@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from seq2seq.config import build
 from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.data.batching import ParallelBatches, filter_pairs
@@ -59,7 +59,7 @@ def prepare(cfg: DictConfig) -> tuple[CorpusFiles, TokenizerPair]:
     data_options = {k: cfg.data[k] for k in ("root", "src_lang", "tgt_lang", "train", "valid",
                                               "test", "download", "download_dir")
                     if k in cfg.data}
-    files = instantiate({"_target_": "seq2seq.data.sources.prepare_corpus", **data_options,
+    files = build({"_target_": "seq2seq.data.sources.prepare_corpus", **data_options,
                          "generator": cfg.data.get("generator"),
                          "downloader": cfg.data.get("downloader")})
     src_train, tgt_train = files.pair(files.train)
@@ -76,7 +76,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     seed_everything(cfg.seed)
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
-    settings: TrainerSettings = instantiate(cfg.trainer)
+    settings: TrainerSettings = build(cfg.trainer)
     search = SearchSettings(**{k: v for k, v in cfg.search.items() if not k.startswith("_")})
 
     files, tokenizers = prepare(cfg)

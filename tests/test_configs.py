@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from hydra.utils import instantiate
+from seq2seq.config import build
 from omegaconf import OmegaConf
 
 from seq2seq.errors import ConfigError
@@ -20,7 +20,7 @@ OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / gro
 def build_everything(cfg) -> None:
     model = build_model(cfg.model, 37, 41)
     assert sum(p.numel() for p in model.parameters()) > 0
-    instantiate(cfg.trainer)
+    build(cfg.trainer)
     SearchSettings(**cfg.search)
     tokenizer_settings(cfg.tokenizer)
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
@@ -55,10 +55,14 @@ def test_cell_and_attention_are_keys(cell, attention):
 ])
 def test_bad_model_options_are_named(override, match):
     cfg = compose_train([override])
-    with pytest.raises(Exception) as err:
+    with pytest.raises(ConfigError, match=match):
         build_model(cfg.model, 37, 41)
-    assert isinstance(err.value.__cause__ or err.value, ConfigError) or match in str(err.value)
-    assert match in str(err.value)
+
+
+def test_misspelt_key_is_a_config_error_naming_it():
+    cfg = compose_train(["+model.encoder.hiden_size=5"])
+    with pytest.raises(ConfigError, match="hiden_size"):
+        build_model(cfg.model, 37, 41)
 
 
 def test_bad_search_and_tokenizer_options_are_named():
@@ -67,7 +71,7 @@ def test_bad_search_and_tokenizer_options_are_named():
     with pytest.raises(ConfigError, match="tokenizer.vocab_size=2"):
         tokenizer_settings(compose_train(["tokenizer.vocab_size=2"]).tokenizer)
     with pytest.raises(ConfigError, match="trainer.teacher_forcing.kind"):
-        instantiate(compose_train(["trainer.teacher_forcing.kind=cosine"]).trainer)
+        build(compose_train(["trainer.teacher_forcing.kind=cosine"]).trainer)
 
 
 def test_conf_tree_has_no_stray_files():

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from seq2seq.config import build
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -62,7 +62,7 @@ def build_model(model_cfg: DictConfig | dict, src_vocab_size: int, tgt_vocab_siz
     """Instantiate the ``model`` config for the given vocabulary sizes."""
     if isinstance(model_cfg, dict):
         model_cfg = OmegaConf.create(model_cfg)
-    return instantiate(model_cfg, src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size)
+    return build(model_cfg, src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size)
 
 
 def model_from_checkpoint(payload: dict[str, Any]) -> tuple[nn.Module, TokenizerPair, DictConfig]:
