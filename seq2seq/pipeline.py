@@ -15,8 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from seq2seq.data.batching import ParallelBatches, filter_pairs
 from seq2seq.data.corpus import CorpusFiles, write_lines
 from seq2seq.errors import ConfigError
-from seq2seq.evaluation.bleu import score_corpus
-from seq2seq.evaluation.report import build_report, write_report
+from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
 from seq2seq.tokenization import TokenizerPair, TokenizerSettings, build_tokenizers
 from seq2seq.training.checkpoint import build_model
@@ -105,23 +104,29 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     translator = Translator.from_checkpoint(best)
     test = files.read(files.test)
     hypotheses = translator.translate(test.src)
-    scores = score_corpus(hypotheses, test.tgt)
-    write_lines(run_dir / f"test.hyp.{files.tgt_lang}", hypotheses)
-    report = build_report(
-        scores, str(test.tgt_path), test.src, test.tgt, hypotheses,
-        source_file=str(test.src_path), checkpoint=str(best), beam=translator.search.beam,
+    decode_seconds = translator.last_seconds
+    hyp_file = write_lines(run_dir / f"test.hyp.{files.tgt_lang}", hypotheses)
+    report_cfg = cfg.report
+    attention = translator.translate_detailed(test.src[: report_cfg.attention_plots],
+                                              return_attention=True)
+    data_files = {str(path): line_count(path)
+                  for split in (files.train, files.valid, files.test) for path in files.pair(split)}
+    report = evaluation_report(
+        test.src, test.tgt, hypotheses, run_dir, str(test.tgt_path), attention=attention,
+        n_bootstrap=report_cfg.bootstrap_resamples, samples=report_cfg.samples,
+        html=report_cfg.html,
+        source_file=str(test.src_path), hypothesis_file=hyp_file.name, checkpoint=str(best), beam=translator.search.beam,
         num_params=count_parameters(model), train_seconds=round(state.train_seconds, 1),
         train_tokens=state.train_tokens,
         train_tokens_per_second=round(state.train_tokens / max(state.train_seconds, 1e-9), 1),
         steps=state.step, best_step=state.best_step, best_valid_bleu=state.best_bleu,
-        stop_reason=state.stop_reason, train_pairs=len(src_ids), train_file=str(train.src_path),
-        decode_seconds=round(translator.last_seconds, 2),
-        decode_sentences_per_second=round(len(test) / max(translator.last_seconds, 1e-9), 1),
+        stop_reason=state.stop_reason, train_pairs=len(src_ids),
+        decode_seconds=round(decode_seconds, 2),
+        decode_sentences_per_second=round(len(test) / max(decode_seconds, 1e-9), 1),
         learning_curve="learning_curve.png", overrides=list(overrides or []),
-        vocab_size=tokenizers.tgt.vocab_size, seed=cfg.seed,
+        vocab_size=tokenizers.tgt.vocab_size, seed=cfg.seed, data_files=data_files,
     )
-    write_report(report, run_dir)
-    log.info("Test BLEU %.2f, chrF %.2f (%s) on %s; report in %s", scores.bleu, scores.chrf,
-             scores.bleu_signature, test.tgt_path, run_dir / "report.md")
+    log.info("Test BLEU %.2f, chrF %.2f (%s) on %s; report in %s", report["bleu"], report["chrf"],
+             report["bleu_signature"], test.tgt_path, run_dir / "report.md")
     return report
 

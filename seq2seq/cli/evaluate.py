@@ -4,8 +4,9 @@ Either translate a source file with a checkpoint and score the output
     --checkpoint PATH --src F --ref F [--beam N]
 or score an existing output
     --hyp F --ref F
-and print BLEU and chrF with their sacrebleu signatures; report.md and report.json go to
---report-dir (default: the current folder).
+Prints BLEU, chrF and TER with their sacrebleu signatures and 95% bootstrap intervals, and writes
+report.md and report.json (and report.html with --html) into --report-dir. With --baseline (a
+second system's output file, or a checkpoint that translates --src), adds a paired bootstrap test.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from typing import Optional, Sequence
 
 from seq2seq.data.corpus import read_lines, write_lines
 from seq2seq.errors import DataError, Seq2SeqError
-from seq2seq.evaluation.bleu import score_corpus
-from seq2seq.evaluation.report import build_report, write_report
+from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
 from seq2seq.translate import Translator
 
@@ -27,51 +27,76 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="seq2seq-evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="translate --src with this checkpoint")
-    parser.add_argument("--src", help="source sentences, one per line (with --checkpoint)")
+    parser.add_argument("--src", help="source sentences, one per line")
     parser.add_argument("--hyp", help="translations to score, one per line (instead of --checkpoint)")
     parser.add_argument("--ref", required=True, help="reference translations, one per line")
-    parser.add_argument("--beam", type=int, default=None, help="beam width (with --checkpoint)")
-    parser.add_argument("--report-dir", default=".", help="where report.md/report.json go")
+    parser.add_argument("--baseline", help="a second system: its output file, or a checkpoint (.pt)")
+    parser.add_argument("--beam", type=int, default=None, help="beam width (with checkpoints)")
+    parser.add_argument("--report-dir", default=".", help="where the report files go")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--attention-plots", type=int, default=3,
+                        help="attention heatmaps for the first N sentences (with --checkpoint)")
+    parser.add_argument("--html", action="store_true", help="also write a self-contained report.html")
     args = parser.parse_args(argv)
     if bool(args.checkpoint) == bool(args.hyp):
         parser.error("give either --checkpoint with --src, or --hyp")
     if args.checkpoint and not args.src:
         parser.error("--checkpoint needs --src")
+    if args.baseline and args.baseline.endswith(".pt") and not args.src:
+        parser.error("a baseline checkpoint needs --src to translate")
     return args
+
+
+def read_aligned(path: str, references: list[str], what: str) -> list[str]:
+    lines = read_lines(path, allow_empty=True)
+    if len(lines) != len(references):
+        raise DataError(f"line counts differ: {what} {path} has {len(lines)} lines, "
+                        f"the references have {len(references)}")
+    return lines
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
         references = read_lines(args.ref, allow_empty=True)
-        facts: dict = {}
+        sources = read_aligned(args.src, references, "--src") if args.src else [""] * len(references)
+        facts: dict = {"data_files": {p: line_count(p) for p in (args.src, args.ref, args.hyp)
+                                      if p}}
+        attention: list = []
         if args.checkpoint:
             translator = Translator.from_checkpoint(args.checkpoint, beam=args.beam)
-            sources = read_lines(args.src, allow_empty=True)
-            if len(sources) != len(references):
-                raise DataError(f"line counts differ: {args.src} has {len(sources)} lines, "
-                                f"{args.ref} has {len(references)}")
             hypotheses = translator.translate(sources)
-            facts = {"checkpoint": args.checkpoint, "source_file": args.src,
-                     "beam": translator.search.beam,
-                     "num_params": count_parameters(translator.model),
-                     "decode_seconds": round(translator.last_seconds, 2)}
+            attention = translator.translate_detailed(sources[: args.attention_plots],
+                                                      return_attention=True)
+            facts.update(checkpoint=args.checkpoint, beam=translator.search.beam,
+                         num_params=count_parameters(translator.model),
+                         decode_seconds=round(translator.last_seconds, 2))
             hyp_path = write_lines(Path(args.report_dir) / "hypotheses.txt", hypotheses)
             facts["hypothesis_file"] = str(hyp_path)
         else:
-            hypotheses = read_lines(args.hyp, allow_empty=True)
-            sources = [""] * len(hypotheses)
-            facts = {"hypothesis_file": args.hyp}
-        scores = score_corpus(hypotheses, references)
-        report = build_report(scores, args.ref, sources, references, hypotheses, **facts)
-        json_path, md_path = write_report(report, args.report_dir)
+            hypotheses = read_aligned(args.hyp, references, "--hyp")
+            facts["hypothesis_file"] = args.hyp
+        baseline = None
+        if args.baseline and args.baseline.endswith(".pt"):
+            baseline = Translator.from_checkpoint(args.baseline, beam=args.beam).translate(sources)
+        elif args.baseline:
+            baseline = read_aligned(args.baseline, references, "--baseline")
+        report = evaluation_report(
+            sources, references, hypotheses, args.report_dir, args.ref, baseline=baseline,
+            baseline_name=args.baseline or "baseline", attention=attention,
+            n_bootstrap=args.bootstrap, html=args.html, **facts)
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"BLEU = {scores.bleu:.2f}  {scores.bleu_signature}")
-    print(f"chrF = {scores.chrf:.2f}  {scores.chrf_signature}")
-    print(f"BLEU (lowercased) = {scores.bleu_lc:.2f}  {scores.bleu_lc_signature}")
-    print(f"report: {md_path} {json_path}")
+    for name, key in (("BLEU", "bleu"), ("chrF", "chrf"), ("TER", "ter")):
+        interval = report.get(f"{key}_ci")
+        ci = f" (95% CI {interval[0]:.2f}-{interval[1]:.2f})" if interval else ""
+        print(f"{name} = {report[key]:.2f}{ci}  {report[f'{key}_signature']}")
+    print(f"BLEU (lowercased) = {report['bleu_lc']:.2f}  {report['bleu_lc_signature']}")
+    for result in report.get("baseline", {}).get("results", []):
+        print(f"vs baseline: {result['metric']} {result['system']:.2f} vs {result['baseline']:.2f}, "
+              f"p = {result['p_value']:.4f}{' (significant)' if result['significant'] else ''}")
+    print(f"report: {Path(args.report_dir) / 'report.md'}")
     return 0
 
 

@@ -1,4 +1,10 @@
-"""Evaluation reports: ``report.json`` (every figure) and ``report.md`` (renders on GitHub)."""
+"""Evaluation reports: ``report.json`` (every figure), ``report.md`` (renders on GitHub, images
+linked) and optionally a self-contained ``report.html``.
+
+Sections: scores with signatures and 95% bootstrap intervals; a paired bootstrap test against a
+baseline; BLEU by source length (table and chart); attention heatmaps; best and worst sentences
+by chrF; run facts; library versions.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,13 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
-from seq2seq.evaluation.bleu import Scores
+from seq2seq.evaluation.analysis import best_and_worst, bleu_by_length
+from seq2seq.evaluation.bleu import score_corpus
+from seq2seq.evaluation.plots import plot_attention, plot_length_buckets
+from seq2seq.evaluation.render import render_html, render_markdown
+from seq2seq.evaluation.significance import paired_bootstrap
 
 
 def library_versions() -> dict[str, str]:
@@ -24,14 +34,46 @@ def library_versions() -> dict[str, str]:
             "hydra": hydra.__version__, "python": platform.python_version()}
 
 
-def build_report(scores: Scores, test_set: str, sources: Sequence[str], references: Sequence[str],
-                 hypotheses: Sequence[str], samples: int = 5, **facts: Any) -> dict[str, Any]:
-    """The report as a dict: scores with signatures, run facts, and a few sample translations."""
+def line_count(path: str | Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(1 for _ in handle)
+
+
+def evaluation_report(sources: Sequence[str], references: Sequence[str],
+                      hypotheses: Sequence[str], report_dir: str | Path, test_set: str, *,
+                      baseline: Optional[Sequence[str]] = None, baseline_name: str = "baseline",
+                      attention: Sequence = (), n_bootstrap: int = 1000, samples: int = 5,
+                      html: bool = False, **facts: Any) -> dict[str, Any]:
+    """Score ``hypotheses``, analyse them, and write the report files into ``report_dir``.
+
+    ``sources`` may be empty strings when only outputs are scored (then lengths are those of the
+    references). ``attention`` holds ``Translation`` values with attention weights to plot.
+    Extra keyword arguments are run facts, shown as they are.
+    """
+    folder = Path(report_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    scores = score_corpus(hypotheses, references, n_bootstrap)
     report: dict[str, Any] = {**scores.as_dict(), "signature": scores.bleu_signature,
-                              "test_set": test_set, **facts}
-    report["samples"] = [{"source": s, "reference": r, "hypothesis": h}
-                         for s, r, h in list(zip(sources, references, hypotheses))[:samples]]
+                              "test_set": test_set, "bootstrap_resamples": n_bootstrap, **facts}
+    have_sources = any(s.strip() for s in sources)
+    lengths_of = sources if have_sources else references
+    report["length_by"] = "source" if have_sources else "reference"
+    report["bleu_by_length"] = bleu_by_length(lengths_of, hypotheses, references)
+    report["bleu_by_length_png"] = plot_length_buckets(
+        report["bleu_by_length"], folder / "bleu_by_length.png").name
+    report["samples"] = best_and_worst(sources, hypotheses, references, samples)
+    if baseline is not None:
+        report["baseline"] = {"name": baseline_name, "results": [
+            {**r.__dict__, "significant": r.significant}
+            for r in paired_bootstrap(hypotheses, baseline, references, n_bootstrap or 1000)]}
+    report["attention_plots"] = []
+    for i, example in enumerate(t for t in attention if t.attention is not None):
+        png = plot_attention(example.src_pieces + ["</s>"], example.hyp_pieces + ["</s>"],
+                             example.attention, folder / f"attention_{i + 1}.png")
+        report["attention_plots"].append({"png": png.name, "source": " ".join(example.src_pieces),
+                                          "hypothesis": example.text})
     report["versions"] = library_versions()
+    write_report(report, folder, html)
     return report
 
 
@@ -42,53 +84,14 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    lines = ["# Evaluation report", "",
-             f"Test set: `{report['test_set']}` ({report['num_sentences']} sentences)", "",
-             "| metric | score | signature |", "|---|---:|---|",
-             f"| BLEU | {report['bleu']:.2f} | `{report['bleu_signature']}` |",
-             f"| chrF | {report['chrf']:.2f} | `{report['chrf_signature']}` |",
-             f"| BLEU, lowercased | {report['bleu_lc']:.2f} | `{report['bleu_lc_signature']}` |",
-             "", f"BLEU detail: `{report['bleu_detail']}`", "",
-             "BLEU and chrF are sacrebleu scores on detokenized text against the raw references.", ""]
-    facts = {k: v for k, v in report.items() if k not in _SCORE_KEYS and
-             not isinstance(v, (dict, list))}
-    if facts:
-        lines += ["## Run", "", "| fact | value |", "|---|---|"]
-        lines += [f"| {k} | {_cell(v)} |" for k, v in facts.items()]
-        lines.append("")
-    if report.get("overrides"):
-        lines += ["Config overrides: " + " ".join(f"`{o}`" for o in report["overrides"]), ""]
-    if report.get("learning_curve"):
-        lines += ["## Learning curve", "", f"![learning curve]({report['learning_curve']})", ""]
-    if report.get("samples"):
-        lines += ["## Sample translations", ""]
-        for i, sample in enumerate(report["samples"], start=1):
-            lines += [f"{i}. source: {sample['source']}",
-                      f"   reference: {sample['reference']}",
-                      f"   hypothesis: {sample['hypothesis']}", ""]
-    if report.get("versions"):
-        lines += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
-    return "\n".join(lines)
-
-
-_SCORE_KEYS = {"bleu", "chrf", "bleu_lc", "bleu_signature", "chrf_signature", "bleu_lc_signature",
-               "bleu_detail", "signature", "test_set", "num_sentences", "learning_curve"}
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value).replace("|", "\\|")
-
-
-def write_report(report: dict[str, Any], report_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.md`` into ``report_dir`` (each atomically)."""
+def write_report(report: dict[str, Any], report_dir: str | Path, html: bool = False) -> list[Path]:
+    """Write ``report.json`` and ``report.md`` (and ``report.html``), each atomically."""
     folder = Path(report_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = folder / "report.json", folder / "report.md"
-    _write_atomic(json_path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    _write_atomic(md_path, render_markdown(report))
-    return json_path, md_path
+    written = [folder / "report.json", folder / "report.md"]
+    _write_atomic(written[0], json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
+    _write_atomic(written[1], render_markdown(report))
+    if html:
+        written.append(folder / "report.html")
+        _write_atomic(written[2], render_html(report, folder))
+    return written

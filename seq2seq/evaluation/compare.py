@@ -1,0 +1,115 @@
+"""Leaderboards over runs: read each run's report.json, rank by BLEU, test the differences."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from seq2seq.data.corpus import read_lines
+from seq2seq.errors import DataError
+from seq2seq.evaluation.plots import plot_validation_curves
+from seq2seq.evaluation.significance import paired_bootstrap
+from seq2seq.training.metrics_log import read_metrics
+
+
+@dataclass
+class Run:
+    folder: Path
+    report: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        overrides = self.report.get("overrides") or []
+        return " ".join(o for o in overrides if not o.startswith("hydra.")) or self.folder.name
+
+    def hypotheses(self) -> Optional[list[str]]:
+        path = self.report.get("hypothesis_file")
+        if path and not Path(path).is_absolute():
+            path = self.folder / path
+        return read_lines(path, allow_empty=True) if path and Path(path).is_file() else None
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[Run]:
+    """Every run folder (one holding report.json) at or below the given paths."""
+    runs = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise DataError(f"{path}: no such run or sweep folder")
+        reports = [path / "report.json"] if (path / "report.json").is_file() else \
+            sorted(path.rglob("report.json"))
+        runs += [Run(r.parent, json.loads(r.read_text(encoding="utf-8"))) for r in reports]
+    if not runs:
+        raise DataError(f"no report.json found under {', '.join(map(str, paths))}")
+    return runs
+
+
+def leaderboard(runs: list[Run], n_bootstrap: int = 1000) -> list[dict[str, Any]]:
+    """One row per run, best BLEU first; each row says whether it differs significantly from the
+    best run (paired bootstrap on the same test set, when both runs kept their outputs)."""
+    runs = sorted(runs, key=lambda r: -r.report["bleu"])
+    best = runs[0]
+    best_hyps = best.hypotheses()
+    references = read_lines(best.report["test_set"], allow_empty=True) \
+        if Path(best.report["test_set"]).is_file() else None
+    rows = []
+    for rank, run in enumerate(runs, start=1):
+        r = run.report
+        row = {"rank": rank, "run": str(run.folder), "overrides": run.name, "bleu": r["bleu"],
+               "bleu_ci": r.get("bleu_ci"), "chrf": r.get("chrf"), "ter": r.get("ter"),
+               "num_params": r.get("num_params"), "train_seconds": r.get("train_seconds"),
+               "train_tokens_per_second": r.get("train_tokens_per_second"),
+               "p_value_vs_best": None, "significantly_worse": None}
+        hyps = run.hypotheses()
+        same_test = r.get("test_set") == best.report.get("test_set")
+        if run is not best and hyps is not None and best_hyps is not None and references and \
+                same_test:
+            bleu = paired_bootstrap(hyps, best_hyps, references, n_bootstrap)[0]
+            row["p_value_vs_best"] = round(bleu.p_value, 4)
+            row["significantly_worse"] = bleu.significant
+        rows.append(row)
+    return rows
+
+
+def _mark(row: dict[str, Any]) -> str:
+    if row["rank"] == 1:
+        return "best"
+    if row["significantly_worse"] is None:
+        return "not tested"
+    return f"worse (p={row['p_value_vs_best']:.3f})" if row["significantly_worse"] else \
+        f"not significant (p={row['p_value_vs_best']:.3f})"
+
+
+def write_leaderboard(rows: list[dict[str, Any]], runs: list[Run], out_dir: str | Path
+                      ) -> list[Path]:
+    """leaderboard.md, leaderboard.csv and validation_bleu.png in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "leaderboard.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
+    lines = ["# Leaderboard", "", "Sorted by test BLEU; the last column is a paired bootstrap "
+             "test (sacrebleu, BLEU) of each run against the best one.", "",
+             "| # | run | BLEU | 95% CI | chrF | params | train s | tok/s | vs best |",
+             "|---|---|---:|---|---:|---:|---:|---:|---|"]
+    for row in rows:
+        ci = row["bleu_ci"]
+        lines.append(
+            f"| {row['rank']} | {row['overrides']} | {row['bleu']:.2f} | "
+            f"{'' if not ci else f'{ci[0]:.2f}-{ci[1]:.2f}'} | {fmt(row['chrf'], '.2f')} | "
+            f"{fmt(row['num_params'], ',')} | {fmt(row['train_seconds'], ',.0f')} | "
+            f"{fmt(row['train_tokens_per_second'], ',.0f')} | {_mark(row)} |")
+    lines += ["", "![validation BLEU](validation_bleu.png)", ""]
+    (out / "leaderboard.md").write_text("\n".join(lines), encoding="utf-8")
+    curves = {}
+    for run in runs:
+        metrics = run.folder / "metrics.csv"
+        if metrics.is_file():
+            curves[run.name] = [(float(m["elapsed_seconds"]), float(m["bleu"]))
+                                for m in read_metrics(metrics) if m["split"] == "valid"]
+    plot_validation_curves(curves, out / "validation_bleu.png")
+    return [out / "leaderboard.md", out / "leaderboard.csv", out / "validation_bleu.png"]
