@@ -114,8 +114,8 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     report = evaluation_report(
         test.src, test.tgt, hypotheses, run_dir, str(test.tgt_path), attention=attention,
         n_bootstrap=report_cfg.bootstrap_resamples, samples=report_cfg.samples,
-        html=report_cfg.html,
-        source_file=str(test.src_path), hypothesis_file=hyp_file.name, checkpoint=str(best), beam=translator.search.beam,
+        html=report_cfg.html, source_file=str(test.src_path), hypothesis_file=hyp_file.name,
+        checkpoint=str(best), beam=translator.search.beam,
         num_params=count_parameters(model), train_seconds=round(state.train_seconds, 1),
         train_tokens=state.train_tokens,
         train_tokens_per_second=round(state.train_tokens / max(state.train_seconds, 1e-9), 1),

@@ -81,9 +81,10 @@ class Translator:
         max_input = int(config.get("data", {}).get("max_length", 250))
         return cls(model, tokenizers, SearchSettings(**settings), max_input_length=max_input)
 
-    def _encode(self, sentences: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+    def _encode(self, sentences: Sequence[str], line_offset: int = 0
+                ) -> tuple[list[list[int]], list[int]]:
         ids = self.tokenizers.src.encode([s.strip() for s in sentences])
-        for number, seq in enumerate(ids, start=1):
+        for number, seq in enumerate(ids, start=line_offset + 1):
             if len(seq) > self.max_input_length:
                 log.warning("input line %d has %d pieces; truncated to %d", number, len(seq),
                             self.max_input_length)
@@ -91,11 +92,13 @@ class Translator:
         return ids, [i for i, seq in enumerate(ids) if seq]
 
     def translate_detailed(self, sentences: Sequence[str], beam: Optional[int] = None,
-                           return_attention: bool = False) -> list[Translation]:
-        """Translations with their pieces, scores and (optionally) attention weights."""
+                           return_attention: bool = False, line_offset: int = 0
+                           ) -> list[Translation]:
+        """Translations with their pieces, scores and (optionally) attention weights.
+        ``line_offset`` numbers the lines in warnings (when ``sentences`` is part of a stream)."""
         search = self.search if beam is None else SearchSettings(
             **{**self.search.__dict__, "beam": beam})
-        ids, nonempty = self._encode(sentences)
+        ids, nonempty = self._encode(sentences, line_offset)
         start = time.perf_counter()
         hyps = translate_ids(self.model, [ids[i] for i in nonempty], search, return_attention)
         self.last_seconds = time.perf_counter() - start
@@ -107,7 +110,8 @@ class Translator:
                                  hyp.attention)
         return out
 
-    def translate(self, sentences: Sequence[str], beam: Optional[int] = None) -> list[str]:
+    def translate(self, sentences: Sequence[str], beam: Optional[int] = None,
+                  line_offset: int = 0) -> list[str]:
         """One translation per sentence; an empty or blank sentence gives an empty string."""
-        return [t.text for t in self.translate_detailed(sentences, beam)]
+        return [t.text for t in self.translate_detailed(sentences, beam, line_offset=line_offset)]
 

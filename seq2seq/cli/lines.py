@@ -26,13 +26,14 @@ class AtomicOutput:
     """A text file written under a temporary name and renamed into place on success, so a failed
     run never leaves a half-written output; with no path, standard output."""
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, default: TextIO | None = None) -> None:
         self.path = Path(path) if path else None
+        self.default = default or sys.stdout
         self._tmp: str | None = None
 
     def __enter__(self) -> TextIO:
         if self.path is None:
-            return sys.stdout
+            return self.default
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         self._handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
@@ -40,7 +41,7 @@ class AtomicOutput:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.path is None:
-            sys.stdout.flush()
+            self.default.flush()
             return
         self._handle.close()
         if exc_type is None:

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from seq2seq.cli import CONF_DIR
 from seq2seq.errors import Seq2SeqError
 from seq2seq.pipeline import run_training
+from seq2seq.training.trainer import TrainingInterrupted
 
 log = logging.getLogger("seq2seq.train")
 
@@ -22,6 +23,9 @@ def main(cfg: DictConfig) -> float:
     try:
         report = run_training(cfg, hydra_cfg.runtime.output_dir,
                               overrides=list(hydra_cfg.overrides.task))
+    except TrainingInterrupted as err:
+        log.error("%s", err)
+        sys.exit(128 + err.signum)  # the shell's convention for death by a signal
     except Seq2SeqError as err:
         log.error("%s", err)
         sys.exit(2)

@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 from itertools import islice
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, TextIO
 
 from seq2seq.cli.lines import AtomicOutput, read_lines
 from seq2seq.errors import Seq2SeqError
@@ -37,19 +37,23 @@ def chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, stdin: Optional[BinaryIO] = None,
+         stdout: Optional[TextIO] = None) -> int:
+    """Run the tool; ``stdin``/``stdout`` replace the process's streams (tests)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     try:
         translator = Translator.from_checkpoint(args.checkpoint, beam=args.beam,
                                                 batch_size=args.batch_size)
-        source = open(args.input, "rb") if args.input else sys.stdin.buffer
+        source = open(args.input, "rb") if args.input else (stdin or sys.stdin.buffer)
         chunk = 1 if source.isatty() else max(1, args.chunk)
-        with source, AtomicOutput(args.output) as out:
+        with source, AtomicOutput(args.output, stdout) as out:
+            done = 0
             for lines in chunks(read_lines(source, args.input or "<stdin>"), chunk):
-                for text in translator.translate(lines):
+                for text in translator.translate(lines, line_offset=done):
                     out.write(text.replace("\n", " ") + "\n")
                 out.flush()
+                done += len(lines)
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -12,11 +12,15 @@ from seq2seq.errors import DataError
 log = logging.getLogger(__name__)
 
 
-def read_lines(path: str | Path, allow_empty: bool = False) -> list[str]:
+MAX_LINE_CHARS = 20_000  # far beyond any sentence: a longer line is a missing line break
+
+
+def read_lines(path: str | Path, allow_empty: bool = False,
+               max_chars: int | None = MAX_LINE_CHARS) -> list[str]:
     """Lines of a UTF-8 text file without their line endings (``\\n`` or ``\\r\\n``).
 
-    Raises DataError naming the file (and the line) when the file is missing, empty, or holds
-    bytes that are not UTF-8.
+    Raises DataError naming the file (and the line) when the file is missing, empty, holds bytes
+    that are not UTF-8, or has a line longer than ``max_chars`` characters.
     """
     path = Path(path)
     if not path.is_file():
@@ -31,6 +35,9 @@ def read_lines(path: str | Path, allow_empty: bool = False) -> list[str]:
                 f"{path}:{number}: invalid UTF-8 at byte {err.start} of the line "
                 f"({line[err.start:err.start + 4]!r}); expected UTF-8 text"
             ) from None
+        if max_chars is not None and len(text) > max_chars:
+            raise DataError(f"{path}:{number}: line has {len(text):,} characters; expected at most "
+                            f"{max_chars:,} (a missing line break?)")
         lines.append(text[:-1] if text.endswith("\r") else text)
     if raw.endswith(b"\n") or not raw:
         lines.pop()  # the final newline ends the last line; it does not start a new one

@@ -73,3 +73,39 @@ def model_from_checkpoint(payload: dict[str, Any]) -> tuple[nn.Module, Tokenizer
     model.load_state_dict(payload["model"])
     model.eval()
     return model, tokenizers, config
+
+
+class CheckpointDir:
+    """``best.pt``, ``last.pt`` and the ``keep`` most recent ``step_N.pt`` of a run."""
+
+    def __init__(self, folder: str | Path, keep: int = 2) -> None:
+        self.folder, self.keep = Path(folder), keep
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.folder / "best.pt"
+
+    def save_last(self, payload: dict[str, Any], step: int) -> Path:
+        """Write last.pt; keep a copy as step_N.pt and drop the oldest beyond ``keep``."""
+        save_checkpoint(self.last, payload)
+        if self.keep > 0:
+            numbered = self.folder / f"step_{step}.pt"
+            tmp = self.folder / f".{numbered.name}.tmp"
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(self.last, tmp)  # same bytes, no second write
+            except OSError:
+                import shutil
+                shutil.copyfile(self.last, tmp)
+            os.replace(tmp, numbered)
+            for old in self.numbered()[: -self.keep]:
+                old.unlink(missing_ok=True)
+        return self.last
+
+    def numbered(self) -> list[Path]:
+        """step_N.pt files, oldest first."""
+        return sorted(self.folder.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))

@@ -70,7 +70,8 @@ def plot_learning_curve(csv_path: str | Path, png_path: str | Path) -> Path:
             ax_loss.plot(*zip(*points), style, label=f"{split} loss", markersize=3)
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("cross-entropy per token")
-    ax_loss.legend()
+    if ax_loss.lines:
+        ax_loss.legend()
     bleu = series("valid", "bleu")
     if bleu:
         ax_bleu.plot(*zip(*bleu), "o-", color="tab:green", markersize=3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,10 +18,10 @@ from torch import nn
 from tqdm import tqdm
 
 from seq2seq.data.batching import Batch, ParallelBatches, make_batch
-from seq2seq.errors import check_choice, check_range
+from seq2seq.errors import Seq2SeqError, check_choice, check_range
 from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.tokenization import PAD, TokenizerPair
-from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
+from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from seq2seq.training.metrics_log import MetricsLog, plot_learning_curve
 from seq2seq.training.schedules import TeacherForcingSchedule
 from seq2seq.translate import SearchSettings, translate_ids
@@ -50,6 +51,8 @@ class TrainerSettings:
     early_stopping_patience: int = 5        # validations without improvement before stopping
     log_every: int = 50
     progress_bar: bool = True
+    keep_checkpoints: int = 2               # step_N.pt files kept besides last.pt and best.pt
+    max_nonfinite: int = 5                  # consecutive NaN/inf losses skipped before stopping
     teacher_forcing: TeacherForcingSchedule = field(default_factory=TeacherForcingSchedule)
 
     def __post_init__(self) -> None:
@@ -60,6 +63,8 @@ class TrainerSettings:
         check_range("trainer.valid_beam", self.valid_beam, 1)
         check_range("trainer.validate_every", self.validate_every, 0)
         check_choice("trainer.early_stopping_metric", self.early_stopping_metric, ("bleu", "loss"))
+        check_range("trainer.keep_checkpoints", self.keep_checkpoints, 0)
+        check_range("trainer.max_nonfinite", self.max_nonfinite, 1)
 
 
 @dataclass
@@ -76,7 +81,21 @@ class TrainState:
     train_seconds: float = 0.0
     train_tokens: int = 0
     validated_step: int = -1
+    nonfinite_in_a_row: int = 0
+    nonfinite_total: int = 0
     stop_reason: str = ""
+
+
+class TrainingInterrupted(Seq2SeqError):
+    """SIGINT/SIGTERM arrived; the current step finished and last.pt was saved."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class NonFiniteLoss(Seq2SeqError):
+    """Too many NaN/inf losses in a row."""
 
 
 @dataclass
@@ -103,13 +122,14 @@ class Trainer:
         self.settings, self.model, self.tokenizers = settings, model, tokenizers
         self.run_dir, self.config = Path(run_dir), config
         self.valid_search = SearchSettings(**{**search.__dict__, "beam": settings.valid_beam})
-        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.checkpoints = CheckpointDir(self.run_dir / "checkpoints", settings.keep_checkpoints)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
         mode = "max" if settings.early_stopping_metric == "bleu" else "min"
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode=mode, factor=settings.lr_decay_factor,
             patience=settings.lr_patience, min_lr=settings.min_lr)
         self.state = TrainState()
+        self._signal: Optional[int] = None
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
@@ -118,10 +138,8 @@ class Trainer:
                 "config": self.config, "tokenizers": self.tokenizers.state_dict(),
                 "rng": rng_state()}
 
-    def save(self, name: str) -> Path:
-        path = self.checkpoint_dir / name
-        save_checkpoint(path, self._payload())
-        return path
+    def save_last(self) -> Path:
+        return self.checkpoints.save_last(self._payload(), self.state.step)
 
     def resume(self, path: str | Path) -> None:
         """Restore model, optimizer, scheduler, counters and RNG states from a checkpoint."""
@@ -130,9 +148,10 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.state = TrainState(**payload["trainer"])
+        self.state.stop_reason = ""
         set_rng_state(payload["rng"])
         log.info("Resumed from %s at step %d (epoch %d, batch %d)", path, self.state.step,
-                 self.state.epoch, self.state.batch_in_epoch)
+                 self.state.epoch + 1, self.state.batch_in_epoch)
 
     # -- one step ------------------------------------------------------------------------------
     def loss(self, batch: Batch, teacher_forcing: float, smoothing: float) -> torch.Tensor:
@@ -142,16 +161,38 @@ class Trainer:
                                ignore_index=PAD, reduction="sum", label_smoothing=smoothing)
 
     def train_step(self, batch: Batch) -> float:
+        """One update; a non-finite loss skips the update (counted, and fatal when repeated)."""
         self.model.train()
         ratio = self.settings.teacher_forcing.ratio(self.state.step)
-        tokens = batch.num_tgt_tokens
-        loss = self.loss(batch, ratio, self.settings.label_smoothing) / tokens
+        loss = self.loss(batch, ratio, self.settings.label_smoothing) / batch.num_tgt_tokens
         self.optimizer.zero_grad(set_to_none=True)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return value
         loss.backward()
         if self.settings.clip_norm > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_norm)
         self.optimizer.step()
-        return float(loss.detach())
+        return value
+
+    def _check_finite(self, loss: float) -> bool:
+        """Count non-finite losses; raise NonFiniteLoss after ``max_nonfinite`` in a row."""
+        s = self.state
+        if math.isfinite(loss):
+            s.nonfinite_in_a_row = 0
+            return True
+        s.nonfinite_in_a_row += 1
+        s.nonfinite_total += 1
+        log.warning("step %d: loss is %s; update skipped (%d in a row)", s.step, loss,
+                    s.nonfinite_in_a_row)
+        if s.nonfinite_in_a_row >= self.settings.max_nonfinite:
+            good = self.checkpoints.last if self.checkpoints.last.exists() else None
+            raise NonFiniteLoss(
+                f"training stopped at step {s.step}: {s.nonfinite_in_a_row} non-finite losses in "
+                f"a row (trainer.max_nonfinite={self.settings.max_nonfinite}); last good "
+                f"checkpoint: {good or 'none saved yet'}. Try a lower trainer.lr or "
+                "trainer.clip_norm.")
+        return False
 
     # -- validation ----------------------------------------------------------------------------
     def validate(self, valid: ValidationData) -> dict[str, float]:
@@ -172,65 +213,79 @@ class Trainer:
         return {"loss": loss, "ppl": math.exp(min(loss, 50.0)), "bleu": scores.bleu,
                 "chrf": scores.chrf}
 
-    def _after_validation(self, metrics: dict[str, float]) -> bool:
-        """Track the best model, decay the LR, and say whether to stop early."""
+    def _after_validation(self, metrics: dict[str, float], final: bool) -> bool:
+        """Keep the best model; unless ``final``, decay the LR and say whether to stop early.
+        The final validation (of steps since the last one) leaves the schedule alone, so a run
+        stopped by its budget and resumed trains exactly like one that never stopped."""
         s, settings = self.state, self.settings
         higher = settings.early_stopping_metric == "bleu"
         value = metrics[settings.early_stopping_metric]
-        self.scheduler.step(value)
         score = value if higher else -value
-        if score > s.best_metric:
-            s.best_metric, s.best_step, s.best_bleu, s.bad_validations = score, s.step, metrics["bleu"], 0
-            self.save("best.pt")
-        else:
-            s.bad_validations += 1
-        self.save("last.pt")
+        improved = score > s.best_metric
+        if improved:
+            s.best_metric, s.best_step, s.best_bleu = score, s.step, metrics["bleu"]
+            save_checkpoint(self.checkpoints.best, self._payload())
+        if final:
+            return False
+        self.scheduler.step(value)
+        s.bad_validations = 0 if improved else s.bad_validations + 1
+        self.save_last()
         if s.bad_validations >= settings.early_stopping_patience:
             s.stop_reason = (f"early stopping: no better validation {settings.early_stopping_metric} "
                              f"in {s.bad_validations} validations")
             return True
         return False
 
+    def _validate_and_log(self, valid: ValidationData, metrics_log: MetricsLog, started: float,
+                          final: bool = False) -> bool:
+        metrics = self.validate(valid)
+        self.state.validated_step = self.state.step
+        lr = self.optimizer.param_groups[0]["lr"]
+        metrics_log.write(step=self.state.step, epoch=self.state.epoch, split="valid", lr=lr,
+                          elapsed_seconds=time.perf_counter() - started, **metrics)
+        log.info("step %d: valid loss %.3f ppl %.2f BLEU %.2f chrF %.2f (lr %.2g)", self.state.step,
+                 metrics["loss"], metrics["ppl"], metrics["bleu"], metrics["chrf"], lr)
+        return self._after_validation(metrics, final)
+
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, batches: ParallelBatches, valid: ValidationData) -> TrainState:
-        """Train until max_epochs/max_steps/max_minutes or early stopping; return the counters."""
+        """Train until max_epochs/max_steps/max_minutes or early stopping; return the counters.
+
+        SIGINT/SIGTERM let the current step finish, save last.pt and raise TrainingInterrupted.
+        """
         settings, s = self.settings, self.state
         metrics_log = MetricsLog(self.run_dir)
         started = time.perf_counter() - s.train_seconds
-        window_tokens, window_seconds, window_loss, window_steps = 0, 0.0, 0.0, 0
-        stop = False
+        window = _Window()
+        previous_handlers = self._catch_signals()
         try:
+            stop = False
             while s.epoch < settings.max_epochs and not stop:
-                total = batches.num_batches(s.epoch)
-                bar = tqdm(total=total, initial=s.batch_in_epoch, desc=f"epoch {s.epoch + 1}",
-                           disable=None if settings.progress_bar else True, leave=False)
+                bar = tqdm(total=batches.num_batches(s.epoch), initial=s.batch_in_epoch,
+                           desc=f"epoch {s.epoch + 1}", leave=False,
+                           disable=None if settings.progress_bar else True)
                 for batch in batches.epoch(s.epoch, start=s.batch_in_epoch):
                     t0 = time.perf_counter()
                     loss = self.train_step(batch)
                     elapsed = time.perf_counter() - t0
-                    if not math.isfinite(loss):
-                        raise FloatingPointError(f"training loss is {loss} at step {s.step + 1}")
                     s.step += 1
                     s.batch_in_epoch += 1
-                    s.train_seconds += elapsed
-                    s.train_tokens += batch.num_tgt_tokens
-                    window_tokens += batch.num_tgt_tokens
-                    window_seconds += elapsed
-                    window_loss += loss
-                    window_steps += 1
+                    if self._check_finite(loss):
+                        s.train_seconds += elapsed
+                        s.train_tokens += batch.num_tgt_tokens
+                        window.add(loss, batch.num_tgt_tokens, elapsed)
                     lr = self.optimizer.param_groups[0]["lr"]
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2g}",
-                                    tok_s=f"{window_tokens / max(window_seconds, 1e-9):.0f}")
-                    if s.step % settings.log_every == 0:
+                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2g}", tok_s=f"{window.rate:.0f}")
+                    if s.step % settings.log_every == 0 and window.steps:
                         metrics_log.write(step=s.step, epoch=s.epoch + 1, split="train",
-                                          loss=window_loss / window_steps, lr=lr,
+                                          loss=window.loss, lr=lr, tokens_per_second=window.rate,
                                           teacher_forcing=settings.teacher_forcing.ratio(s.step),
-                                          tokens_per_second=window_tokens / window_seconds,
                                           elapsed_seconds=time.perf_counter() - started)
-                        window_tokens, window_seconds, window_loss, window_steps = 0, 0.0, 0.0, 0
+                        window = _Window()
                     if settings.validate_every and s.step % settings.validate_every == 0:
                         stop = self._validate_and_log(valid, metrics_log, started)
+                    self._raise_if_signalled()
                     stop = stop or self._out_of_budget(started)
                     if stop:
                         break
@@ -243,26 +298,15 @@ class Trainer:
             if not s.stop_reason:
                 s.stop_reason = f"reached max_epochs={settings.max_epochs}"
             if s.validated_step != s.step:
-                # The last steps since the last validation have not been scored yet.
-                self._validate_and_log(valid, metrics_log, started)
-            self.save("last.pt")
+                self._validate_and_log(valid, metrics_log, started, final=True)
+            self.save_last()
         finally:
+            self._restore_signals(previous_handlers)
             metrics_log.close()
             plot_learning_curve(metrics_log.path, self.run_dir / "learning_curve.png")
         log.info("Training stopped (%s) after %d steps; best validation BLEU %.2f at step %d",
                  s.stop_reason, s.step, s.best_bleu, s.best_step)
         return s
-
-    def _validate_and_log(self, valid: ValidationData, metrics_log: MetricsLog,
-                          started: float) -> bool:
-        metrics = self.validate(valid)
-        self.state.validated_step = self.state.step
-        lr = self.optimizer.param_groups[0]["lr"]
-        metrics_log.write(step=self.state.step, epoch=self.state.epoch, split="valid", lr=lr,
-                          elapsed_seconds=time.perf_counter() - started, **metrics)
-        log.info("step %d: valid loss %.3f ppl %.2f BLEU %.2f chrF %.2f (lr %.2g)", self.state.step,
-                 metrics["loss"], metrics["ppl"], metrics["bleu"], metrics["chrf"], lr)
-        return self._after_validation(metrics)
 
     def _out_of_budget(self, started: float) -> bool:
         s, settings = self.state, self.settings
@@ -272,3 +316,55 @@ class Trainer:
                 time.perf_counter() - started >= 60 * settings.max_minutes:
             s.stop_reason = f"reached max_minutes={settings.max_minutes}"
         return bool(s.stop_reason)
+
+    # -- signals -------------------------------------------------------------------------------
+    def _catch_signals(self) -> dict:
+        def remember(signum, frame):  # noqa: ARG001
+            self._signal = signum
+        handlers = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                handlers[signum] = signal.signal(signum, remember)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return handlers
+
+    @staticmethod
+    def _restore_signals(handlers: dict) -> None:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+    def _raise_if_signalled(self) -> None:
+        if self._signal is None:
+            return
+        name = signal.Signals(self._signal).name
+        self.state.stop_reason = f"interrupted by {name}"
+        path = self.save_last()
+        raise TrainingInterrupted(
+            f"{name} received: stopped after step {self.state.step} and saved {path}. Resume "
+            f"with: python scripts/train.py <the same overrides> resume=true "
+            f"hydra.run.dir={self.run_dir}", self._signal)
+
+
+@dataclass
+class _Window:
+    """Loss and throughput since the last log line."""
+
+    steps: int = 0
+    loss_sum: float = 0.0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def add(self, loss: float, tokens: int, seconds: float) -> None:
+        self.steps += 1
+        self.loss_sum += loss
+        self.tokens += tokens
+        self.seconds += seconds
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.steps, 1)
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)

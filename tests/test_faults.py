@@ -1,0 +1,111 @@
+"""Training that survives faults: exact resume, signals, non-finite losses, bad run folders."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq.errors import ConfigError
+from seq2seq.pipeline import run_training
+from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.training.trainer import NonFiniteLoss, Trainer
+from tests.conftest import ROOT, compose_train
+from tests.test_smoke import tiny_overrides
+
+FAST = ["trainer.validate_every=3", "report.bootstrap_resamples=0", "report.html=false",
+        "report.attention_plots=0", "search.beam=1"]
+
+
+def params(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+
+
+def test_stop_and_resume_equals_training_straight_through(tmp_path):
+    straight = compose_train(tiny_overrides(tmp_path) + FAST + ["trainer.max_steps=8"])
+    run_training(straight, tmp_path / "straight")
+    first_half = compose_train(tiny_overrides(tmp_path) + FAST + ["trainer.max_steps=4"])
+    run_training(first_half, tmp_path / "resumed")
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")["trainer"]["step"] == 4
+    second_half = compose_train(tiny_overrides(tmp_path) + FAST + ["trainer.max_steps=8",
+                                                                   "resume=true"])
+    run_training(second_half, tmp_path / "resumed")
+    a, b = params(tmp_path / "straight"), params(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name  # bitwise on CPU
+
+
+def test_only_the_last_k_step_checkpoints_are_kept(tmp_path):
+    cfg = compose_train(tiny_overrides(tmp_path) + FAST + ["trainer.max_steps=12",
+                                                           "trainer.keep_checkpoints=2"])
+    run_training(cfg, tmp_path / "run")
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["best.pt", "last.pt", "step_12.pt", "step_9.pt"]
+
+
+def test_sigterm_saves_last_and_says_how_to_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *tiny_overrides(tmp_path),
+               "trainer.max_steps=100000", "trainer.max_epochs=1000", "trainer.validate_every=0",
+               "trainer.log_every=1", f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    metrics = run_dir / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists()
+                                      or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    text = out.decode() + err.decode()
+    assert process.returncode == 128 + signal.SIGTERM, text[-2000:]
+    assert "SIGTERM received" in text and "resume=true" in text and "Traceback" not in text
+    payload = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert payload["trainer"]["stop_reason"] == "interrupted by SIGTERM"
+    assert payload["trainer"]["step"] >= 2
+
+
+def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
+    real_loss = Trainer.loss
+
+    def loss_nan_at_step_two(self, batch, teacher_forcing, smoothing):
+        value = real_loss(self, batch, teacher_forcing, smoothing)
+        return value * float("nan") if self.state.step == 1 and self.model.training else value
+
+    monkeypatch.setattr(Trainer, "loss", loss_nan_at_step_two)
+    run_training(compose_train(tiny_overrides(tmp_path) + FAST + ["trainer.max_steps=5"]),
+                 tmp_path / "skipped")
+    state = load_checkpoint(tmp_path / "skipped" / "checkpoints" / "last.pt")["trainer"]
+    assert state["nonfinite_total"] == 1 and state["step"] == 5
+
+    def always_nan(self, batch, teacher_forcing, smoothing):
+        return real_loss(self, batch, teacher_forcing, smoothing) * float("nan")
+
+    monkeypatch.setattr(Trainer, "loss", always_nan)
+    cfg = compose_train(tiny_overrides(tmp_path) + FAST + ["trainer.max_nonfinite=3"])
+    with pytest.raises(NonFiniteLoss, match=r"stopped at step 3: 3 non-finite losses in a row"):
+        run_training(cfg, tmp_path / "diverged")
+
+
+def test_unwritable_run_folder_fails_before_training(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    cfg = compose_train(tiny_overrides(tmp_path))
+    with pytest.raises(ConfigError, match="is not writable"):
+        run_training(cfg, blocker / "run")
+    assert not (tmp_path / "numbers").exists()  # no work was done
+
+
+def test_corpus_line_of_100k_characters_is_named(tmp_path):
+    from seq2seq.data.corpus import read_lines
+    from seq2seq.errors import DataError
+    path = tmp_path / "train.en"
+    path.write_text("short\n" + "x" * 100_000 + "\n")
+    with pytest.raises(DataError, match=r"train\.en:2: line has 100,000 characters"):
+        read_lines(path)
+
