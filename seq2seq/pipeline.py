@@ -19,6 +19,7 @@ from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
 from seq2seq.tokenization import TokenizerPair, TokenizerSettings, build_tokenizers
 from seq2seq.training.checkpoint import build_model
+from seq2seq.training.distributed import Distributed, init_distributed, shutdown_distributed
 from seq2seq.training.trainer import Trainer, TrainerSettings, ValidationData
 from seq2seq.translate import SearchSettings, Translator
 
@@ -69,16 +70,34 @@ def prepare(cfg: DictConfig) -> tuple[CorpusFiles, TokenizerPair]:
 
 def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
                  ) -> dict[str, Any]:
-    """Train, then evaluate the best checkpoint on the test split and write the report."""
-    run_dir = Path(run_dir)
-    check_run_dir(run_dir)
+    """Train, then evaluate the best checkpoint on the test split and write the report.
+
+    Under torchrun, every rank trains its share and rank 0 writes everything; the other ranks
+    return an empty dict.
+    """
+    dist_cfg = cfg.get("distributed") or {}
+    distributed = init_distributed(dist_cfg.get("backend", "auto"),
+                                   dist_cfg.get("timeout_minutes", 30))
+    try:
+        return _run_training(cfg, Path(run_dir), overrides, distributed)
+    finally:
+        shutdown_distributed()
+
+
+def _run_training(cfg: DictConfig, run_dir: Path, overrides: list[str] | None,
+                  distributed: Distributed) -> dict[str, Any]:
+    # Hydra names a run folder per process; rank 0's is the job's.
+    run_dir = Path(distributed.broadcast(str(run_dir)))
+    if distributed.is_main:
+        check_run_dir(run_dir)
     seed_everything(cfg.seed)
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     settings: TrainerSettings = build(cfg.trainer)
     search = SearchSettings(**{k: v for k, v in cfg.search.items() if not k.startswith("_")})
 
-    files, tokenizers = prepare(cfg)
+    with distributed.main_first():  # rank 0 fills the corpus and tokenizer caches
+        files, tokenizers = prepare(cfg)
     train, valid = files.read(files.train), files.read(files.valid)
     limit = cfg.data.get("limit_train")
     src_ids, tgt_ids = filter_pairs(tokenizers.src.encode(train.src[:limit]),
@@ -87,18 +106,26 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     log.info("train: %d pairs from %s; valid: %d pairs; vocab %d/%d", len(src_ids), files.root,
              len(valid), tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
     batches = ParallelBatches(src_ids, tgt_ids, settings.batch_tokens, cfg.seed,
-                              settings.max_sentences)
+                              settings.max_sentences, distributed.rank, distributed.world_size)
+    if batches.num_batches(0) == 0:
+        raise ConfigError(f"the training set makes fewer batches than the {distributed.world_size} "
+                          "ranks: use fewer ranks or a smaller trainer.batch_tokens")
     n_valid = settings.valid_max_sentences or len(valid)
     valid_data = ValidationData(tokenizers.src.encode(valid.src[:n_valid]),
                                 tokenizers.tgt.encode(valid.tgt[:n_valid]), valid.tgt[:n_valid])
 
     model = build_model(cfg.model, tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
+    if distributed.enabled:
+        # Same initial weights on every rank (same seed), different dropout masks.
+        torch.manual_seed(cfg.seed + distributed.rank)
     config = OmegaConf.to_container(cfg, resolve=True)
-    trainer = Trainer(settings, model, tokenizers, run_dir, config, search)
+    trainer = Trainer(settings, model, tokenizers, run_dir, config, search, distributed)
     last = run_dir / "checkpoints" / "last.pt"
     if cfg.get("resume") and last.exists():
         trainer.resume(last)
     state = trainer.fit(batches, valid_data)
+    if not distributed.is_main:
+        return {}
 
     best = run_dir / "checkpoints" / "best.pt"
     translator = Translator.from_checkpoint(best)

@@ -29,6 +29,8 @@ def main(cfg: DictConfig) -> float:
     except Seq2SeqError as err:
         log.error("%s", err)
         sys.exit(2)
+    if not report:  # a torchrun rank other than 0: rank 0 reports
+        return float("nan")
     print(f"BLEU {report['bleu']:.2f} chrF {report['chrf']:.2f} on {report['test_set']} "
           f"({report['signature']}); report: {hydra_cfg.runtime.output_dir}/report.md")
     return report["bleu"]  # lets Hydra sweepers optimise it

@@ -10,7 +10,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from seq2seq.errors import Seq2SeqError, check_choice, check_range
 from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.tokenization import PAD, TokenizerPair
 from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
+from seq2seq.training.distributed import Distributed
 from seq2seq.training.metrics_log import MetricsLog, plot_learning_curve
 from seq2seq.training.schedules import TeacherForcingSchedule
 from seq2seq.translate import SearchSettings, translate_ids
@@ -37,6 +38,7 @@ class TrainerSettings:
     max_steps: Optional[int] = None
     max_minutes: Optional[float] = None     # stop (and keep the best checkpoint) after this long
     batch_tokens: int = 4000                # padded tokens per batch (sentences x longest side)
+    accumulate_batches: int = 1             # batches (per rank) whose gradients make one update
     max_sentences: Optional[int] = None
     lr: float = 1e-3
     clip_norm: float = 1.0
@@ -58,6 +60,7 @@ class TrainerSettings:
     def __post_init__(self) -> None:
         check_range("trainer.max_epochs", self.max_epochs, 1)
         check_range("trainer.batch_tokens", self.batch_tokens, 1)
+        check_range("trainer.accumulate_batches", self.accumulate_batches, 1)
         check_range("trainer.lr", self.lr, 0.0)
         check_range("trainer.label_smoothing", self.label_smoothing, 0.0, 1.0)
         check_range("trainer.valid_beam", self.valid_beam, 1)
@@ -71,9 +74,10 @@ class TrainerSettings:
 class TrainState:
     """Counters saved in ``last.pt``, so a resumed run continues exactly where it stopped."""
 
-    step: int = 0
+    step: int = 0                   # optimizer updates
     epoch: int = 0
-    batch_in_epoch: int = 0
+    batch_in_epoch: int = 0         # batches of this rank's share of the epoch already trained
+    world_size: int = 1             # ranks that trained it (their shares depend on it)
     best_metric: float = -math.inf
     best_step: int = 0
     best_bleu: float = 0.0
@@ -115,11 +119,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class Trainer:
-    """Trains a model on ``ParallelBatches`` and validates it on held-out sentences."""
+    """Trains a model on ``ParallelBatches`` and validates it on held-out sentences.
+
+    Under torchrun, each rank trains on its share of the batches (see ``distributed.py``); only
+    rank 0 validates (and tells the others the result) and writes files.
+    """
 
     def __init__(self, settings: TrainerSettings, model: nn.Module, tokenizers: TokenizerPair,
-                 run_dir: str | Path, config: dict, search: SearchSettings) -> None:
+                 run_dir: str | Path, config: dict, search: SearchSettings,
+                 distributed: Distributed = Distributed()) -> None:
         self.settings, self.model, self.tokenizers = settings, model, tokenizers
+        self.dist = distributed
         self.run_dir, self.config = Path(run_dir), config
         self.valid_search = SearchSettings(**{**search.__dict__, "beam": settings.valid_beam})
         self.checkpoints = CheckpointDir(self.run_dir / "checkpoints", settings.keep_checkpoints)
@@ -128,18 +138,28 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode=mode, factor=settings.lr_decay_factor,
             patience=settings.lr_patience, min_lr=settings.min_lr)
-        self.state = TrainState()
+        self.state = TrainState(world_size=distributed.world_size)
         self._signal: Optional[int] = None
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
+        """What a checkpoint holds. Collective under torchrun: every rank's RNG state goes in."""
+        rng_ranks = self.dist.gather(rng_state())
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "trainer": asdict(self.state),
                 "config": self.config, "tokenizers": self.tokenizers.state_dict(),
-                "rng": rng_state()}
+                "rng": rng_ranks[0], "rng_ranks": rng_ranks}
 
     def save_last(self) -> Path:
-        return self.checkpoints.save_last(self._payload(), self.state.step)
+        payload = self._payload()
+        if self.dist.is_main:
+            self.checkpoints.save_last(payload, self.state.step)
+        return self.checkpoints.last
+
+    def _save_best(self) -> None:
+        payload = self._payload()
+        if self.dist.is_main:
+            save_checkpoint(self.checkpoints.best, payload)
 
     def resume(self, path: str | Path) -> None:
         """Restore model, optimizer, scheduler, counters and RNG states from a checkpoint."""
@@ -149,7 +169,21 @@ class Trainer:
         self.scheduler.load_state_dict(payload["scheduler"])
         self.state = TrainState(**payload["trainer"])
         self.state.stop_reason = ""
-        set_rng_state(payload["rng"])
+        rng_ranks = payload.get("rng_ranks") or [payload["rng"]]
+        world = self.dist.world_size
+        if self.state.world_size != world:
+            # Each rank's share of an epoch depends on the number of ranks: keep the fraction of
+            # the epoch already trained, and start each rank's RNG afresh from its own seed.
+            log.warning("%s was trained on %d rank(s), this run has %d: resuming at the same "
+                        "fraction of the epoch, not the same batch", path, self.state.world_size,
+                        world)
+            self.state.batch_in_epoch = self.state.batch_in_epoch * self.state.world_size // world
+            self.state.world_size = world
+            set_rng_state(rng_ranks[0])
+            if self.dist.enabled:
+                torch.manual_seed(self.config.get("seed", 0) + 1000 * self.state.step + self.dist.rank)
+        else:
+            set_rng_state(rng_ranks[self.dist.rank])
         log.info("Resumed from %s at step %d (epoch %d, batch %d)", path, self.state.step,
                  self.state.epoch + 1, self.state.batch_in_epoch)
 
@@ -160,20 +194,37 @@ class Trainer:
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch.tgt_out.reshape(-1),
                                ignore_index=PAD, reduction="sum", label_smoothing=smoothing)
 
-    def train_step(self, batch: Batch) -> float:
-        """One update; a non-finite loss skips the update (counted, and fatal when repeated)."""
+    def train_step(self, batches: Sequence[Batch], flags: Sequence[bool] = ()
+                   ) -> tuple[float, int, list[bool]]:
+        """One update from this rank's ``batches`` and every other rank's.
+
+        The gradient is that of the loss summed over all ranks' batches divided by their target
+        tokens, so it does not depend on how the batches are split among ranks or accumulated.
+        A non-finite loss skips the update (counted, and fatal when repeated). ``flags`` (e.g. "a
+        signal arrived") travel in the same all-reduce and come back true if any rank set them.
+        Returns the loss per target token, the target tokens of the step and the flags.
+        """
         self.model.train()
-        ratio = self.settings.teacher_forcing.ratio(self.state.step)
-        loss = self.loss(batch, ratio, self.settings.label_smoothing) / batch.num_tgt_tokens
         self.optimizer.zero_grad(set_to_none=True)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            return value
-        loss.backward()
-        if self.settings.clip_norm > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_norm)
-        self.optimizer.step()
-        return value
+        ratio = self.settings.teacher_forcing.ratio(self.state.step)
+        loss_sum, tokens = 0.0, 0
+        for batch in batches:
+            loss = self.loss(batch, ratio, self.settings.label_smoothing)
+            loss.backward()
+            loss_sum += float(loss.detach())
+            tokens += batch.num_tgt_tokens
+        loss_sum, total, *flag_sums = self.dist.sum_step(
+            self.model, [loss_sum, tokens, *(float(f) for f in flags)])
+        tokens = int(round(total))
+        value = loss_sum / max(tokens, 1)
+        if math.isfinite(value):
+            for param in self.model.parameters():
+                if param.grad is not None:
+                    param.grad.div_(tokens)
+            if self.settings.clip_norm > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_norm)
+            self.optimizer.step()
+        return value, tokens, [f > 0 for f in flag_sums]
 
     def _check_finite(self, loss: float) -> bool:
         """Count non-finite losses; raise NonFiniteLoss after ``max_nonfinite`` in a row."""
@@ -224,7 +275,7 @@ class Trainer:
         improved = score > s.best_metric
         if improved:
             s.best_metric, s.best_step, s.best_bleu = score, s.step, metrics["bleu"]
-            save_checkpoint(self.checkpoints.best, self._payload())
+            self._save_best()
         if final:
             return False
         self.scheduler.step(value)
@@ -236,13 +287,16 @@ class Trainer:
             return True
         return False
 
-    def _validate_and_log(self, valid: ValidationData, metrics_log: MetricsLog, started: float,
-                          final: bool = False) -> bool:
-        metrics = self.validate(valid)
+    def _validate_and_log(self, valid: ValidationData, metrics_log: Optional[MetricsLog],
+                          started: float, final: bool = False) -> bool:
+        # Rank 0 validates; the others wait for its figures so that every rank takes the same
+        # LR-decay and early-stopping decisions.
+        metrics = self.dist.broadcast(self.validate(valid) if self.dist.is_main else None)
         self.state.validated_step = self.state.step
         lr = self.optimizer.param_groups[0]["lr"]
-        metrics_log.write(step=self.state.step, epoch=self.state.epoch, split="valid", lr=lr,
-                          elapsed_seconds=time.perf_counter() - started, **metrics)
+        if metrics_log is not None:
+            metrics_log.write(step=self.state.step, epoch=self.state.epoch, split="valid", lr=lr,
+                              elapsed_seconds=time.perf_counter() - started, **metrics)
         log.info("step %d: valid loss %.3f ppl %.2f BLEU %.2f chrF %.2f (lr %.2g)", self.state.step,
                  metrics["loss"], metrics["ppl"], metrics["bleu"], metrics["chrf"], lr)
         return self._after_validation(metrics, final)
@@ -254,30 +308,33 @@ class Trainer:
         SIGINT/SIGTERM let the current step finish, save last.pt and raise TrainingInterrupted.
         """
         settings, s = self.settings, self.state
-        metrics_log = MetricsLog(self.run_dir)
+        metrics_log = MetricsLog(self.run_dir) if self.dist.is_main else None
         started = time.perf_counter() - s.train_seconds
         window = _Window()
         previous_handlers = self._catch_signals()
         try:
             stop = False
             while s.epoch < settings.max_epochs and not stop:
+                show_bar = settings.progress_bar and self.dist.is_main
                 bar = tqdm(total=batches.num_batches(s.epoch), initial=s.batch_in_epoch,
                            desc=f"epoch {s.epoch + 1}", leave=False,
-                           disable=None if settings.progress_bar else True)
-                for batch in batches.epoch(s.epoch, start=s.batch_in_epoch):
+                           disable=None if show_bar else True)
+                epoch_batches = batches.epoch(s.epoch, start=s.batch_in_epoch)
+                for group in _groups(epoch_batches, settings.accumulate_batches):
                     t0 = time.perf_counter()
-                    loss = self.train_step(batch)
+                    loss, tokens, (signalled, over_time) = self.train_step(
+                        group, flags=(self._signal is not None, self._over_time(started)))
                     elapsed = time.perf_counter() - t0
                     s.step += 1
-                    s.batch_in_epoch += 1
+                    s.batch_in_epoch += len(group)
                     if self._check_finite(loss):
                         s.train_seconds += elapsed
-                        s.train_tokens += batch.num_tgt_tokens
-                        window.add(loss, batch.num_tgt_tokens, elapsed)
+                        s.train_tokens += tokens
+                        window.add(loss, tokens, elapsed)
                     lr = self.optimizer.param_groups[0]["lr"]
-                    bar.update(1)
+                    bar.update(len(group))
                     bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2g}", tok_s=f"{window.rate:.0f}")
-                    if s.step % settings.log_every == 0 and window.steps:
+                    if s.step % settings.log_every == 0 and window.steps and metrics_log is not None:
                         metrics_log.write(step=s.step, epoch=s.epoch + 1, split="train",
                                           loss=window.loss, lr=lr, tokens_per_second=window.rate,
                                           teacher_forcing=settings.teacher_forcing.ratio(s.step),
@@ -285,8 +342,9 @@ class Trainer:
                         window = _Window()
                     if settings.validate_every and s.step % settings.validate_every == 0:
                         stop = self._validate_and_log(valid, metrics_log, started)
-                    self._raise_if_signalled()
-                    stop = stop or self._out_of_budget(started)
+                    if signalled:
+                        self._interrupt()
+                    stop = stop or self._out_of_budget(over_time)
                     if stop:
                         break
                 bar.close()
@@ -302,18 +360,24 @@ class Trainer:
             self.save_last()
         finally:
             self._restore_signals(previous_handlers)
-            metrics_log.close()
-            plot_learning_curve(metrics_log.path, self.run_dir / "learning_curve.png")
+            if metrics_log is not None:
+                metrics_log.close()
+                plot_learning_curve(metrics_log.path, self.run_dir / "learning_curve.png")
         log.info("Training stopped (%s) after %d steps; best validation BLEU %.2f at step %d",
                  s.stop_reason, s.step, s.best_bleu, s.best_step)
         return s
 
-    def _out_of_budget(self, started: float) -> bool:
+    def _over_time(self, started: float) -> bool:
+        minutes = self.settings.max_minutes
+        return minutes is not None and time.perf_counter() - started >= 60 * minutes
+
+    def _out_of_budget(self, over_time: bool) -> bool:
+        """Whether to stop; ``over_time`` is any rank's verdict on the time budget, so that all
+        ranks stop after the same step."""
         s, settings = self.state, self.settings
         if settings.max_steps is not None and s.step >= settings.max_steps:
             s.stop_reason = f"reached max_steps={settings.max_steps}"
-        elif settings.max_minutes is not None and \
-                time.perf_counter() - started >= 60 * settings.max_minutes:
+        elif over_time:
             s.stop_reason = f"reached max_minutes={settings.max_minutes}"
         return bool(s.stop_reason)
 
@@ -334,16 +398,28 @@ class Trainer:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
 
-    def _raise_if_signalled(self) -> None:
-        if self._signal is None:
-            return
-        name = signal.Signals(self._signal).name
+    def _interrupt(self) -> None:
+        """Save last.pt and raise TrainingInterrupted (on every rank: one of them got a signal)."""
+        signum = self._signal or signal.SIGTERM  # another rank got it
+        name = signal.Signals(signum).name
         self.state.stop_reason = f"interrupted by {name}"
         path = self.save_last()
         raise TrainingInterrupted(
             f"{name} received: stopped after step {self.state.step} and saved {path}. Resume "
             f"with: python scripts/train.py <the same overrides> resume=true "
-            f"hydra.run.dir={self.run_dir}", self._signal)
+            f"hydra.run.dir={self.run_dir}", signum)
+
+
+def _groups(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
+    """Consecutive groups of ``size`` batches (the last one may be shorter): one update each."""
+    group: list[Batch] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 @dataclass

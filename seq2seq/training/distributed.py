@@ -1,0 +1,120 @@
+"""Data-parallel training on ``torch.distributed``, launched by ``torchrun``.
+
+Every rank holds a full copy of the model and trains on its own share of each epoch's batches.
+After the backward passes of a step, one all-reduce sums the gradients, the loss and the target
+token counts of all ranks, so every rank applies the same update: the gradient of the summed loss
+divided by the *global* number of target tokens. That is exactly what one process computes with
+gradient accumulation over the same batches (``trainer.accumulate_batches``), which is how the tests
+check it. Only rank 0 writes checkpoints, metrics and reports.
+
+Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) everything here is a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from seq2seq.errors import ConfigError, check_choice
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "gloo", "nccl")
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in the job: rank ``rank`` of ``world_size``."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    @contextlib.contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Rank 0 runs the block first (e.g. to fill a cache), then the other ranks."""
+        if not self.is_main:
+            self.barrier()
+        yield
+        if self.is_main:
+            self.barrier()
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value``, on every rank (any picklable object)."""
+        if not self.enabled:
+            return value
+        box = [value if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value``, in rank order, on every rank."""
+        if not self.enabled:
+            return [value]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, value)
+        return out
+
+    def sum_step(self, model: nn.Module, scalars: Sequence[float]) -> list[float]:
+        """Sum the gradients of ``model`` and the ``scalars`` over all ranks, in place, with one
+        all-reduce over a single flat buffer (one message per step instead of one per tensor)."""
+        if not self.enabled:
+            return list(scalars)
+        params = [p for p in model.parameters() if p.requires_grad]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads]
+                         + [torch.tensor(list(scalars), dtype=grads[0].dtype)])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        offset = 0
+        for param, grad in zip(params, grads):
+            size = grad.numel()
+            param.grad = flat[offset: offset + size].view_as(grad)
+            offset += size
+        return flat[offset:].tolist()
+
+
+def init_distributed(backend: str = "auto", timeout_minutes: float = 30.0) -> Distributed:
+    """Join the process group described by torchrun's environment variables, if any."""
+    check_choice("distributed.backend", backend, BACKENDS)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed()
+    if not dist.is_available():
+        raise ConfigError("WORLD_SIZE is set but this torch build has no torch.distributed")
+    if not dist.is_initialized():
+        if backend == "auto":
+            # The framework trains on CPU tensors, which only gloo reduces; nccl is there for
+            # models moved to GPUs by user code.
+            backend = "gloo"
+        dist.init_process_group(backend=backend,
+                                timeout=datetime.timedelta(minutes=timeout_minutes))
+    context = Distributed(dist.get_rank(), dist.get_world_size())
+    if not context.is_main:
+        # One copy of each log line is enough; rank 0 speaks for the job.
+        logging.getLogger("seq2seq").setLevel(logging.WARNING)
+    log.info("Distributed training: %d ranks, backend %s", context.world_size, dist.get_backend())
+    return context
+
+
+def shutdown_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
