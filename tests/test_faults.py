@@ -101,6 +101,16 @@ def test_unwritable_run_folder_fails_before_training(tmp_path):
     assert not (tmp_path / "numbers").exists()  # no work was done
 
 
+def test_full_disk_fails_before_training(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * 2**30, 10 * 2**30, 2**20))
+    with pytest.raises(ConfigError, match="has 1 MiB free"):
+        run_training(compose_train(tiny_overrides(tmp_path)), tmp_path / "run")
+    assert not (tmp_path / "numbers").exists()
+
+
 def test_corpus_line_of_100k_characters_is_named(tmp_path):
     from seq2seq.data.corpus import read_lines
     from seq2seq.errors import DataError

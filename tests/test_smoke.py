@@ -63,6 +63,7 @@ def test_translate_tool_keeps_lines_aligned(trained_run):
     out = result.stdout.decode().split("\n")
     assert out[-1] == "" and len(out) - 1 == len(lines)
     assert out[1] == "" and out[2] == ""
+    assert "input line 5 has" in result.stderr.decode() and "truncated to" in result.stderr.decode()
     # The Python API gives the same translations.
     translator = Translator.from_checkpoint(ckpt, beam=2)
     assert translator.translate(lines[:2]) == out[:2]
