@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from seq2seq.errors import check_range
 from seq2seq.models.attention import AttentionName, build_attention
-from seq2seq.models.encoder import RNN_CLASSES, Cell, EncoderOutput, check_rnn_options
+from seq2seq.models.encoder import EncoderOutput
+from seq2seq.models.rnn import Cell, build_rnn, check_rnn_options, has_cell_state
 from seq2seq.tokenization import PAD
 
 
@@ -64,9 +65,10 @@ class RNNDecoder(nn.Module):
                  embedding_dim: int = 256, hidden_size: int = 512, num_layers: int = 1,
                  dropout: float = 0.2, attention: AttentionName = "bahdanau",
                  input_feeding: bool = False, bridge: bool = True,
-                 tie_embeddings: bool = False) -> None:
+                 tie_embeddings: bool = False, residual: bool = False,
+                 implementation: str = "torch") -> None:
         super().__init__()
-        check_rnn_options(cell, hidden_size, num_layers, dropout, "model.decoder")
+        check_rnn_options(cell, hidden_size, num_layers, dropout, "model.decoder", implementation)
         check_range("model.decoder.embedding_dim", embedding_dim, 1)
         self.cell, self.num_layers, self.hidden_size = cell, num_layers, hidden_size
         self.vocab_size = vocab_size
@@ -79,8 +81,8 @@ class RNNDecoder(nn.Module):
             (context_size if self.attention is None else 0)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
         self.dropout = nn.Dropout(dropout)
-        self.rnn = RNN_CLASSES[cell](rnn_input, hidden_size, num_layers=num_layers,
-                                     batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = build_rnn(cell, rnn_input, hidden_size, num_layers, False, dropout, residual,
+                             implementation)
         self.bridge = nn.Linear(context_size, num_layers * hidden_size) if bridge else None
         self.readout = nn.Linear(hidden_size + context_size, self.readout_size)
         self.output_layer = nn.Linear(self.readout_size, vocab_size, bias=False)
@@ -101,7 +103,7 @@ class RNNDecoder(nn.Module):
             hidden = torch.tanh(self.bridge(memory.summary))  # [B, layers*H]
             hidden = hidden.view(batch, self.num_layers, self.hidden_size).transpose(0, 1)
             hidden = hidden.contiguous()
-        cell = hidden if self.cell == "lstm" else None
+        cell = hidden if has_cell_state(self.cell) else None
         feed = memory.summary.new_zeros(batch, self.readout_size) if self.input_feeding else None
         return DecoderState(hidden, cell, feed)
 
@@ -117,7 +119,7 @@ class RNNDecoder(nn.Module):
              ) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
         """Run the RNN over embedded [B, T, E] inputs; return readouts [B, T, R]."""
         rnn_in = self._rnn_input(embedded, state, memory)
-        if self.cell == "lstm":
+        if has_cell_state(self.cell):
             outputs, (hidden, cell) = self.rnn(rnn_in, (state.hidden, state.cell))
         else:
             outputs, hidden = self.rnn(rnn_in, state.hidden)

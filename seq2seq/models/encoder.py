@@ -1,19 +1,16 @@
-"""RNNEncoder: embeddings and a stacked, optionally bidirectional RNN/GRU/LSTM."""
+"""RNNEncoder: embeddings and a stacked, optionally bidirectional, optionally residual RNN."""
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seq2seq.errors import check_choice, check_range
+from seq2seq.errors import check_range
+from seq2seq.models.rnn import Cell, build_rnn, check_rnn_options, has_cell_state
 from seq2seq.tokenization import PAD
-
-Cell = Literal["rnn", "gru", "lstm"]
-CELLS: tuple[str, ...] = ("rnn", "gru", "lstm")
-RNN_CLASSES = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class EncoderOutput(NamedTuple):
@@ -27,29 +24,20 @@ class EncoderOutput(NamedTuple):
                              self.mask.index_select(0, order))
 
 
-def check_rnn_options(cell: str, hidden_size: int, num_layers: int, dropout: float,
-                      prefix: str) -> None:
-    check_choice(f"{prefix}.cell", cell, CELLS)
-    check_range(f"{prefix}.hidden_size", hidden_size, 1)
-    check_range(f"{prefix}.num_layers", num_layers, 1)
-    check_range(f"{prefix}.dropout", dropout, 0.0, 1.0)
-
-
 class RNNEncoder(nn.Module):
     """Encode a right-padded batch of token ids into one state per position and a summary."""
 
     def __init__(self, vocab_size: int, cell: Cell = "gru", embedding_dim: int = 256,
                  hidden_size: int = 256, num_layers: int = 1, bidirectional: bool = True,
-                 dropout: float = 0.2) -> None:
+                 dropout: float = 0.2, residual: bool = False, implementation: str = "torch") -> None:
         super().__init__()
-        check_rnn_options(cell, hidden_size, num_layers, dropout, "model.encoder")
+        check_rnn_options(cell, hidden_size, num_layers, dropout, "model.encoder", implementation)
         check_range("model.encoder.embedding_dim", embedding_dim, 1)
         self.cell, self.num_layers, self.bidirectional = cell, num_layers, bidirectional
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
         self.dropout = nn.Dropout(dropout)
-        self.rnn = RNN_CLASSES[cell](embedding_dim, hidden_size, num_layers=num_layers,
-                                     batch_first=True, bidirectional=bidirectional,
-                                     dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = build_rnn(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout,
+                             residual, implementation)
         self.output_size = hidden_size * (2 if bidirectional else 1)
 
     def forward(self, src: Tensor, src_len: Tensor) -> EncoderOutput:
@@ -61,7 +49,7 @@ class RNNEncoder(nn.Module):
                                       enforce_sorted=False)
         outputs, hidden = self.rnn(packed)
         states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=src.size(1))
-        if self.cell == "lstm":
+        if has_cell_state(self.cell):
             hidden = hidden[0]  # the bridge starts the decoder from h; c stays internal
         # hidden: [layers*dirs, B, H] -> [layers, B, H*dirs]
         dirs = 2 if self.bidirectional else 1

@@ -1,0 +1,127 @@
+"""The recurrent stack shared by encoders and decoders: ``build_rnn`` picks its implementation.
+
+- ``torch`` (default): ``nn.RNN``/``nn.GRU``/``nn.LSTM``, one oneDNN/cuDNN call for the whole stack.
+- ``residual=true``: one ``torch.nn`` module per layer, each layer's input added to its output from
+  the second layer on (Wu et al., 2016), which helps deep stacks train.
+- ``implementation=reference``: the cells of ``cells.py``, written from their equations, one time
+  step per Python call (the only one with ``lstm_peephole``).
+
+All three take and return what ``torch.nn``'s RNNs do: batch-first tensors or a PackedSequence,
+and the final state ``h_n`` (``(h_n, c_n)`` for LSTMs) as ``[layers * directions, B, H]``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from seq2seq.errors import ConfigError, check_choice, check_range
+from seq2seq.models.cells import ReferenceLayer
+
+Cell = Literal["rnn", "rnn_relu", "gru", "lstm", "lstm_peephole"]
+CELLS: tuple[str, ...] = ("rnn", "rnn_relu", "gru", "lstm", "lstm_peephole")
+IMPLEMENTATIONS = ("torch", "reference")
+State = Union[Tensor, tuple[Tensor, Tensor]]
+
+
+def has_cell_state(cell: str) -> bool:
+    """LSTMs carry a cell state c besides h."""
+    return cell in ("lstm", "lstm_peephole")
+
+
+def check_rnn_options(cell: str, hidden_size: int, num_layers: int, dropout: float, prefix: str,
+                      implementation: str = "torch") -> None:
+    check_choice(f"{prefix}.cell", cell, CELLS)
+    check_choice(f"{prefix}.implementation", implementation, IMPLEMENTATIONS)
+    check_range(f"{prefix}.hidden_size", hidden_size, 1)
+    check_range(f"{prefix}.num_layers", num_layers, 1)
+    check_range(f"{prefix}.dropout", dropout, 0.0, 1.0)
+    if cell == "lstm_peephole" and implementation != "reference":
+        raise ConfigError(f"{prefix}.cell=lstm_peephole has no torch.nn kernel: set "
+                          f"{prefix}.implementation=reference")
+
+
+def torch_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+              bidirectional: bool = False, dropout: float = 0.0) -> nn.RNNBase:
+    """The torch.nn module for ``cell`` (batch first)."""
+    options = dict(num_layers=num_layers, batch_first=True, bidirectional=bidirectional,
+                   dropout=dropout if num_layers > 1 else 0.0)
+    if cell in ("rnn", "rnn_relu"):
+        return nn.RNN(input_size, hidden_size, nonlinearity="relu" if cell == "rnn_relu" else "tanh",
+                      **options)
+    return {"gru": nn.GRU, "lstm": nn.LSTM}[cell](input_size, hidden_size, **options)
+
+
+def build_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+              bidirectional: bool = False, dropout: float = 0.0, residual: bool = False,
+              implementation: str = "torch") -> nn.Module:
+    """A stacked RNN; plain ``torch.nn`` unless residual connections or reference cells are asked."""
+    if implementation == "torch" and not residual:
+        return torch_rnn(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
+    return LayeredRNN(cell, input_size, hidden_size, num_layers, bidirectional, dropout, residual,
+                      implementation)
+
+
+class LayeredRNN(nn.Module):
+    """A stack of one-layer RNNs run one after the other (residual and/or reference cells)."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bidirectional: bool = False, dropout: float = 0.0, residual: bool = False,
+                 implementation: str = "torch") -> None:
+        super().__init__()
+        self.cell, self.hidden_size, self.residual = cell, hidden_size, residual
+        self.directions = 2 if bidirectional else 1
+        self.dropout = nn.Dropout(dropout)
+        output_size = hidden_size * self.directions
+        make = (lambda i: ReferenceLayer(cell, i, hidden_size, bidirectional)) \
+            if implementation == "reference" else \
+            (lambda i: torch_rnn(cell, i, hidden_size, 1, bidirectional))
+        self.layers = nn.ModuleList(
+            [make(input_size if k == 0 else output_size) for k in range(num_layers)])
+
+    def forward(self, inputs: Union[Tensor, PackedSequence], hx: Optional[State] = None
+                ) -> tuple[Union[Tensor, PackedSequence], State]:
+        packed = isinstance(inputs, PackedSequence)
+        if packed:
+            x, lengths = pad_packed_sequence(inputs, batch_first=True)
+        else:
+            x, lengths = inputs, None
+        with_c = has_cell_state(self.cell)
+        layers, dirs, batch = len(self.layers), self.directions, x.size(0)
+        if hx is None:
+            zeros = x.new_zeros(layers * dirs, batch, self.hidden_size)
+            hx = (zeros, zeros) if with_c else zeros
+        h0, c0 = hx if with_c else (hx, None)
+        finals_h, finals_c = [], []
+        for k, layer in enumerate(self.layers):
+            h_k = h0[k * dirs:(k + 1) * dirs]
+            c_k = None if c0 is None else c0[k * dirs:(k + 1) * dirs]
+            layer_in = x if k == 0 else self.dropout(x)  # dropout between layers, as torch.nn
+            out, h_n, c_n = self._run_layer(layer, layer_in, lengths, h_k, c_k)
+            x = out + x if self.residual and k > 0 else out
+            finals_h.append(h_n)
+            finals_c.append(c_n)
+        h_n = torch.cat(finals_h)
+        state: State = (h_n, torch.cat(finals_c)) if with_c else h_n
+        if packed:
+            return pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False), state
+        return x, state
+
+    @staticmethod
+    def _run_layer(layer: nn.Module, x: Tensor, lengths: Optional[Tensor], h0: Tensor,
+                   c0: Optional[Tensor]) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+        if isinstance(layer, ReferenceLayer):
+            return layer(x, lengths, h0, c0)
+        state = (h0, c0) if c0 is not None else h0
+        if lengths is None:
+            out, final = layer(x, state)
+        else:
+            packed_in = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            packed_out, final = layer(packed_in, state)
+            out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=x.size(1))
+        if c0 is not None:
+            return out, final[0], final[1]
+        return out, final, None

@@ -1,0 +1,101 @@
+"""Reference cells (cells.py) against torch.nn with the same weights; residual stacks; rnn_relu."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seq2seq.errors import ConfigError
+from seq2seq.models.cells import ReferenceLayer, cell_step
+from seq2seq.models.encoder import RNNEncoder
+from seq2seq.models.rnn import LayeredRNN, build_rnn, torch_rnn
+
+LENGTHS = torch.tensor([5, 2, 4, 1])
+
+
+def run_packed(rnn: nn.Module, x: torch.Tensor, hx):
+    packed = pack_padded_sequence(x, LENGTHS, batch_first=True, enforce_sorted=False)
+    out, state = rnn(packed, hx)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+    return out, state
+
+
+def layered_from_torch(reference: LayeredRNN, torch_module: nn.RNNBase) -> None:
+    """Copy a multi-layer torch.nn RNN's weights into a LayeredRNN (layer k <- suffix _lk)."""
+    state = {}
+    for name, value in torch_module.state_dict().items():
+        base, layer = name.rsplit("_l", 1)
+        k, _, reverse = layer.partition("_")
+        state[f"layers.{k}.{base}_l0{'_' + reverse if reverse else ''}"] = value
+    reference.load_state_dict(state)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("cell", ["rnn", "rnn_relu", "gru", "lstm"])
+def test_reference_cells_match_torch_nn_with_padding(cell, bidirectional):
+    torch.manual_seed(0)
+    ours = LayeredRNN(cell, 6, 7, num_layers=2, bidirectional=bidirectional,
+                      implementation="reference")
+    theirs = torch_rnn(cell, 6, 7, num_layers=2, bidirectional=bidirectional)
+    layered_from_torch(ours, theirs)
+    x = torch.randn(4, 5, 6)
+    dirs = 2 if bidirectional else 1
+    h0 = torch.randn(2 * dirs, 4, 7)
+    hx = (h0, torch.randn(2 * dirs, 4, 7)) if cell == "lstm" else h0
+    ours_out, ours_state = run_packed(ours, x, hx)
+    theirs_out, theirs_state = run_packed(theirs, x, hx)
+    torch.testing.assert_close(ours_out, theirs_out, rtol=0, atol=1e-5)
+    for a, b in zip(*(s if isinstance(s, tuple) else (s,) for s in (ours_state, theirs_state))):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    assert ours_out[1, 2:].abs().sum() == 0  # nothing past the second sentence's length
+
+
+def test_reference_layer_loads_a_one_layer_torch_state_dict():
+    theirs = nn.GRU(3, 4, batch_first=True, bidirectional=True)
+    ours = ReferenceLayer("gru", 3, 4, bidirectional=True)
+    ours.load_state_dict(theirs.state_dict())
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+
+
+def test_peephole_lstm_uses_the_cell_state_in_its_gates():
+    torch.manual_seed(0)
+    layer = ReferenceLayer("lstm_peephole", 3, 4)
+    plain = ReferenceLayer("lstm", 3, 4)
+    plain.load_state_dict({k: v for k, v in layer.state_dict().items() if "peephole" not in k})
+    x, h, c = torch.randn(2, 3), torch.randn(2, 4), torch.randn(2, 4)
+    weights = layer._weights("")
+    with torch.no_grad():
+        weights["peephole"].zero_()
+        same = cell_step("lstm_peephole", x, h, c, **weights)
+        torch.testing.assert_close(same, cell_step("lstm", x, h, c, **plain._weights("")))
+        weights["peephole"].fill_(0.5)
+        assert not torch.allclose(cell_step("lstm_peephole", x, h, c, **weights)[0], same[0])
+
+
+def test_residual_stack_adds_each_layers_input():
+    torch.manual_seed(0)
+    residual = build_rnn("gru", 5, 4, num_layers=2, bidirectional=True, residual=True)
+    plain = LayeredRNN("gru", 5, 4, num_layers=2, bidirectional=True)
+    plain.load_state_dict(residual.state_dict())
+    x = torch.randn(3, 6, 5)
+    first, _ = plain.layers[0](x)
+    torch.testing.assert_close(residual(x)[0], plain(x)[0] + first)
+
+
+def test_encoder_with_every_new_option_encodes_padding_independently():
+    for options in [dict(cell="rnn_relu"), dict(cell="lstm", residual=True, num_layers=3),
+                    dict(cell="lstm_peephole", implementation="reference", num_layers=2)]:
+        torch.manual_seed(0)
+        encoder = RNNEncoder(20, embedding_dim=6, hidden_size=5, dropout=0.0, **options).eval()
+        batch = torch.tensor([[4, 5, 6, 3], [7, 3, 0, 0]])
+        together = encoder(batch, torch.tensor([4, 2]))
+        alone = encoder(batch[1:, :2], torch.tensor([2]))
+        torch.testing.assert_close(together.states[1, :2], alone.states[0], atol=1e-6, rtol=0)
+        torch.testing.assert_close(together.final[:, 1], alone.final[:, 0], atol=1e-6, rtol=0)
+
+
+def test_peephole_needs_the_reference_implementation():
+    with pytest.raises(ConfigError, match="model.encoder.implementation=reference"):
+        RNNEncoder(20, cell="lstm_peephole")
