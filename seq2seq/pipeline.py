@@ -1,4 +1,5 @@
-"""The main job behind ``scripts/train.py``: data, tokenizers, model, training, test report."""
+"""The main job behind ``scripts/train.py``: set up the run, then hand it to its topology
+(``conf/topology``: translate, classify, tag or generate), which trains and writes the report."""
 
 from __future__ import annotations
 
@@ -9,19 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from seq2seq.config import build
 from omegaconf import DictConfig, OmegaConf
 
-from seq2seq.data.batching import ParallelBatches, filter_pairs
-from seq2seq.data.corpus import CorpusFiles, write_lines
+from torch import nn
+
+from seq2seq.config import build
+from seq2seq.data.corpus import CorpusFiles
 from seq2seq.errors import ConfigError
-from seq2seq.evaluation.report import evaluation_report, line_count
-from seq2seq.models import count_parameters
 from seq2seq.tokenization import TokenizerPair, TokenizerSettings, build_tokenizers
-from seq2seq.training.checkpoint import build_model
 from seq2seq.training.distributed import Distributed, init_distributed, shutdown_distributed
-from seq2seq.training.trainer import Trainer, TrainerSettings, ValidationData
-from seq2seq.translate import SearchSettings, Translator
+from seq2seq.training.trainer import Objective, Trainer, TrainerSettings, TrainState
 
 log = logging.getLogger(__name__)
 
@@ -93,67 +91,24 @@ def _run_training(cfg: DictConfig, run_dir: Path, overrides: list[str] | None,
     seed_everything(cfg.seed)
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
-    settings: TrainerSettings = build(cfg.trainer)
-    search = SearchSettings(**{k: v for k, v in cfg.search.items() if not k.startswith("_")})
+    topology = build(cfg.topology)  # e.g. seq2seq.topologies.translation.run
+    return topology(cfg=cfg, run_dir=run_dir, overrides=list(overrides or []),
+                    distributed=distributed)
 
-    with distributed.main_first():  # rank 0 fills the corpus and tokenizer caches
-        files, tokenizers = prepare(cfg)
-    train, valid = files.read(files.train), files.read(files.valid)
-    limit = cfg.data.get("limit_train")
-    src_ids, tgt_ids = filter_pairs(tokenizers.src.encode(train.src[:limit]),
-                                    tokenizers.tgt.encode(train.tgt[:limit]),
-                                    cfg.data.max_length)
-    log.info("train: %d pairs from %s; valid: %d pairs; vocab %d/%d", len(src_ids), files.root,
-             len(valid), tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
-    batches = ParallelBatches(src_ids, tgt_ids, settings.batch_tokens, cfg.seed,
-                              settings.max_sentences, distributed.rank, distributed.world_size)
+
+def train_model(cfg: DictConfig, run_dir: Path, model: nn.Module, objective: Objective,
+                batches: Any, distributed: Distributed) -> TrainState:
+    """The steps every topology shares: the trainer, resuming, and the training itself."""
+    settings: TrainerSettings = build(cfg.trainer)
     if batches.num_batches(0) == 0:
         raise ConfigError(f"the training set makes fewer batches than the {distributed.world_size} "
                           "ranks: use fewer ranks or a smaller trainer.batch_tokens")
-    n_valid = settings.valid_max_sentences or len(valid)
-    valid_data = ValidationData(tokenizers.src.encode(valid.src[:n_valid]),
-                                tokenizers.tgt.encode(valid.tgt[:n_valid]), valid.tgt[:n_valid])
-
-    model = build_model(cfg.model, tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
     if distributed.enabled:
         # Same initial weights on every rank (same seed), different dropout masks.
         torch.manual_seed(cfg.seed + distributed.rank)
     config = OmegaConf.to_container(cfg, resolve=True)
-    trainer = Trainer(settings, model, tokenizers, run_dir, config, search, distributed)
+    trainer = Trainer(settings, model, objective, run_dir, config, distributed)
     last = run_dir / "checkpoints" / "last.pt"
     if cfg.get("resume") and last.exists():
         trainer.resume(last)
-    state = trainer.fit(batches, valid_data)
-    if not distributed.is_main:
-        return {}
-
-    best = run_dir / "checkpoints" / "best.pt"
-    translator = Translator.from_checkpoint(best)
-    test = files.read(files.test)
-    hypotheses = translator.translate(test.src)
-    decode_seconds = translator.last_seconds
-    hyp_file = write_lines(run_dir / f"test.hyp.{files.tgt_lang}", hypotheses)
-    report_cfg = cfg.report
-    attention = translator.translate_detailed(test.src[: report_cfg.attention_plots],
-                                              return_attention=True)
-    data_files = {str(path): line_count(path)
-                  for split in (files.train, files.valid, files.test) for path in files.pair(split)}
-    report = evaluation_report(
-        test.src, test.tgt, hypotheses, run_dir, str(test.tgt_path), attention=attention,
-        n_bootstrap=report_cfg.bootstrap_resamples, samples=report_cfg.samples,
-        html=report_cfg.html, source_file=str(test.src_path), hypothesis_file=hyp_file.name,
-        checkpoint=str(best), beam=translator.search.beam,
-        num_params=count_parameters(model), train_seconds=round(state.train_seconds, 1),
-        train_tokens=state.train_tokens,
-        train_tokens_per_second=round(state.train_tokens / max(state.train_seconds, 1e-9), 1),
-        steps=state.step, best_step=state.best_step, best_valid_bleu=state.best_bleu,
-        stop_reason=state.stop_reason, train_pairs=len(src_ids),
-        decode_seconds=round(decode_seconds, 2),
-        decode_sentences_per_second=round(len(test) / max(decode_seconds, 1e-9), 1),
-        learning_curve="learning_curve.png", overrides=list(overrides or []),
-        vocab_size=tokenizers.tgt.vocab_size, seed=cfg.seed, data_files=data_files,
-    )
-    log.info("Test BLEU %.2f, chrF %.2f (%s) on %s; report in %s", report["bleu"], report["chrf"],
-             report["bleu_signature"], test.tgt_path, run_dir / "report.md")
-    return report
-
+    return trainer.fit(batches)

@@ -14,7 +14,8 @@ import torch
 from seq2seq.errors import ConfigError
 from seq2seq.pipeline import run_training
 from seq2seq.training.checkpoint import load_checkpoint
-from seq2seq.training.trainer import NonFiniteLoss, Trainer
+from seq2seq.topologies.translation import TranslationObjective
+from seq2seq.training.trainer import NonFiniteLoss
 from tests.conftest import ROOT, compose_train
 from tests.test_smoke import tiny_overrides
 
@@ -71,22 +72,26 @@ def test_sigterm_saves_last_and_says_how_to_resume(tmp_path):
 
 
 def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
-    real_loss = Trainer.loss
+    real_loss = TranslationObjective.loss
+    training_calls = []
 
-    def loss_nan_at_step_two(self, batch, teacher_forcing, smoothing):
-        value = real_loss(self, batch, teacher_forcing, smoothing)
-        return value * float("nan") if self.state.step == 1 and self.model.training else value
+    def loss_nan_at_step_two(self, model, batch, teacher_forcing, smoothing):
+        value = real_loss(self, model, batch, teacher_forcing, smoothing)
+        if model.training:
+            training_calls.append(1)
+            return value * float("nan") if len(training_calls) == 2 else value
+        return value
 
-    monkeypatch.setattr(Trainer, "loss", loss_nan_at_step_two)
+    monkeypatch.setattr(TranslationObjective, "loss", loss_nan_at_step_two)
     run_training(compose_train(tiny_overrides(tmp_path) + FAST + ["trainer.max_steps=5"]),
                  tmp_path / "skipped")
     state = load_checkpoint(tmp_path / "skipped" / "checkpoints" / "last.pt")["trainer"]
     assert state["nonfinite_total"] == 1 and state["step"] == 5
 
-    def always_nan(self, batch, teacher_forcing, smoothing):
-        return real_loss(self, batch, teacher_forcing, smoothing) * float("nan")
+    def always_nan(self, model, batch, teacher_forcing, smoothing):
+        return real_loss(self, model, batch, teacher_forcing, smoothing) * float("nan")
 
-    monkeypatch.setattr(Trainer, "loss", always_nan)
+    monkeypatch.setattr(TranslationObjective, "loss", always_nan)
     cfg = compose_train(tiny_overrides(tmp_path) + FAST + ["trainer.max_nonfinite=3"])
     with pytest.raises(NonFiniteLoss, match=r"stopped at step 3: 3 non-finite losses in a row"):
         run_training(cfg, tmp_path / "diverged")

@@ -16,11 +16,16 @@ COLUMNS = ["step", "epoch", "split", "loss", "ppl", "bleu", "chrf", "lr", "teach
 class MetricsLog:
     """Appends one row per logged event to ``metrics.csv`` (so resumed runs continue the file)."""
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True,
+                 extra_columns: tuple[str, ...] = ()) -> None:
         self.path = Path(run_dir) / "metrics.csv"
         new = not self.path.exists()
+        columns = COLUMNS + [c for c in extra_columns if c not in COLUMNS]
+        if not new:  # a resumed run continues the file with the columns it has
+            with open(self.path, newline="", encoding="utf-8") as handle:
+                columns = next(csv.reader(handle), columns)
         self._file = open(self.path, "a", newline="", encoding="utf-8")
-        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
+        self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
         if new:
             self._writer.writeheader()
         self._tb = None
@@ -54,8 +59,8 @@ def read_metrics(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def plot_learning_curve(csv_path: str | Path, png_path: str | Path) -> Path:
-    """Training and validation loss, and validation BLEU, against the step."""
+def plot_learning_curve(csv_path: str | Path, png_path: str | Path, metric: str = "bleu") -> Path:
+    """Training and validation loss, and a validation metric (BLEU), against the step."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -72,11 +77,11 @@ def plot_learning_curve(csv_path: str | Path, png_path: str | Path) -> Path:
     ax_loss.set_ylabel("cross-entropy per token")
     if ax_loss.lines:
         ax_loss.legend()
-    bleu = series("valid", "bleu")
-    if bleu:
-        ax_bleu.plot(*zip(*bleu), "o-", color="tab:green", markersize=3)
+    points = series("valid", metric)
+    if points:
+        ax_bleu.plot(*zip(*points), "o-", color="tab:green", markersize=3)
     ax_bleu.set_xlabel("step")
-    ax_bleu.set_ylabel("validation BLEU")
+    ax_bleu.set_ylabel(f"validation {'BLEU' if metric == 'bleu' else metric}")
     fig.tight_layout()
     png_path = Path(png_path)
     fig.savefig(png_path, dpi=100)

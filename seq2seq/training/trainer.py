@@ -1,5 +1,9 @@
-"""The training loop: Adam, gradient clipping, LR decay on plateau, validation BLEU, early stopping,
-checkpoints ``best.pt`` and ``last.pt``, metrics and a progress bar."""
+"""The training loop: Adam, gradient clipping, LR decay on plateau, validation, early stopping,
+checkpoints ``best.pt`` and ``last.pt``, metrics and a progress bar.
+
+What is trained and how it is scored is the ``Objective``'s business (one per topology: see
+``objectives.py`` and ``seq2seq/topologies``); the loop is the same for all of them.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +14,17 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Protocol, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
-from seq2seq.data.batching import Batch, ParallelBatches, make_batch
-from seq2seq.errors import Seq2SeqError, check_choice, check_range
-from seq2seq.evaluation.bleu import score_corpus
-from seq2seq.tokenization import PAD, TokenizerPair
+from seq2seq.errors import ConfigError, Seq2SeqError, check_range
 from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from seq2seq.training.distributed import Distributed
 from seq2seq.training.metrics_log import MetricsLog, plot_learning_curve
 from seq2seq.training.schedules import TeacherForcingSchedule
-from seq2seq.translate import SearchSettings, translate_ids
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class TrainerSettings:
     validate_every: int = 0                 # steps between validations; 0 = after every epoch
     valid_beam: int = 1
     valid_max_sentences: Optional[int] = None
-    early_stopping_metric: str = "bleu"     # bleu (higher is better) or loss
+    early_stopping_metric: str = "bleu"     # a validation metric; loss and ppl: lower is better
     early_stopping_patience: int = 5        # validations without improvement before stopping
     log_every: int = 50
     progress_bar: bool = True
@@ -65,7 +64,6 @@ class TrainerSettings:
         check_range("trainer.label_smoothing", self.label_smoothing, 0.0, 1.0)
         check_range("trainer.valid_beam", self.valid_beam, 1)
         check_range("trainer.validate_every", self.validate_every, 0)
-        check_choice("trainer.early_stopping_metric", self.early_stopping_metric, ("bleu", "loss"))
         check_range("trainer.keep_checkpoints", self.keep_checkpoints, 0)
         check_range("trainer.max_nonfinite", self.max_nonfinite, 1)
 
@@ -78,9 +76,10 @@ class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0         # batches of this rank's share of the epoch already trained
     world_size: int = 1             # ranks that trained it (their shares depend on it)
-    best_metric: float = -math.inf
+    best_metric: float = -math.inf  # the early-stopping metric, negated when lower is better
     best_step: int = 0
-    best_bleu: float = 0.0
+    best_bleu: float = 0.0          # validation BLEU at best_step (translation)
+    best_metrics: dict = field(default_factory=dict)  # every validation figure at best_step
     bad_validations: int = 0
     train_seconds: float = 0.0
     train_tokens: int = 0
@@ -102,11 +101,23 @@ class NonFiniteLoss(Seq2SeqError):
     """Too many NaN/inf losses in a row."""
 
 
-@dataclass
-class ValidationData:
-    src_ids: list[list[int]]
-    tgt_ids: list[list[int]]
-    references: list[str]
+class Objective(Protocol):
+    """What a topology trains and how it is scored (see ``seq2seq/topologies``)."""
+
+    def loss(self, model: nn.Module, batch: Any, teacher_forcing: float,
+             smoothing: float) -> Tensor:
+        """The loss summed over the batch's ``batch.num_tgt_tokens`` predicted units."""
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Figures on the validation split; the early-stopping metric among them."""
+
+    metrics: Sequence[str]  # the names ``validate`` returns
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """What a checkpoint needs besides the weights to be used alone (tokenizers, labels)."""
+
+
+LOWER_IS_BETTER = ("loss", "ppl", "perplexity")
 
 
 def rng_state() -> dict[str, Any]:
@@ -125,16 +136,16 @@ class Trainer:
     rank 0 validates (and tells the others the result) and writes files.
     """
 
-    def __init__(self, settings: TrainerSettings, model: nn.Module, tokenizers: TokenizerPair,
-                 run_dir: str | Path, config: dict, search: SearchSettings,
+    def __init__(self, settings: TrainerSettings, model: nn.Module, objective: Objective,
+                 run_dir: str | Path, config: dict,
                  distributed: Distributed = Distributed()) -> None:
-        self.settings, self.model, self.tokenizers = settings, model, tokenizers
+        self.settings, self.model, self.objective = settings, model, objective
         self.dist = distributed
         self.run_dir, self.config = Path(run_dir), config
-        self.valid_search = SearchSettings(**{**search.__dict__, "beam": settings.valid_beam})
         self.checkpoints = CheckpointDir(self.run_dir / "checkpoints", settings.keep_checkpoints)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-        mode = "max" if settings.early_stopping_metric == "bleu" else "min"
+        self.higher_is_better = settings.early_stopping_metric not in LOWER_IS_BETTER
+        mode = "max" if self.higher_is_better else "min"
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode=mode, factor=settings.lr_decay_factor,
             patience=settings.lr_patience, min_lr=settings.min_lr)
@@ -147,7 +158,7 @@ class Trainer:
         rng_ranks = self.dist.gather(rng_state())
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "trainer": asdict(self.state),
-                "config": self.config, "tokenizers": self.tokenizers.state_dict(),
+                "config": self.config, **self.objective.checkpoint_extras(),
                 "rng": rng_ranks[0], "rng_ranks": rng_ranks}
 
     def save_last(self) -> Path:
@@ -188,13 +199,7 @@ class Trainer:
                  self.state.epoch + 1, self.state.batch_in_epoch)
 
     # -- one step ------------------------------------------------------------------------------
-    def loss(self, batch: Batch, teacher_forcing: float, smoothing: float) -> torch.Tensor:
-        """Summed cross-entropy over the batch's target tokens."""
-        logits = self.model(batch.src, batch.src_len, batch.tgt_in, teacher_forcing).logits
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch.tgt_out.reshape(-1),
-                               ignore_index=PAD, reduction="sum", label_smoothing=smoothing)
-
-    def train_step(self, batches: Sequence[Batch], flags: Sequence[bool] = ()
+    def train_step(self, batches: Sequence[Any], flags: Sequence[bool] = ()
                    ) -> tuple[float, int, list[bool]]:
         """One update from this rank's ``batches`` and every other rank's.
 
@@ -209,7 +214,7 @@ class Trainer:
         ratio = self.settings.teacher_forcing.ratio(self.state.step)
         loss_sum, tokens = 0.0, 0
         for batch in batches:
-            loss = self.loss(batch, ratio, self.settings.label_smoothing)
+            loss = self.objective.loss(self.model, batch, ratio, self.settings.label_smoothing)
             loss.backward()
             loss_sum += float(loss.detach())
             tokens += batch.num_tgt_tokens
@@ -246,35 +251,26 @@ class Trainer:
         return False
 
     # -- validation ----------------------------------------------------------------------------
-    def validate(self, valid: ValidationData) -> dict[str, float]:
-        """Teacher-forced loss (no smoothing) and BLEU of searched translations."""
+    def validate(self) -> dict[str, float]:
         self.model.eval()
-        total, tokens = 0.0, 0
-        with torch.inference_mode():
-            for start in range(0, len(valid.src_ids), 64):
-                ids = range(start, min(start + 64, len(valid.src_ids)))
-                batch = make_batch([valid.src_ids[i] for i in ids],
-                                   [valid.tgt_ids[i] for i in ids], list(ids))
-                total += float(self.loss(batch, 1.0, 0.0))
-                tokens += batch.num_tgt_tokens
-        hyps = translate_ids(self.model, valid.src_ids, self.valid_search)
-        texts = self.tokenizers.tgt.decode([h.tokens for h in hyps])
-        scores = score_corpus(texts, valid.references)
-        loss = total / max(tokens, 1)
-        return {"loss": loss, "ppl": math.exp(min(loss, 50.0)), "bleu": scores.bleu,
-                "chrf": scores.chrf}
+        metrics = self.objective.validate(self.model)
+        if self.settings.early_stopping_metric not in metrics:
+            raise ConfigError(f"trainer.early_stopping_metric={self.settings.early_stopping_metric}"
+                              f" is not a validation figure of this topology: choose from "
+                              f"{', '.join(sorted(metrics))}")
+        return metrics
 
     def _after_validation(self, metrics: dict[str, float], final: bool) -> bool:
         """Keep the best model; unless ``final``, decay the LR and say whether to stop early.
         The final validation (of steps since the last one) leaves the schedule alone, so a run
         stopped by its budget and resumed trains exactly like one that never stopped."""
         s, settings = self.state, self.settings
-        higher = settings.early_stopping_metric == "bleu"
         value = metrics[settings.early_stopping_metric]
-        score = value if higher else -value
+        score = value if self.higher_is_better else -value
         improved = score > s.best_metric
         if improved:
-            s.best_metric, s.best_step, s.best_bleu = score, s.step, metrics["bleu"]
+            s.best_metric, s.best_step = score, s.step
+            s.best_bleu, s.best_metrics = metrics.get("bleu", 0.0), dict(metrics)
             self._save_best()
         if final:
             return False
@@ -287,28 +283,29 @@ class Trainer:
             return True
         return False
 
-    def _validate_and_log(self, valid: ValidationData, metrics_log: Optional[MetricsLog],
-                          started: float, final: bool = False) -> bool:
+    def _validate_and_log(self, metrics_log: Optional[MetricsLog], started: float,
+                          final: bool = False) -> bool:
         # Rank 0 validates; the others wait for its figures so that every rank takes the same
         # LR-decay and early-stopping decisions.
-        metrics = self.dist.broadcast(self.validate(valid) if self.dist.is_main else None)
+        metrics = self.dist.broadcast(self.validate() if self.dist.is_main else None)
         self.state.validated_step = self.state.step
         lr = self.optimizer.param_groups[0]["lr"]
         if metrics_log is not None:
             metrics_log.write(step=self.state.step, epoch=self.state.epoch, split="valid", lr=lr,
                               elapsed_seconds=time.perf_counter() - started, **metrics)
-        log.info("step %d: valid loss %.3f ppl %.2f BLEU %.2f chrF %.2f (lr %.2g)", self.state.step,
-                 metrics["loss"], metrics["ppl"], metrics["bleu"], metrics["chrf"], lr)
+        log.info("step %d: valid %s (lr %.2g)", self.state.step,
+                 " ".join(f"{k} {v:.4g}" for k, v in metrics.items()), lr)
         return self._after_validation(metrics, final)
 
     # -- the loop ------------------------------------------------------------------------------
-    def fit(self, batches: ParallelBatches, valid: ValidationData) -> TrainState:
+    def fit(self, batches: Any) -> TrainState:
         """Train until max_epochs/max_steps/max_minutes or early stopping; return the counters.
 
         SIGINT/SIGTERM let the current step finish, save last.pt and raise TrainingInterrupted.
         """
         settings, s = self.settings, self.state
-        metrics_log = MetricsLog(self.run_dir) if self.dist.is_main else None
+        metrics_log = MetricsLog(self.run_dir, extra_columns=tuple(self.objective.metrics)) \
+            if self.dist.is_main else None
         started = time.perf_counter() - s.train_seconds
         window = _Window()
         previous_handlers = self._catch_signals()
@@ -341,7 +338,7 @@ class Trainer:
                                           elapsed_seconds=time.perf_counter() - started)
                         window = _Window()
                     if settings.validate_every and s.step % settings.validate_every == 0:
-                        stop = self._validate_and_log(valid, metrics_log, started)
+                        stop = self._validate_and_log(metrics_log, started)
                     if signalled:
                         self._interrupt()
                     stop = stop or self._out_of_budget(over_time)
@@ -352,19 +349,21 @@ class Trainer:
                     s.epoch += 1
                     s.batch_in_epoch = 0
                     if not settings.validate_every:
-                        stop = self._validate_and_log(valid, metrics_log, started)
+                        stop = self._validate_and_log(metrics_log, started)
             if not s.stop_reason:
                 s.stop_reason = f"reached max_epochs={settings.max_epochs}"
             if s.validated_step != s.step:
-                self._validate_and_log(valid, metrics_log, started, final=True)
+                self._validate_and_log(metrics_log, started, final=True)
             self.save_last()
         finally:
             self._restore_signals(previous_handlers)
             if metrics_log is not None:
                 metrics_log.close()
-                plot_learning_curve(metrics_log.path, self.run_dir / "learning_curve.png")
-        log.info("Training stopped (%s) after %d steps; best validation BLEU %.2f at step %d",
-                 s.stop_reason, s.step, s.best_bleu, s.best_step)
+                plot_learning_curve(metrics_log.path, self.run_dir / "learning_curve.png",
+                                    settings.early_stopping_metric)
+        log.info("Training stopped (%s) after %d steps; best validation %s %.4g at step %d",
+                 s.stop_reason, s.step, settings.early_stopping_metric,
+                 s.best_metrics.get(settings.early_stopping_metric, math.nan), s.best_step)
         return s
 
     def _over_time(self, started: float) -> bool:
@@ -410,9 +409,9 @@ class Trainer:
             f"hydra.run.dir={self.run_dir}", signum)
 
 
-def _groups(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
+def _groups(batches: Iterator[Any], size: int) -> Iterator[list[Any]]:
     """Consecutive groups of ``size`` batches (the last one may be shorter): one update each."""
-    group: list[Batch] = []
+    group: list[Any] = []
     for batch in batches:
         group.append(batch)
         if len(group) == size:

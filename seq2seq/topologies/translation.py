@@ -1,0 +1,137 @@
+"""N vs M: translation with an encoder-decoder (``topology=translate``, the default)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from seq2seq.data.batching import Batch, ParallelBatches, filter_pairs, make_batch
+from seq2seq.data.corpus import write_lines
+from seq2seq.evaluation.bleu import score_corpus
+from seq2seq.evaluation.report import evaluation_report, line_count
+from seq2seq.models import count_parameters
+from seq2seq.tokenization import PAD, TokenizerPair
+from seq2seq.training.checkpoint import build_model
+from seq2seq.training.distributed import Distributed
+from seq2seq.translate import SearchSettings, Translator, translate_ids
+
+log = logging.getLogger(__name__)
+
+
+def sequence_loss(logits: Tensor, targets: Tensor, smoothing: float) -> Tensor:
+    """Cross-entropy summed over the non-padding targets. logits [B, T, V], targets [B, T]."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                           ignore_index=PAD, reduction="sum", label_smoothing=smoothing)
+
+
+@dataclass
+class ValidationData:
+    src_ids: list[list[int]]
+    tgt_ids: list[list[int]]
+    references: list[str]
+
+
+class TranslationObjective:
+    """Teacher-forced cross-entropy; validated by loss and by BLEU of searched translations."""
+
+    metrics = ("loss", "ppl", "bleu", "chrf")
+
+    def __init__(self, tokenizers: TokenizerPair, valid: ValidationData,
+                 search: SearchSettings) -> None:
+        self.tokenizers, self.valid, self.search = tokenizers, valid, search
+
+    def loss(self, model: nn.Module, batch: Batch, teacher_forcing: float,
+             smoothing: float) -> Tensor:
+        logits = model(batch.src, batch.src_len, batch.tgt_in, teacher_forcing).logits
+        return sequence_loss(logits, batch.tgt_out, smoothing)
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        valid = self.valid
+        total, tokens = 0.0, 0
+        with torch.inference_mode():
+            for start in range(0, len(valid.src_ids), 64):
+                ids = range(start, min(start + 64, len(valid.src_ids)))
+                batch = make_batch([valid.src_ids[i] for i in ids],
+                                   [valid.tgt_ids[i] for i in ids], list(ids))
+                total += float(self.loss(model, batch, 1.0, 0.0))
+                tokens += batch.num_tgt_tokens
+        hyps = translate_ids(model, valid.src_ids, self.search)
+        texts = self.tokenizers.tgt.decode([h.tokens for h in hyps])
+        scores = score_corpus(texts, valid.references)
+        loss = total / max(tokens, 1)
+        return {"loss": loss, "ppl": math.exp(min(loss, 50.0)), "bleu": scores.bleu,
+                "chrf": scores.chrf}
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {"tokenizers": self.tokenizers.state_dict()}
+
+
+def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distributed
+        ) -> dict[str, Any]:
+    """Train a translation model, translate the test split and write the BLEU report."""
+    from seq2seq.pipeline import prepare, train_model  # the shared steps of every topology
+
+    with distributed.main_first():  # rank 0 fills the corpus and tokenizer caches
+        files, tokenizers = prepare(cfg)
+    train, valid = files.read(files.train), files.read(files.valid)
+    limit = cfg.data.get("limit_train")
+    src_ids, tgt_ids = filter_pairs(tokenizers.src.encode(train.src[:limit]),
+                                    tokenizers.tgt.encode(train.tgt[:limit]),
+                                    cfg.data.max_length)
+    log.info("train: %d pairs from %s; valid: %d pairs; vocab %d/%d", len(src_ids), files.root,
+             len(valid), tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
+    trainer_cfg = cfg.trainer
+    batches = ParallelBatches(src_ids, tgt_ids, trainer_cfg.batch_tokens, cfg.seed,
+                              trainer_cfg.max_sentences, distributed.rank, distributed.world_size)
+    n_valid = trainer_cfg.valid_max_sentences or len(valid)
+    valid_data = ValidationData(tokenizers.src.encode(valid.src[:n_valid]),
+                                tokenizers.tgt.encode(valid.tgt[:n_valid]), valid.tgt[:n_valid])
+    search = SearchSettings(**{k: v for k, v in cfg.search.items() if not k.startswith("_")})
+    valid_search = SearchSettings(**{**search.__dict__, "beam": trainer_cfg.valid_beam})
+    model = build_model(cfg.model, tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
+    objective = TranslationObjective(tokenizers, valid_data, valid_search)
+    state = train_model(cfg, run_dir, model, objective, batches, distributed)
+    if not distributed.is_main:
+        return {}
+
+    best = run_dir / "checkpoints" / "best.pt"
+    translator = Translator.from_checkpoint(best)
+    test = files.read(files.test)
+    hypotheses = translator.translate(test.src)
+    decode_seconds = translator.last_seconds
+    hyp_file = write_lines(run_dir / f"test.hyp.{files.tgt_lang}", hypotheses)
+    report_cfg = cfg.report
+    attention = translator.translate_detailed(test.src[: report_cfg.attention_plots],
+                                              return_attention=True)
+    data_files = {str(path): line_count(path)
+                  for split in (files.train, files.valid, files.test) for path in files.pair(split)}
+    report = evaluation_report(
+        test.src, test.tgt, hypotheses, run_dir, str(test.tgt_path), attention=attention,
+        n_bootstrap=report_cfg.bootstrap_resamples, samples=report_cfg.samples,
+        html=report_cfg.html, source_file=str(test.src_path), hypothesis_file=hyp_file.name,
+        checkpoint=str(best), beam=translator.search.beam,
+        num_params=count_parameters(model), **training_facts(state),
+        best_valid_bleu=state.best_bleu, train_pairs=len(src_ids),
+        decode_seconds=round(decode_seconds, 2),
+        decode_sentences_per_second=round(len(test) / max(decode_seconds, 1e-9), 1),
+        learning_curve="learning_curve.png", overrides=list(overrides or []),
+        vocab_size=tokenizers.tgt.vocab_size, seed=cfg.seed, data_files=data_files,
+    )
+    log.info("Test BLEU %.2f, chrF %.2f (%s) on %s; report in %s", report["bleu"], report["chrf"],
+             report["bleu_signature"], test.tgt_path, run_dir / "report.md")
+    return report
+
+
+def training_facts(state: Any) -> dict[str, Any]:
+    """The training figures every report carries."""
+    return dict(train_seconds=round(state.train_seconds, 1), train_tokens=state.train_tokens,
+                train_tokens_per_second=round(state.train_tokens / max(state.train_seconds, 1e-9), 1),
+                steps=state.step, best_step=state.best_step, stop_reason=state.stop_reason)
