@@ -1,4 +1,4 @@
-"""Batched decoding: greedy search and beam search.
+"""Batched decoding: greedy search, sampling and beam search.
 
 Search sees a model only through ``Stepper``: ``start`` encodes a batch, ``step`` maps the previous
 tokens and a state to next-token log-probabilities. States only need ``index_select(order)``, so
@@ -9,7 +9,7 @@ hand-made scores without a model. Sentences leave the batch as soon as they are 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional, Protocol
+from typing import Callable, NamedTuple, Optional, Protocol
 
 import torch
 from torch import Tensor
@@ -77,9 +77,36 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
+Chooser = Callable[[Tensor], tuple[Tensor, Tensor]]  # log_probs [N, V] -> (chosen log-probs, ids)
+
+
+def most_likely(log_probs: Tensor) -> tuple[Tensor, Tensor]:
+    return log_probs.max(dim=-1)
+
+
+def sampler(temperature: float = 1.0, top_k: int = 0,
+            generator: Optional[torch.Generator] = None) -> Chooser:
+    """Draw each token from the softmax of log_probs / temperature, among the top_k most likely
+    tokens (all with top_k=0). Low temperatures approach greedy search; high ones, uniform."""
+    check_range("temperature", temperature, 1e-6)
+    check_range("top_k", top_k, 0)
+
+    def choose(log_probs: Tensor) -> tuple[Tensor, Tensor]:
+        scaled = log_probs / temperature
+        if top_k:
+            kth = scaled.topk(min(top_k, scaled.size(-1)), dim=-1).values[:, -1:]
+            scaled = scaled.masked_fill(scaled < kth, -math.inf)
+        ids = torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator).squeeze(1)
+        return log_probs.gather(1, ids.unsqueeze(1)).squeeze(1), ids
+
+    return choose
+
+
 def greedy_search(stepper: Stepper, state, batch_size: int, max_len: Tensor,
-                  return_attention: bool = False) -> list[Hypothesis]:
-    """Pick the most likely token at every step. max_len: [B] output limits."""
+                  return_attention: bool = False, choose: Chooser = most_likely
+                  ) -> list[Hypothesis]:
+    """Pick the most likely token at every step (or, with ``choose=sampler(...)``, a sampled
+    one). max_len: [B] output limits."""
     alive = torch.arange(batch_size)
     prev = torch.full((batch_size,), BOS, dtype=torch.long)
     tokens: list[list[int]] = [[] for _ in range(batch_size)]
@@ -88,7 +115,7 @@ def greedy_search(stepper: Stepper, state, batch_size: int, max_len: Tensor,
     step = 0
     while len(alive):
         log_probs, state, attn = stepper.step(prev, state)
-        best, prev = constrain(log_probs, step, max_len[alive]).max(dim=-1)
+        best, prev = choose(constrain(log_probs, step, max_len[alive]))
         for row, sentence in enumerate(alive.tolist()):
             tokens[sentence].append(int(prev[row]))
             scores[sentence] += float(best[row])

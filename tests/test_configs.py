@@ -12,13 +12,26 @@ from seq2seq.training.checkpoint import build_model
 from seq2seq.translate import SearchSettings
 from tests.conftest import CONF, compose_train
 
-GROUPS = ["data", "tokenizer", "model", "model/encoder", "model/decoder", "trainer", "search",
-          "paths", "experiment"]
+GROUPS = ["topology", "data", "tokenizer", "model", "model/encoder", "model/decoder", "trainer",
+          "search", "paths", "experiment"]
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONF / group).glob("*.yaml"))]
 
 
+def build_any_model(model_cfg):
+    """Each model family with the vocabulary sizes it takes."""
+    target = model_cfg._target_
+    if target.endswith("SequenceClassifier"):
+        return build(model_cfg, src_vocab_size=37, num_labels=5)
+    if target.endswith("SequenceTagger"):
+        return build(model_cfg, src_vocab_size=37, num_tags=9, num_labels=5)
+    if target.endswith("ConditionedGenerator"):
+        return build(model_cfg, num_conditions=5, tgt_vocab_size=41)
+    return build_model(model_cfg, 37, 41)
+
+
 def build_everything(cfg) -> None:
-    model = build_model(cfg.model, 37, 41)
+    model = build_any_model(cfg.model)
+    build(cfg.topology)
     assert sum(p.numel() for p in model.parameters()) > 0
     build(cfg.trainer)
     SearchSettings(**cfg.search)

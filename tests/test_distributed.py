@@ -52,7 +52,7 @@ def test_two_gloo_ranks_match_one_process_and_resume(tmp_path):
 
     straight = tmp_path / "straight"
     done = torchrun(tmp_path, straight, "trainer.max_steps=4")
-    assert "BLEU" in done.stdout and (straight / "report.json").exists()
+    assert "bleu" in done.stdout and (straight / "report.json").exists()
     assert not (straight / "checkpoints" / "step_4.pt.tmp").exists()
 
     resumed = tmp_path / "resumed"

@@ -112,7 +112,7 @@ def test_train_script_is_a_hydra_app(tmp_path):
     run_dir = tmp_path / "hydra_run"
     result = run_cli("train.py", *tiny_overrides(tmp_path), f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr.decode()[-3000:]
-    assert "BLEU" in result.stdout.decode()
+    assert "bleu" in result.stdout.decode()
     assert (run_dir / "report.json").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
 
 

@@ -7,6 +7,11 @@ or score an existing output
 Prints BLEU, chrF and TER with their sacrebleu signatures and 95% bootstrap intervals, and writes
 report.md and report.json (and report.html with --html) into --report-dir. With --baseline (a
 second system's output file, or a checkpoint that translates --src), adds a paired bootstrap test.
+
+Checkpoints of the other topologies are scored on their own terms:
+    classify  --src utterances --ref classes               accuracy, macro-F1, confusion matrix
+    tag       --src utterances --ref tags [--labels F]     slot F1 per slot (and class accuracy)
+    generate  --src classes --ref utterances [--judge C]   perplexity, distinct-1/2, intent fidelity
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from seq2seq.data.corpus import read_lines, write_lines
 from seq2seq.errors import DataError, Seq2SeqError
 from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
+from seq2seq.predict import checkpoint_task
 from seq2seq.translate import Translator
 
 
@@ -37,6 +43,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--attention-plots", type=int, default=3,
                         help="attention heatmaps for the first N sentences (with --checkpoint)")
     parser.add_argument("--html", action="store_true", help="also write a self-contained report.html")
+    parser.add_argument("--labels", help="tag checkpoints of joint models: the gold classes")
+    parser.add_argument("--judge", help="generate checkpoints: a classify checkpoint that scores "
+                                        "intent fidelity")
     args = parser.parse_args(argv)
     if bool(args.checkpoint) == bool(args.hyp):
         parser.error("give either --checkpoint with --src, or --hyp")
@@ -58,6 +67,9 @@ def read_aligned(path: str, references: list[str], what: str) -> list[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
+        task = checkpoint_task(args.checkpoint) if args.checkpoint else "translate"
+        if task != "translate":
+            return evaluate_labels(args, task)
         references = read_lines(args.ref, allow_empty=True)
         sources = read_aligned(args.src, references, "--src") if args.src else [""] * len(references)
         facts: dict = {"data_files": {p: line_count(p) for p in (args.src, args.ref, args.hyp)
@@ -97,6 +109,46 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"vs baseline: {result['metric']} {result['system']:.2f} vs {result['baseline']:.2f}, "
               f"p = {result['p_value']:.4f}{' (significant)' if result['significant'] else ''}")
     print(f"report: {Path(args.report_dir) / 'report.md'}")
+    return 0
+
+
+def evaluate_labels(args: argparse.Namespace, task: str) -> int:
+    """Score a classify, tag or generate checkpoint and write its report."""
+    from seq2seq.data.labelled import LabelledSplit
+    from seq2seq.evaluation.labels import labelling_sections
+    from seq2seq.evaluation.report import library_versions, write_report
+    from seq2seq.topologies.generation import Generator, generation_report
+    from seq2seq.topologies.labelling import Labeller, labelling_report
+
+    references = read_lines(args.ref)
+    inputs = read_aligned(args.src, references, "--src")
+    report_dir = Path(args.report_dir)
+    if task == "generate":
+        model_of = Generator.from_checkpoint(args.checkpoint)
+        report = generation_report(model_of, [c.strip() for c in inputs], references, args.src,
+                                   args.judge)
+    else:
+        model_of = Labeller.from_checkpoint(args.checkpoint)
+        words = [line.split() for line in inputs]
+        tags = [line.split() for line in references] if task == "tag" else None
+        for number, (w, t) in enumerate(zip(words, tags or []), start=1):
+            if len(w) != len(t):
+                raise DataError(f"{args.ref}:{number}: {len(t)} tags for the {len(w)} words of "
+                                f"{args.src}:{number}; expected one tag per word")
+        labels = [c.strip() for c in references] if task == "classify" else \
+            ([c.strip() for c in read_aligned(args.labels, references, "--labels")]
+             if args.labels else None)
+        report = labelling_report(model_of, LabelledSplit(words, labels, tags, {"text": args.src}),
+                                  report_dir)
+    report.update(checkpoint=args.checkpoint, num_params=count_parameters(model_of.model),
+                  data_files={p: line_count(p) for p in (args.src, args.ref, args.labels) if p},
+                  versions=library_versions())
+    write_report(report, report_dir, html=args.html, content=labelling_sections(report))
+    for key in ("accuracy", "macro_f1", "slot_f1", "perplexity", "distinct_1", "distinct_2",
+                "intent_fidelity"):
+        if report.get(key) is not None:
+            print(f"{key} = {report[key]:.2f}")
+    print(f"report: {report_dir / 'report.md'}")
     return 0
 
 

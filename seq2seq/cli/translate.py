@@ -1,7 +1,10 @@
-"""``seq2seq-translate`` / ``python scripts/translate.py``: translate a text stream line by line.
+"""``seq2seq-translate`` / ``python scripts/translate.py``: run a checkpoint on a text stream.
 
 Reads standard input (or --input) and writes standard output (or --output): exactly one line out
-for every line in, in order; an empty or blank line gives an empty line.
+for every line in, in order; an empty or blank line gives an empty line. What a line out is
+depends on the checkpoint's topology: a translation (translate), a class (classify), one tag per
+word (tag; joint models print the class, a tab, the tags), or an utterance for the class named on
+the line (generate).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, TextIO
 
 from seq2seq.cli.lines import AtomicOutput, read_lines
 from seq2seq.errors import Seq2SeqError
-from seq2seq.translate import Translator
+from seq2seq.predict import load_predictor
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -24,6 +27,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--beam", type=int, default=None,
                         help="beam width (1 = greedy); default: the checkpoint's search.beam")
     parser.add_argument("--batch-size", type=int, default=None, help="sentences per batch")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="generate: sampling temperature (0 = greedy)")
+    parser.add_argument("--top-k", type=int, default=None, help="generate: sample among the top k")
     parser.add_argument("--input", default=None, help="input file (default: standard input)")
     parser.add_argument("--output", default=None, help="output file (default: standard output)")
     parser.add_argument("--chunk", type=int, default=1000,
@@ -43,14 +49,14 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[BinaryIO] = None,
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     try:
-        translator = Translator.from_checkpoint(args.checkpoint, beam=args.beam,
-                                                batch_size=args.batch_size)
+        predict = load_predictor(args.checkpoint, beam=args.beam, batch_size=args.batch_size,
+                                 temperature=args.temperature, top_k=args.top_k)
         source = open(args.input, "rb") if args.input else (stdin or sys.stdin.buffer)
         chunk = 1 if source.isatty() else max(1, args.chunk)
         with source, AtomicOutput(args.output, stdout) as out:
             done = 0
             for lines in chunks(read_lines(source, args.input or "<stdin>"), chunk):
-                for text in translator.translate(lines, line_offset=done):
+                for text in predict(lines, done):
                     out.write(text.replace("\n", " ") + "\n")
                 out.flush()
                 done += len(lines)

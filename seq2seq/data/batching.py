@@ -81,37 +81,53 @@ def length_batches(lengths: Sequence[int], batch_tokens: int, shuffle: bool, see
     return batches
 
 
-class ParallelBatches:
-    """Epochs of training batches over encoded pairs; resumable at any batch of any epoch.
+class BucketedBatches:
+    """Epochs of length-bucketed batches, seeded per epoch and resumable at any batch.
 
-    With ``world_size`` > 1 (data-parallel training), rank ``rank`` gets every ``world_size``-th
-    batch of each epoch's plan, and all ranks get the same number of batches (the few left over
-    are skipped that epoch; the next epoch's plan is shuffled differently).
+    Subclasses say how to ``batch`` a list of example indices. With ``world_size`` > 1
+    (data-parallel training), rank ``rank`` gets every ``world_size``-th batch of each epoch's
+    plan, and all ranks get the same number of batches (the few left over are skipped that epoch;
+    the next epoch's plan is shuffled differently).
     """
 
-    def __init__(self, src: list[list[int]], tgt: list[list[int]], batch_tokens: int,
-                 seed: int, max_sentences: int | None = None, rank: int = 0,
-                 world_size: int = 1) -> None:
-        self.src, self.tgt = src, tgt
+    def __init__(self, lengths: list[int], batch_tokens: int, seed: int,
+                 max_sentences: int | None = None, rank: int = 0, world_size: int = 1) -> None:
+        self.lengths = lengths
         self.batch_tokens, self.seed, self.max_sentences = batch_tokens, seed, max_sentences
         self.rank, self.world_size = rank, world_size
-        # +1 for the EOS (source, target) or BOS (decoder input) each side gets.
-        self.lengths = [max(len(s), len(t)) + 1 for s, t in zip(src, tgt)]
+
+    def batch(self, ids: Sequence[int]):
+        raise NotImplementedError
 
     def plan(self, epoch: int) -> list[list[int]]:
-        """This rank's batches of ``epoch`` (seeded by seed + epoch) as lists of pair indices."""
+        """This rank's batches of ``epoch`` (seeded by seed + epoch) as lists of example indices."""
         plan = length_batches(self.lengths, self.batch_tokens, shuffle=True,
                               seed=self.seed + epoch, max_sentences=self.max_sentences)
         per_rank = len(plan) // self.world_size
         return plan[self.rank::self.world_size][:per_rank]
 
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator:
         """This rank's batches of ``epoch``, from batch number ``start`` on."""
         for ids in self.plan(epoch)[start:]:
-            yield make_batch([self.src[i] for i in ids], [self.tgt[i] for i in ids], ids)
+            yield self.batch(ids)
 
     def num_batches(self, epoch: int) -> int:
         return len(self.plan(epoch))
+
+
+class ParallelBatches(BucketedBatches):
+    """Batches of encoded sentence pairs (translation)."""
+
+    def __init__(self, src: list[list[int]], tgt: list[list[int]], batch_tokens: int,
+                 seed: int, max_sentences: int | None = None, rank: int = 0,
+                 world_size: int = 1) -> None:
+        # +1 for the EOS (source, target) or BOS (decoder input) each side gets.
+        lengths = [max(len(s), len(t)) + 1 for s, t in zip(src, tgt)]
+        super().__init__(lengths, batch_tokens, seed, max_sentences, rank, world_size)
+        self.src, self.tgt = src, tgt
+
+    def batch(self, ids: Sequence[int]) -> Batch:
+        return make_batch([self.src[i] for i in ids], [self.tgt[i] for i in ids], ids)
 
 
 def filter_pairs(src: list[list[int]], tgt: list[list[int]], max_length: int,

@@ -80,8 +80,14 @@ def sections(report: dict[str, Any]) -> list[Section]:
                 ["line", "chrF", "source", "reference", "hypothesis"],
                 [[r["line"], r["chrf"], r["source"], r["reference"], r["hypothesis"]]
                  for r in rows])]))
+    return out + run_sections(report, SCORE_KEYS)
+
+
+def run_sections(report: dict[str, Any], score_keys: set[str]) -> list[Section]:
+    """The "Run" facts (every scalar not in ``score_keys``, data files, overrides) and versions."""
+    out = []
     facts = [[k, v] for k, v in report.items()
-             if k not in SCORE_KEYS and not isinstance(v, (dict, list))]
+             if k not in score_keys and not isinstance(v, (dict, list))]
     blocks = [Table(["fact", "value"], facts)] if facts else []
     if report.get("data_files"):
         blocks.append(Table(["data file", "lines"], [[f"`{p}`", n] for p, n in
@@ -100,9 +106,10 @@ def _md_cell(value: Any) -> str:
     return _fmt(value).replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def render_markdown(report: dict[str, Any], content: list[Section] | None = None) -> str:
+    """Markdown of ``content`` (default: the translation report's sections)."""
     lines = ["# Evaluation report", ""]
-    for section in sections(report):
+    for section in content if content is not None else sections(report):
         lines += [f"## {section.title}", ""]
         for block in section.blocks:
             if isinstance(block, Table):
@@ -124,10 +131,10 @@ def _html_text(value: Any) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def render_html(report: dict[str, Any], folder: Path) -> str:
+def render_html(report: dict[str, Any], folder: Path, content: list[Section] | None = None) -> str:
     """One HTML file with the images embedded, readable without the run folder."""
     body = ["<h1>Evaluation report</h1>"]
-    for section in sections(report):
+    for section in content if content is not None else sections(report):
         body.append(f"<h2>{html.escape(section.title)}</h2>")
         for block in section.blocks:
             if isinstance(block, Table):

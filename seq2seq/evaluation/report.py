@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 from seq2seq.evaluation.analysis import best_and_worst, bleu_by_length
 from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.evaluation.plots import plot_attention, plot_length_buckets
-from seq2seq.evaluation.render import render_html, render_markdown
+from seq2seq.evaluation.render import Section, render_html, render_markdown
 from seq2seq.evaluation.significance import paired_bootstrap
 
 
@@ -84,14 +84,16 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_report(report: dict[str, Any], report_dir: str | Path, html: bool = False) -> list[Path]:
-    """Write ``report.json`` and ``report.md`` (and ``report.html``), each atomically."""
+def write_report(report: dict[str, Any], report_dir: str | Path, html: bool = False,
+                 content: list[Section] | None = None) -> list[Path]:
+    """Write ``report.json`` and ``report.md`` (and ``report.html``), each atomically; ``content``
+    is the list of sections (default: the translation report's)."""
     folder = Path(report_dir)
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "report.json", folder / "report.md"]
     _write_atomic(written[0], json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
-    _write_atomic(written[1], render_markdown(report))
+    _write_atomic(written[1], render_markdown(report, content))
     if html:
         written.append(folder / "report.html")
-        _write_atomic(written[2], render_html(report, folder))
+        _write_atomic(written[2], render_html(report, folder, content))
     return written

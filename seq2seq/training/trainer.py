@@ -270,7 +270,8 @@ class Trainer:
         improved = score > s.best_metric
         if improved:
             s.best_metric, s.best_step = score, s.step
-            s.best_bleu, s.best_metrics = metrics.get("bleu", 0.0), dict(metrics)
+            s.best_bleu = float(metrics.get("bleu", 0.0))
+            s.best_metrics = {k: float(v) for k, v in metrics.items()}  # plain floats: weights_only
             self._save_best()
         if final:
             return False

@@ -1,0 +1,198 @@
+"""Labelled utterances (SNIPS, ATIS layout): ``{root}/{split}/seq.in`` (words), ``seq.out`` (one BIO
+tag per word) and ``label`` (one class per line), and their batches.
+
+The tokenizer may split a word into several pieces; labels stay per word. A batch records where
+each word's first piece is (``word_starts``), and the models predict a word's tag from the state
+at its first piece, so tags are scored word by word whatever the tokenizer does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, NamedTuple, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from seq2seq.data.batching import BucketedBatches, pad
+from seq2seq.data.corpus import read_lines
+from seq2seq.errors import DataError
+from seq2seq.tokenization import EOS, UNK, SentencePieceTokenizer
+
+IGNORE = -100  # targets the loss skips (padding words); torch's cross_entropy default
+
+
+@dataclass
+class LabelledSplit:
+    """One split: utterances as words, with their tags and class labels when the files exist."""
+
+    words: list[list[str]]
+    labels: Optional[list[str]]
+    tags: Optional[list[list[str]]]
+    files: dict[str, Path]
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+@dataclass(frozen=True)
+class LabelledCorpus:
+    """Where a labelled corpus lives (the ``data`` config of the classify/tag/generate topologies)."""
+
+    root: Path
+    train: str = "train"
+    valid: str = "valid"
+    test: str = "test"
+    text_file: str = "seq.in"
+    tags_file: str = "seq.out"
+    label_file: str = "label"
+
+    def path(self, split: str, name: str) -> Path:
+        return self.root / split / name
+
+    def check_exist(self, names: Sequence[str]) -> None:
+        """Raise DataError listing every missing file, before any work is done."""
+        missing = [str(self.path(s, n)) for s in (self.train, self.valid, self.test) for n in names
+                   if not self.path(s, n).is_file()]
+        if missing:
+            raise DataError(f"corpus files not found: {', '.join(missing)} "
+                            "(set data.root to the folder that holds them)")
+
+    def read(self, split: str, labels: bool = True, tags: bool = True) -> LabelledSplit:
+        """Read a split; checks line counts, and one tag per word on every line."""
+        text_path = self.path(split, self.text_file)
+        words = [line.split() for line in read_lines(text_path)]
+        files = {"text": text_path}
+        label_list = tag_list = None
+        if labels:
+            files["labels"] = self.path(split, self.label_file)
+            label_list = [line.strip() for line in read_lines(files["labels"])]
+            _check_count(text_path, len(words), files["labels"], len(label_list))
+            for number, label in enumerate(label_list, start=1):
+                if not label or " " in label:
+                    raise DataError(f"{files['labels']}:{number}: expected one label, got "
+                                    f"{label!r}")
+        if tags:
+            files["tags"] = self.path(split, self.tags_file)
+            tag_list = [line.split() for line in read_lines(files["tags"])]
+            _check_count(text_path, len(words), files["tags"], len(tag_list))
+            for number, (w, t) in enumerate(zip(words, tag_list), start=1):
+                if len(w) != len(t):
+                    raise DataError(f"{files['tags']}:{number}: {len(t)} tags for the {len(w)} "
+                                    f"words of {text_path}:{number}; expected one tag per word")
+        return LabelledSplit(words, label_list, tag_list, files)
+
+
+def _check_count(first: Path, n_first: int, second: Path, n_second: int) -> None:
+    if n_first != n_second:
+        raise DataError(f"line counts differ: {first} has {n_first} lines, {second} has "
+                        f"{n_second}; expected one line of each per utterance")
+
+
+class LabelVocab:
+    """Class or tag names <-> ids, in a fixed order (sorted), saved in checkpoints."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self.index = {name: i for i, name in enumerate(self.names)}
+
+    @classmethod
+    def build(cls, values: Sequence[str]) -> "LabelVocab":
+        return cls(sorted(set(values)))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def encode(self, values: Sequence[str], where: str = "") -> list[int]:
+        """Ids of ``values``; a name unseen in training is a DataError (naming ``where``)."""
+        try:
+            return [self.index[v] for v in values]
+        except KeyError as err:
+            raise DataError(f"{where}: label {err.args[0]!r} does not occur in the training "
+                            f"data (known: {', '.join(self.names[:20])}...)") from None
+
+    def encode_known(self, values: Sequence[str]) -> list[int]:
+        """Ids of ``values``, IGNORE for names unseen in training (validation loss skips them)."""
+        return [self.index.get(v, IGNORE) for v in values]
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        return [self.names[i] for i in ids]
+
+
+class WordPieces(NamedTuple):
+    """An utterance's piece ids and the position of each word's first piece."""
+
+    ids: list[int]
+    starts: list[int]
+
+
+def encode_words(tokenizer: SentencePieceTokenizer, utterances: Sequence[Sequence[str]],
+                 max_pieces: Optional[int] = None) -> list[WordPieces]:
+    """Tokenize each word on its own (as it would be after a space), keeping word boundaries.
+    With ``max_pieces``, a long word keeps its first pieces only, so no word is lost."""
+    vocabulary = sorted({w for words in utterances for w in words})
+    pieces_of = dict(zip(vocabulary, tokenizer.encode(vocabulary)))
+    out = []
+    for words in utterances:
+        ids: list[int] = []
+        starts: list[int] = []
+        for word in words:
+            starts.append(len(ids))
+            ids.extend((pieces_of[word] or [UNK])[:max_pieces])
+        out.append(WordPieces(ids, starts))
+    return out
+
+
+class LabelledBatch(NamedTuple):
+    src: Tensor          # [B, S] piece ids + EOS, right-padded
+    src_len: Tensor      # [B]
+    word_starts: Tensor  # [B, W] position of each word's first piece (0 on padding words)
+    word_mask: Tensor    # [B, W] True on real words
+    tags: Tensor         # [B, W] tag ids, IGNORE on padding words (all IGNORE without tags)
+    labels: Tensor       # [B] class ids (IGNORE without labels)
+    indices: Tensor      # [B] position of each utterance in its split
+
+    @property
+    def num_tgt_tokens(self) -> int:
+        """Predicted units: tagged words, or one class per utterance."""
+        tagged = int((self.tags != IGNORE).sum())
+        return tagged if tagged else int((self.labels != IGNORE).sum())
+
+
+def make_labelled_batch(pieces: Sequence[WordPieces], tags: Optional[Sequence[Sequence[int]]],
+                        labels: Optional[Sequence[int]], indices: Sequence[int]) -> LabelledBatch:
+    src, src_len = pad([list(p.ids) + [EOS] for p in pieces])
+    starts, _ = pad([p.starts for p in pieces])
+    n_words = torch.tensor([len(p.starts) for p in pieces])
+    word_mask = torch.arange(starts.size(1)).unsqueeze(0) < n_words.unsqueeze(1)
+    tag_ids = torch.full(starts.shape, IGNORE, dtype=torch.long)
+    if tags is not None:
+        for row, seq in enumerate(tags):
+            tag_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+    label_ids = torch.as_tensor(labels if labels is not None else [IGNORE] * len(pieces))
+    return LabelledBatch(src, src_len, starts, word_mask, tag_ids, label_ids,
+                         torch.as_tensor(list(indices)))
+
+
+class LabelledBatches(BucketedBatches):
+    """Batches of labelled utterances, bucketed by length (see ``BucketedBatches``)."""
+
+    def __init__(self, pieces: list[WordPieces], tags: Optional[list[list[int]]],
+                 labels: Optional[list[int]], batch_tokens: int, seed: int,
+                 max_sentences: Optional[int] = None, rank: int = 0, world_size: int = 1) -> None:
+        super().__init__([len(p.ids) + 1 for p in pieces], batch_tokens, seed, max_sentences, rank,
+                         world_size)
+        self.pieces, self.tags, self.labels = pieces, tags, labels
+
+    def batch(self, ids: Sequence[int]) -> LabelledBatch:
+        return make_labelled_batch([self.pieces[i] for i in ids],
+                                   None if self.tags is None else [self.tags[i] for i in ids],
+                                   None if self.labels is None else [self.labels[i] for i in ids],
+                                   ids)
+
+    def in_order(self, batch_size: int = 64) -> Iterator[LabelledBatch]:
+        """Every utterance once, in corpus order (evaluation)."""
+        for start in range(0, len(self.pieces), batch_size):
+            yield self.batch(range(start, min(start + batch_size, len(self.pieces))))
+

@@ -1,0 +1,138 @@
+"""Scores and report sections for the classify (N vs 1), tag (N vs N) and generate (1 vs N)
+topologies: accuracy, macro-F1 and a confusion matrix; conlleval span F1 (seqeval); perplexity
+and distinct-n."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from seq2seq.evaluation.render import Image, Section, Table, run_sections
+
+
+def classification_scores(gold: Sequence[str], predicted: Sequence[str],
+                          labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1 (the mean of the classes' F1), per-class figures, confusion matrix
+    (rows: gold class, columns: predicted class)."""
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for g, p in zip(gold, predicted):
+        matrix[index[g]][index[p]] += 1
+    per_class = {}
+    for i, label in enumerate(labels):
+        true_pos = matrix[i][i]
+        predicted_as = sum(row[i] for row in matrix)
+        support = sum(matrix[i])
+        precision = true_pos / predicted_as if predicted_as else 0.0
+        recall = true_pos / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[label] = {"precision": round(100 * precision, 2), "recall": round(100 * recall, 2),
+                            "f1": round(100 * f1, 2), "support": support}
+    present = [c for c in per_class.values() if c["support"]]
+    correct = sum(matrix[i][i] for i in range(len(labels)))
+    return {"accuracy": round(100 * correct / max(len(gold), 1), 2),
+            "macro_f1": round(sum(c["f1"] for c in present) / max(len(present), 1), 2),
+            "per_class": per_class, "confusion_matrix": matrix, "classes": list(labels)}
+
+
+def slot_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """Span precision/recall/F1 as conlleval computes them (seqeval's default mode), overall and
+    per slot type."""
+    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+
+    gold, predicted = [list(t) for t in gold], [list(t) for t in predicted]
+    report = classification_report(gold, predicted, output_dict=True, zero_division=0)
+    percent = lambda value: round(100 * float(value), 2)  # noqa: E731  (numpy -> float)
+    per_slot = {name: {"precision": percent(v["precision"]), "recall": percent(v["recall"]),
+                       "f1": percent(v["f1-score"]), "support": int(v["support"])}
+                for name, v in report.items() if not name.endswith(" avg")}
+    return {"slot_f1": percent(f1_score(gold, predicted, zero_division=0)),
+            "slot_precision": percent(precision_score(gold, predicted, zero_division=0)),
+            "slot_recall": percent(recall_score(gold, predicted, zero_division=0)),
+            "per_slot": per_slot}
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct n-grams over all n-grams of the texts (words), in percent (Li et al., 2016)."""
+    grams = [tuple(words[i:i + n]) for words in (t.split() for t in texts)
+             for i in range(len(words) - n + 1)]
+    return round(100 * len(set(grams)) / max(len(grams), 1), 2)
+
+
+def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], png: str | Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.45 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    peak = max((max(row) for row in matrix), default=0)
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            if count:
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                        color="white" if count > peak / 2 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    png = Path(png)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png
+
+
+def _per_label_table(rows: dict[str, dict], name: str) -> Table:
+    ordered = sorted(rows.items(), key=lambda item: (-item[1]["support"], item[0]))
+    return Table([name, "precision", "recall", "F1", "support"],
+                 [[k, v["precision"], v["recall"], v["f1"], v["support"]] for k, v in ordered])
+
+
+def _examples_table(rows: Sequence[dict]) -> Table:
+    header = list(rows[0]) if rows else ["line"]
+    return Table(header, [[r[h] for h in header] for r in rows])
+
+
+REPORT_KEYS = {"accuracy", "macro_f1", "per_class", "confusion_matrix", "classes", "slot_f1",
+               "slot_precision", "slot_recall", "per_slot", "confusion_png", "errors", "perplexity",
+               "distinct_1", "distinct_2", "intent_fidelity", "samples", "learning_curve",
+               "test_set", "num_examples", "temperature", "top_k"}
+
+
+def labelling_sections(report: dict[str, Any]) -> list[Section]:
+    """The report of a classify, tag or generate run, whichever figures it has."""
+    out = []
+    test = f"Test set: `{report['test_set']}` ({report['num_examples']:,} utterances)."
+    if "accuracy" in report:
+        out.append(Section("Intent classification", [
+            test, Table(["metric", "score"], [["accuracy", report["accuracy"]],
+                                              ["macro-F1", report["macro_f1"]]]),
+            _per_label_table(report["per_class"], "class"),
+            Image(report["confusion_png"], "confusion matrix")]))
+    if "slot_f1" in report:
+        out.append(Section("Slot filling", [
+            test + " Span-level scores as conlleval computes them (seqeval), on words.",
+            Table(["metric", "score"], [["slot F1", report["slot_f1"]],
+                                        ["precision", report["slot_precision"]],
+                                        ["recall", report["slot_recall"]]]),
+            _per_label_table(report["per_slot"], "slot")]))
+    if "perplexity" in report:
+        fidelity = report.get("intent_fidelity")
+        out.append(Section("Generation", [
+            test + f" Samples at temperature {report['temperature']}, top-k {report['top_k']}.",
+            Table(["metric", "score"], [
+                ["perplexity of the test utterances given their intent", report["perplexity"]],
+                ["distinct-1 (%)", report["distinct_1"]], ["distinct-2 (%)", report["distinct_2"]],
+                ["intent fidelity (%)", "not measured (no judge checkpoint)" if fidelity is None
+                 else fidelity]])]))
+        if report.get("samples"):
+            out.append(Section("Samples", [_examples_table(report["samples"])]))
+    if report.get("errors"):
+        out.append(Section("Errors (first test utterances the model gets wrong)",
+                           [_examples_table(report["errors"])]))
+    if report.get("learning_curve"):
+        out.append(Section("Learning curve", [Image(report["learning_curve"], "learning curve")]))
+    return out + run_sections(report, REPORT_KEYS)

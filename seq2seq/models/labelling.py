@@ -1,0 +1,104 @@
+"""Models that label their input: N vs 1 (``SequenceClassifier``: one class per utterance) and
+N vs N (``SequenceTagger``: one tag per word, optionally with the utterance's class too).
+
+Both read the input with the same ``RNNEncoder`` as translation does.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal, NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+from seq2seq.errors import check_choice, check_range
+from seq2seq.models.encoder import EncoderOutput, RNNEncoder
+
+PoolingName = Literal["final", "attention", "mean", "max"]
+POOLINGS = ("final", "attention", "mean", "max")
+
+
+class Pooling(nn.Module):
+    """One vector for a whole utterance from the encoder's output.
+
+    final: the last state of each direction (top layer); attention: a learned weighted sum of the
+    states (Lin et al., 2017, one head); mean / max: over the real positions.
+    """
+
+    def __init__(self, kind: PoolingName, size: int, prefix: str = "model.pooling") -> None:
+        super().__init__()
+        check_choice(prefix, kind, POOLINGS)
+        self.kind = kind
+        if kind == "attention":
+            self.score = nn.Sequential(nn.Linear(size, size), nn.Tanh(), nn.Linear(size, 1))
+
+    def forward(self, encoded: EncoderOutput) -> Tensor:
+        states, mask = encoded.states, encoded.mask  # [B, S, H], [B, S]
+        if self.kind == "final":
+            return encoded.final[-1]
+        if self.kind == "max":
+            return states.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
+        if self.kind == "mean":
+            return (states * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+        scores = self.score(states).squeeze(-1).masked_fill(~mask, float("-inf"))
+        return (torch.softmax(scores, dim=1).unsqueeze(-1) * states).sum(1)
+
+
+def _head(size: int, hidden: int, outputs: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(size, hidden), nn.Tanh(), nn.Dropout(dropout),
+                         nn.Linear(hidden, outputs))
+
+
+class SequenceClassifier(nn.Module):
+    """N vs 1: encoder, pooling, then a one-hidden-layer classifier."""
+
+    def __init__(self, src_vocab_size: int, num_labels: int,
+                 encoder: Callable[..., RNNEncoder], pooling: PoolingName = "final",
+                 hidden_size: int = 256, dropout: float = 0.3) -> None:
+        super().__init__()
+        check_range("model.hidden_size", hidden_size, 1)
+        check_range("model.dropout", dropout, 0.0, 1.0)
+        self.encoder = encoder(vocab_size=src_vocab_size)
+        self.pooling = Pooling(pooling, self.encoder.output_size)
+        self.classifier = _head(self.encoder.output_size, hidden_size, num_labels, dropout)
+
+    def forward(self, src: Tensor, src_len: Tensor, word_starts: Optional[Tensor] = None) -> Tensor:
+        """Class logits [B, num_labels]."""
+        return self.classifier(self.pooling(self.encoder(src, src_len)))
+
+
+class TaggerOutput(NamedTuple):
+    tag_logits: Tensor               # [B, W, num_tags]: one row per word
+    label_logits: Optional[Tensor]   # [B, num_labels] with a joint class head, else None
+
+
+class SequenceTagger(nn.Module):
+    """N vs N: one tag per word, predicted from the encoder state at the word's first piece.
+
+    With ``num_labels`` > 0 (a joint model, Liu & Lane, 2016) a pooled class head shares the
+    encoder, and the word states also see the pooled utterance vector.
+    """
+
+    def __init__(self, src_vocab_size: int, num_tags: int, encoder: Callable[..., RNNEncoder],
+                 num_labels: int = 0, joint: bool = False, pooling: PoolingName = "attention",
+                 hidden_size: int = 256, dropout: float = 0.3) -> None:
+        super().__init__()
+        check_range("model.hidden_size", hidden_size, 1)
+        check_range("model.dropout", dropout, 0.0, 1.0)
+        self.encoder = encoder(vocab_size=src_vocab_size)
+        size = self.encoder.output_size
+        self.joint = joint and num_labels > 0
+        self.pooling = Pooling(pooling, size) if self.joint else None
+        self.classifier = _head(size, hidden_size, num_labels, dropout) if self.joint else None
+        self.tagger = _head(size * (2 if self.joint else 1), hidden_size, num_tags, dropout)
+
+    def forward(self, src: Tensor, src_len: Tensor, word_starts: Tensor) -> TaggerOutput:
+        encoded = self.encoder(src, src_len)
+        index = word_starts.unsqueeze(-1).expand(-1, -1, encoded.states.size(-1))
+        words = encoded.states.gather(1, index)  # [B, W, H]
+        label_logits = None
+        if self.joint:
+            utterance = self.pooling(encoded)
+            label_logits = self.classifier(utterance)
+            words = torch.cat([words, utterance.unsqueeze(1).expand_as(words)], dim=-1)
+        return TaggerOutput(self.tagger(words), label_logits)

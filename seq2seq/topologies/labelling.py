@@ -1,0 +1,340 @@
+"""N vs 1 (``topology=classify``: one class per utterance, e.g. SNIPS intents) and N vs N
+(``topology=tag``: one BIO tag per word, e.g. SNIPS slots; ``model.joint=true`` also predicts
+the class), on a ``LabelledCorpus``."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from seq2seq.config import build
+from seq2seq.data.labelled import (IGNORE, LabelledBatch, LabelledBatches, LabelledCorpus,
+                                   LabelledSplit, LabelVocab, WordPieces, encode_words)
+from seq2seq.errors import CheckpointError, ConfigError
+from seq2seq.evaluation.labels import (classification_scores, labelling_sections, plot_confusion,
+                                       slot_scores)
+from seq2seq.evaluation.report import library_versions, line_count, write_report
+from seq2seq.models import count_parameters
+from seq2seq.tokenization import SentencePieceTokenizer, TokenizerPair, train_sentencepiece
+from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.training.distributed import Distributed
+
+log = logging.getLogger(__name__)
+
+Task = Literal["classify", "tag"]
+OUTSIDE = "O"  # the BIO tag of words outside any slot
+
+
+def corpus_from_config(data: DictConfig) -> LabelledCorpus:
+    keys = ("train", "valid", "test", "text_file", "tags_file", "label_file")
+    return LabelledCorpus(Path(data.root).expanduser(), **{k: data[k] for k in keys if k in data})
+
+
+def prepare_labelled(cfg: DictConfig, needs: Sequence[str]) -> tuple[LabelledCorpus,
+                                                                     SentencePieceTokenizer]:
+    """Check the corpus files are there and train (or reuse) the tokenizer on the training text."""
+    from seq2seq.pipeline import tokenizer_settings
+
+    corpus = corpus_from_config(cfg.data)
+    corpus.check_exist(needs)
+    tokenizer = train_sentencepiece([corpus.path(corpus.train, corpus.text_file)],
+                                    tokenizer_settings(cfg.tokenizer), cfg.tokenizer.cache_dir)
+    return corpus, tokenizer
+
+
+def model_outputs(model: nn.Module, batch: LabelledBatch) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """(class logits [B, L] or None, tag logits [B, W, T] or None), whichever the model gives."""
+    out = model(batch.src, batch.src_len, batch.word_starts)
+    if isinstance(out, Tensor):
+        return out, None
+    return out.label_logits, out.tag_logits
+
+
+def bio_transitions(names: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """Allowed BIO moves as additive scores (0 or -inf): ``I-x`` only after ``B-x`` or ``I-x``,
+    and never first. Returns (start [T], transitions [T_prev, T_next])."""
+    def inside_of(name: str) -> Optional[str]:
+        return name[2:] if name.startswith("I-") else None
+
+    size = len(names)
+    start = torch.tensor([-math.inf if inside_of(n) else 0.0 for n in names])
+    moves = torch.zeros(size, size)
+    for j, name in enumerate(names):
+        slot = inside_of(name)
+        if slot is not None:
+            for i, prev in enumerate(names):
+                if prev[2:] != slot or prev[:2] not in ("B-", "I-"):
+                    moves[i, j] = -math.inf
+    return start, moves
+
+
+def viterbi(log_probs: Tensor, mask: Tensor, start: Tensor, moves: Tensor) -> list[list[int]]:
+    """The best tag sequence of each row under the allowed moves. log_probs [B, W, T], mask [B, W]."""
+    score = start + log_probs[:, 0]                      # [B, T]
+    back = []
+    for t in range(1, log_probs.size(1)):
+        candidates = score.unsqueeze(2) + moves          # [B, T_prev, T_next]
+        best, previous = candidates.max(dim=1)
+        live = mask[:, t].unsqueeze(1)
+        score = torch.where(live, best + log_probs[:, t], score)
+        back.append(torch.where(live, previous, torch.arange(score.size(1)).expand_as(previous)))
+    paths = []
+    for row in range(log_probs.size(0)):
+        tag = int(score[row].argmax())
+        path = [tag]
+        for step in reversed(back):
+            tag = int(step[row, tag])
+            path.append(tag)
+        paths.append(path[::-1][: int(mask[row].sum())])
+    return paths
+
+
+def predict(model: nn.Module, batches: LabelledBatches, tag_names: Optional[Sequence[str]] = None
+            ) -> tuple[Optional[list[int]], Optional[list[list[int]]]]:
+    """Predicted class ids and per-word tag ids of every utterance, in corpus order. With
+    ``tag_names`` in BIO form, tags are decoded under BIO constraints (Viterbi), so that no slot
+    starts with an ``I-`` tag; otherwise each word takes its most likely tag."""
+    model.eval()
+    constraints = bio_transitions(tag_names) if tag_names else None
+    labels: list[int] = []
+    tags: list[list[int]] = []
+    with torch.inference_mode():
+        for batch in batches.in_order():
+            label_logits, tag_logits = model_outputs(model, batch)
+            if label_logits is not None:
+                labels += label_logits.argmax(-1).tolist()
+            if tag_logits is not None and constraints is not None:
+                tags += viterbi(torch.log_softmax(tag_logits, -1), batch.word_mask, *constraints)
+            elif tag_logits is not None:
+                best = tag_logits.argmax(-1)
+                tags += [row[:n].tolist() for row, n in zip(best, batch.word_mask.sum(1))]
+    return labels or None, tags or None
+
+
+class LabellingObjective:
+    """Cross-entropy on the classes and/or the word tags; validated by accuracy and slot F1."""
+
+    def __init__(self, task: Task, valid: LabelledBatches, labels: LabelVocab,
+                 tags: Optional[LabelVocab], tokenizer: SentencePieceTokenizer,
+                 valid_split: LabelledSplit) -> None:
+        self.task, self.valid, self.labels, self.tags = task, valid, labels, tags
+        self.tokenizer, self.valid_split = tokenizer, valid_split
+        self.metrics = ("loss", "accuracy", "macro_f1") + (("slot_f1",) if task == "tag" else ())
+
+    def loss(self, model: nn.Module, batch: LabelledBatch, teacher_forcing: float,
+             smoothing: float) -> Tensor:
+        label_logits, tag_logits = model_outputs(model, batch)
+        total = torch.zeros(())
+        if label_logits is not None and bool((batch.labels != IGNORE).any()):
+            total = total + F.cross_entropy(label_logits, batch.labels, ignore_index=IGNORE,
+                                            reduction="sum", label_smoothing=smoothing)
+        if tag_logits is not None:
+            total = total + F.cross_entropy(tag_logits.reshape(-1, tag_logits.size(-1)),
+                                            batch.tags.reshape(-1), ignore_index=IGNORE,
+                                            reduction="sum", label_smoothing=smoothing)
+        return total
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        total, units = 0.0, 0
+        with torch.inference_mode():
+            for batch in self.valid.in_order():
+                total += float(self.loss(model, batch, 1.0, 0.0))
+                units += batch.num_tgt_tokens
+        metrics = {"loss": total / max(units, 1)}
+        metrics.update(score_predictions(model, self.valid, self.valid_split, self.labels,
+                                         self.tags, with_details=False))
+        return metrics
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {"tokenizers": TokenizerPair(self.tokenizer, self.tokenizer).state_dict(),
+                "labels": self.labels.names, "tags": None if self.tags is None else self.tags.names}
+
+
+def score_predictions(model: nn.Module, batches: LabelledBatches, split: LabelledSplit,
+                      labels: LabelVocab, tags: Optional[LabelVocab],
+                      with_details: bool = True) -> dict[str, Any]:
+    """Accuracy/macro-F1 (when the model predicts classes) and slot F1 (when it tags)."""
+    label_ids, tag_ids = predict(model, batches, tags.names if tags else None)
+    scores: dict[str, Any] = {}
+    if label_ids is not None and split.labels is not None:
+        classes = labels.names + sorted(set(split.labels) - set(labels.names))
+        scores.update(classification_scores(split.labels, labels.decode(label_ids), classes))
+    if tag_ids is not None and split.tags is not None:
+        scores.update(slot_scores(split.tags, [tags.decode(t) for t in tag_ids]))
+    if not with_details:
+        scores = {k: v for k, v in scores.items() if isinstance(v, float)}
+    return scores
+
+
+MAX_PIECES_PER_WORD = 8  # a longer "word" (a URL, a typo run) keeps its first pieces
+
+
+def _encode_split(split: LabelledSplit, tokenizer: SentencePieceTokenizer) -> list[WordPieces]:
+    return encode_words(tokenizer, split.words, MAX_PIECES_PER_WORD)
+
+
+def build_labelling_model(model_cfg: DictConfig | dict, task: Task, vocab_size: int,
+                          num_labels: int, num_tags: int) -> nn.Module:
+    if isinstance(model_cfg, dict):
+        model_cfg = OmegaConf.create(model_cfg)
+    if task == "classify":
+        return build(model_cfg, src_vocab_size=vocab_size, num_labels=num_labels)
+    return build(model_cfg, src_vocab_size=vocab_size, num_tags=num_tags, num_labels=num_labels)
+
+
+def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distributed,
+        task: Task = "classify") -> dict[str, Any]:
+    """Train a classifier or a tagger, score it on the test split and write the report."""
+    from seq2seq.pipeline import train_model
+    from seq2seq.topologies.translation import training_facts
+
+    if task not in ("classify", "tag"):
+        raise ConfigError(f"topology.task={task!r}: expected classify or tag")
+    joint = task == "tag" and bool(cfg.model.get("joint", False))
+    needs = [cfg.data.text_file] + ([cfg.data.label_file] if task == "classify" or joint else []) \
+        + ([cfg.data.tags_file] if task == "tag" else [])
+    with distributed.main_first():
+        corpus, tokenizer = prepare_labelled(cfg, needs)
+    want_labels, want_tags = task == "classify" or joint, task == "tag"
+    train = corpus.read(corpus.train, labels=want_labels, tags=want_tags)
+    valid = corpus.read(corpus.valid, labels=want_labels, tags=want_tags)
+    label_vocab = LabelVocab.build(train.labels or [])
+    tag_vocab = LabelVocab.build([t for seq in train.tags for t in seq] + [OUTSIDE]) \
+        if want_tags else None
+    limit = cfg.data.get("limit_train")
+    pieces = _encode_split(train, tokenizer)[:limit]
+    train_labels = label_vocab.encode(train.labels[:limit], str(train.files.get("labels"))) \
+        if want_labels else None
+    train_tags = [tag_vocab.encode(t, str(train.files["tags"])) for t in train.tags[:limit]] \
+        if want_tags else None
+    log.info("train: %d utterances from %s; valid: %d; %d classes, %s tags, vocab %d",
+             len(pieces), corpus.root, len(valid), len(label_vocab),
+             len(tag_vocab) if tag_vocab else "no", tokenizer.vocab_size)
+    trainer_cfg = cfg.trainer
+    batches = LabelledBatches(pieces, train_tags, train_labels, trainer_cfg.batch_tokens, cfg.seed,
+                              trainer_cfg.max_sentences, distributed.rank, distributed.world_size)
+    # Validation batches carry the gold labels too, for the validation loss.
+    valid_batches = LabelledBatches(
+        _encode_split(valid, tokenizer),
+        [tag_vocab.encode_known(t) for t in valid.tags] if want_tags else None,
+        label_vocab.encode_known(valid.labels) if want_labels else None, 10**9, seed=0)
+    model = build_labelling_model(cfg.model, task, tokenizer.vocab_size, len(label_vocab),
+                                  len(tag_vocab) if tag_vocab else 0)
+    objective = LabellingObjective(task, valid_batches, label_vocab, tag_vocab, tokenizer, valid)
+    state = train_model(cfg, run_dir, model, objective, batches, distributed)
+    if not distributed.is_main:
+        return {}
+
+    best = run_dir / "checkpoints" / "best.pt"
+    labeller = Labeller.from_checkpoint(best)
+    test = corpus.read(corpus.test, labels=want_labels, tags=want_tags)
+    report = labelling_report(labeller, test, run_dir, html=cfg.report.html,
+                              errors=cfg.report.samples)
+    report.update(
+        checkpoint=str(best), num_params=count_parameters(labeller.model), **training_facts(state),
+        best_valid=state.best_metrics, train_utterances=len(pieces),
+        learning_curve="learning_curve.png", overrides=list(overrides), seed=cfg.seed,
+        vocab_size=tokenizer.vocab_size,
+        data_files={str(p): line_count(p) for s in (train, valid, test) for p in s.files.values()},
+        versions=library_versions())
+    write_report(report, run_dir, html=cfg.report.html, content=labelling_sections(report))
+    headline = {k: report[k] for k in ("accuracy", "macro_f1", "slot_f1") if k in report}
+    log.info("Test %s on %s; report in %s", headline, report["test_set"], run_dir / "report.md")
+    return report
+
+
+def evaluation_batches(split: LabelledSplit, tokenizer: SentencePieceTokenizer) -> LabelledBatches:
+    """The split's utterances, for prediction in corpus order (labels are scored as strings)."""
+    return LabelledBatches(_encode_split(split, tokenizer), None, None,
+                           batch_tokens=10**9, seed=0)
+
+
+def labelling_report(labeller: "Labeller", test: LabelledSplit, report_dir: Path,
+                     html: bool = False, errors: int = 10) -> dict[str, Any]:
+    """Scores on ``test`` with their details, a confusion-matrix PNG, and the first errors."""
+    batches = evaluation_batches(test, labeller.tokenizer)
+    report: dict[str, Any] = {"topology": labeller.task, "test_set": str(test.files["text"]),
+                              "num_examples": len(test)}
+    report.update(score_predictions(labeller.model, batches, test, labeller.labels,
+                                    labeller.tags))
+    label_ids, tag_ids = predict(labeller.model, batches, labeller.tag_names)
+    wrong = []
+    for i, words in enumerate(test.words):
+        row: dict[str, Any] = {"line": i + 1, "utterance": " ".join(words)}
+        bad = False
+        if label_ids is not None and test.labels is not None:
+            predicted = labeller.labels.names[label_ids[i]]
+            row.update(gold=test.labels[i], predicted=predicted)
+            bad = predicted != test.labels[i]
+        if tag_ids is not None and test.tags is not None:
+            predicted_tags = labeller.tags.decode(tag_ids[i])
+            row.update(gold_tags=" ".join(test.tags[i]), predicted_tags=" ".join(predicted_tags))
+            bad = bad or predicted_tags != test.tags[i]
+        if bad and len(wrong) < errors:
+            wrong.append(row)
+    report["errors"] = wrong
+    if "confusion_matrix" in report:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        plot_confusion(report["confusion_matrix"], report["classes"], report_dir / "confusion.png")
+        report["confusion_png"] = "confusion.png"
+    return report
+
+
+class Labeller:
+    """Load a classify/tag checkpoint once; label lists of utterances.
+
+    >>> Labeller.from_checkpoint("outputs/.../checkpoints/best.pt").predict(["play some jazz"])
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: SentencePieceTokenizer, task: Task,
+                 labels: LabelVocab, tags: Optional[LabelVocab]) -> None:
+        self.model, self.tokenizer, self.task = model.eval(), tokenizer, task
+        self.labels, self.tags = labels, tags
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> "Labeller":
+        payload = load_checkpoint(path)
+        config = OmegaConf.create(payload["config"])
+        task = config.topology.get("task")
+        if task not in ("classify", "tag"):
+            raise CheckpointError(f"{path}: a {task or 'translate'} checkpoint, not a classify or "
+                                  "tag one")
+        tokenizer = TokenizerPair.from_state_dict(payload["tokenizers"]).src
+        labels = LabelVocab(payload["labels"])
+        tags = LabelVocab(payload["tags"]) if payload.get("tags") else None
+        model = build_labelling_model(config.model, task, tokenizer.vocab_size, len(labels),
+                                      len(tags) if tags else 0)
+        model.load_state_dict(payload["model"])
+        return cls(model, tokenizer, task, labels, tags)
+
+    @property
+    def tag_names(self) -> Optional[list[str]]:
+        return self.tags.names if self.tags else None
+
+    def predict(self, utterances: Sequence[str], line_offset: int = 0) -> list[str]:
+        """One output line per utterance: its class (classify), or one tag per word (tag; with a
+        joint model, the class, a tab, then the tags). A blank utterance gives an empty line."""
+        words = [u.split() for u in utterances]
+        filled = [i for i, w in enumerate(words) if w]
+        split = LabelledSplit([words[i] for i in filled], None, None, {})
+        out = [""] * len(utterances)
+        if not filled:
+            return out
+        label_ids, tag_ids = predict(self.model, evaluation_batches(split, self.tokenizer),
+                                     self.tag_names)
+        for k, i in enumerate(filled):
+            parts = []
+            if label_ids is not None:
+                parts.append(self.labels.names[label_ids[k]])
+            if tag_ids is not None:
+                parts.append(" ".join(self.tags.decode(tag_ids[k])))
+            out[i] = "\t".join(parts)
+        return out
+

@@ -1,0 +1,210 @@
+"""N vs 1, N vs N and 1 vs N: data checks, scores, and one end-to-end run per topology."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq.data.labelled import LabelledCorpus, LabelVocab, encode_words, make_labelled_batch
+from seq2seq.errors import DataError
+from seq2seq.evaluation.labels import classification_scores, distinct_n, slot_scores
+from seq2seq.models.encoder import RNNEncoder
+from seq2seq.models.labelling import Pooling
+from seq2seq.pipeline import run_training
+from seq2seq.search import greedy_search, sampler
+from seq2seq.tokenization import EOS
+from seq2seq.topologies.labelling import bio_transitions, viterbi
+from tests.conftest import ROOT, compose_train, require_shared
+from tests.test_smoke import run_cli
+
+ARTISTS = ["miles davis", "nina simone", "the beatles", "bob marley"]
+CITIES = ["paris", "new york", "tokyo", "oslo"]
+
+
+def write_intent_corpus(root: Path, sizes=(240, 24, 24), seed: int = 0) -> Path:
+    """A SNIPS-layout corpus of two intents with slots, e.g. "play miles davis" / B-artist."""
+    rng = random.Random(seed)
+    for split, size in zip(("train", "valid", "test"), sizes):
+        words, tags, labels = [], [], []
+        for _ in range(size):
+            if rng.random() < 0.5:
+                artist = rng.choice(ARTISTS).split()
+                w = ["play", "some", "music", "by"] + artist
+                t = ["O"] * 4 + ["B-artist"] + ["I-artist"] * (len(artist) - 1)
+                labels.append("PlayMusic")
+            else:
+                city = rng.choice(CITIES).split()
+                w = ["what", "is", "the", "weather", "in"] + city
+                t = ["O"] * 5 + ["B-city"] + ["I-city"] * (len(city) - 1)
+                labels.append("GetWeather")
+            words.append(" ".join(w))
+            tags.append(" ".join(t))
+        folder = root / split
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "seq.in").write_text("\n".join(words) + "\n")
+        (folder / "seq.out").write_text("\n".join(tags) + "\n")
+        (folder / "label").write_text("\n".join(labels) + "\n")
+    return root
+
+
+TINY = ["data=snips", "trainer=smoke", "trainer.max_steps=30", "trainer.validate_every=10",
+        "trainer.lr=0.01", "data.vocab_size=60", "report.html=false",
+        "model.encoder.embedding_dim=16", "model.encoder.hidden_size=16", "model.hidden_size=16"]
+
+
+def overrides_for(tmp: Path, experiment: str) -> list[str]:
+    corpus = write_intent_corpus(tmp / "corpus")
+    extra = [] if experiment != "snips_generate" else [
+        "model.decoder.embedding_dim=16", "model.decoder.hidden_size=24", "model.condition_dim=8"]
+    tiny = [o for o in TINY if experiment != "snips_generate" or "model." not in o]
+    return [f"experiment={experiment}", *tiny, *extra, f"data.root={corpus}",
+            f"paths.cache_dir={tmp / 'cache'}"]
+
+
+@pytest.fixture(scope="module")
+def intent_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("intent")
+    run_training(compose_train(overrides_for(tmp, "snips_intent")), tmp / "run")
+    return tmp / "run"
+
+
+def test_classify_end_to_end(intent_run):
+    import json
+    report = json.loads((intent_run / "report.json").read_text())
+    assert report["accuracy"] >= 90 and report["macro_f1"] >= 90  # two easy intents
+    assert (intent_run / "confusion.png").stat().st_size > 0
+    assert "## Intent classification" in (intent_run / "report.md").read_text()
+    checkpoint = str(intent_run / "checkpoints" / "best.pt")
+    result = run_cli("translate.py", "--checkpoint", checkpoint,
+                     stdin=b"play some music by nina simone\n\n \nwhat is the weather in oslo\n")
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().split("\n") == ["PlayMusic", "", "", "GetWeather", ""]
+
+
+def test_tag_end_to_end_scores_words_not_pieces(tmp_path):
+    run_training(compose_train(overrides_for(tmp_path, "snips_slots") + ["trainer.max_steps=60"]),
+                 tmp_path / "run")
+    import json
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["slot_f1"] >= 80 and set(report["per_slot"]) == {"artist", "city"}
+    assert "accuracy" in report  # the joint model also predicts the intent
+    data = tmp_path / "corpus" / "test"
+    result = run_cli("evaluate.py", "--checkpoint", str(tmp_path / "run" / "checkpoints" / "best.pt"),
+                     "--src", str(data / "seq.in"), "--ref", str(data / "seq.out"),
+                     "--labels", str(data / "label"), "--report-dir", str(tmp_path / "eval"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert "slot_f1 = " in result.stdout.decode()
+
+
+def test_generate_end_to_end_with_a_judge(tmp_path, intent_run):
+    judge = intent_run / "checkpoints" / "best.pt"
+    cfg = compose_train(overrides_for(tmp_path, "snips_generate") + [
+        f"topology.judge_checkpoint={judge}", "trainer.max_steps=40"])
+    report = run_training(cfg, tmp_path / "run")
+    assert report["perplexity"] > 1 and 0 <= report["distinct_2"] <= 100
+    assert report["intent_fidelity"] is not None and report["intent_fidelity"] >= 50
+    result = run_cli("translate.py", "--checkpoint", str(tmp_path / "run" / "checkpoints" / "best.pt"),
+                     "--temperature", "0", stdin=b"PlayMusic\nNoSuchIntent\n")
+    assert result.returncode == 0 and "unknown class 'NoSuchIntent'" in result.stderr.decode()
+    lines = result.stdout.decode().split("\n")
+    assert len(lines) == 3 and lines[0] and lines[1] == ""
+
+
+def test_tags_must_match_words_and_name_the_line(tmp_path):
+    root = write_intent_corpus(tmp_path, sizes=(5, 5, 5))
+    tags = (root / "train" / "seq.out").read_text().splitlines()
+    tags[2] += " O"
+    (root / "train" / "seq.out").write_text("\n".join(tags) + "\n")
+    with pytest.raises(DataError, match=r"train/seq\.out:3: \d+ tags for the \d+ words"):
+        LabelledCorpus(root).read("train")
+    (root / "valid" / "label").write_text("PlayMusic\n")
+    with pytest.raises(DataError, match=r"valid/seq\.in has 5 lines, .*valid/label has 1"):
+        LabelledCorpus(root).read("valid", tags=False)
+
+
+def test_word_starts_point_at_first_pieces(tmp_path):
+    from seq2seq.tokenization import TokenizerSettings, train_sentencepiece
+    root = write_intent_corpus(tmp_path)
+    tokenizer = train_sentencepiece([root / "train" / "seq.in"],
+                                    TokenizerSettings(vocab_size=40), tmp_path / "spm")
+    words = [["play", "nina", "simone"], ["oslo"]]
+    encoded = encode_words(tokenizer, words)
+    for utterance, pieces in zip(words, encoded):
+        assert len(pieces.starts) == len(utterance)
+        bounds = pieces.starts + [len(pieces.ids)]
+        rebuilt = [tokenizer.decode([pieces.ids[a:b]])[0] for a, b in zip(bounds, bounds[1:])]
+        assert rebuilt == utterance
+    batch = make_labelled_batch(encoded, [[0, 1, 2], [1]], [0, 1], [0, 1])
+    assert batch.word_mask.tolist() == [[True, True, True], [True, False, False]]
+    assert batch.tags[1, 1:].tolist() == [-100, -100] and batch.num_tgt_tokens == 4
+    assert int(batch.src[1, batch.src_len[1] - 1]) == EOS
+
+
+def test_bio_decoding_never_starts_a_slot_inside():
+    names = ["B-x", "I-x", "I-y", "O"]
+    start, moves = bio_transitions(names)
+    # Word by word the most likely tags are I-x, I-x, I-y: not a valid BIO sequence.
+    log_probs = torch.log(torch.tensor([[[0.3, 0.4, 0.0, 0.3], [0.1, 0.6, 0.0, 0.3],
+                                         [0.0, 0.1, 0.5, 0.4]]]) + 1e-9)
+    assert viterbi(log_probs, torch.ones(1, 3, dtype=torch.bool), start, moves) == [[0, 1, 3]]
+    padded = torch.tensor([[True, True, False]])
+    assert viterbi(log_probs, padded, start, moves) == [[0, 1]]
+
+
+def test_scores_on_hand_made_examples():
+    scores = classification_scores(["a", "a", "b", "c"], ["a", "b", "b", "c"], ["a", "b", "c"])
+    assert scores["accuracy"] == 75.0
+    assert scores["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+    assert scores["macro_f1"] == round((100 * 2 / 3 + 100 * 2 / 3 + 100) / 3, 2)
+    gold = [["B-x", "I-x", "O", "B-y"]]
+    assert slot_scores(gold, gold)["slot_f1"] == 100.0
+    half = slot_scores(gold, [["B-x", "O", "O", "B-y"]])  # x's span is cut short
+    assert half["slot_f1"] == 50.0 and half["per_slot"]["y"]["f1"] == 100.0
+    assert distinct_n(["a b a b", "a b"], 2) == round(100 * 2 / 4, 2)
+    with pytest.raises(DataError, match="does not occur in the training data"):
+        LabelVocab(["x"]).encode(["y"], "file:1")
+
+
+@pytest.mark.parametrize("kind", ["final", "attention", "mean", "max"])
+def test_pooling_ignores_padding(kind):
+    torch.manual_seed(0)
+    encoder = RNNEncoder(20, embedding_dim=6, hidden_size=5, dropout=0.0).eval()
+    pool = Pooling(kind, encoder.output_size).eval()
+    batch = torch.tensor([[4, 5, 6, 3], [7, 3, 0, 0]])
+    together = pool(encoder(batch, torch.tensor([4, 2])))
+    alone = pool(encoder(batch[1:, :2], torch.tensor([2])))
+    torch.testing.assert_close(together[1], alone[0], atol=1e-6, rtol=0)
+
+
+def test_top_1_sampling_is_greedy():
+    class Fixed:
+        def step(self, prev, state):
+            scores = torch.log_softmax(torch.tensor([[0.0, 0.0, 0.0, 1.0, 3.0, 2.0]]), -1)
+            return scores.expand(len(prev), -1), state, None
+
+    class State:
+        def index_select(self, order):
+            return self
+
+    limits = torch.tensor([3, 3])
+    greedy = greedy_search(Fixed(), State(), 2, limits)
+    sampled = greedy_search(Fixed(), State(), 2, limits, choose=sampler(1.0, top_k=1))
+    assert [h.tokens for h in sampled] == [h.tokens for h in greedy] == [[4, 4, 4]] * 2
+
+
+def test_real_snips_reads_with_aligned_tags():
+    root = require_shared("snips")
+    split = LabelledCorpus(root).read("valid")
+    assert len(split) == 700 and len(set(split.labels)) == 7
+    assert all(len(w) == len(t) for w, t in zip(split.words, split.tags))
+
+
+def test_experiment_configs_name_the_topologies():
+    for experiment, task in [("snips_intent", "classify"), ("snips_slots", "tag"),
+                             ("snips_generate", "generate")]:
+        cfg = compose_train([f"experiment={experiment}"])
+        assert cfg.topology.task == task and cfg.data.root.endswith("snips")
+    assert (ROOT / "conf" / "topology" / "translate.yaml").is_file()
