@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-
 from torch import nn
 
 from seq2seq.config import build
@@ -104,7 +103,8 @@ def train_model(cfg: DictConfig, run_dir: Path, model: nn.Module, objective: Obj
         raise ConfigError(f"the training set makes fewer batches than the {distributed.world_size} "
                           "ranks: use fewer ranks or a smaller trainer.batch_tokens")
     if distributed.enabled:
-        # Same initial weights on every rank (same seed), different dropout masks.
+        # Rank 0's initial weights everywhere; a different dropout stream on each rank.
+        distributed.broadcast_parameters(model)
         torch.manual_seed(cfg.seed + distributed.rank)
     config = OmegaConf.to_container(cfg, resolve=True)
     trainer = Trainer(settings, model, objective, run_dir, config, distributed)

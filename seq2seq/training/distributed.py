@@ -74,6 +74,13 @@ class Distributed:
         dist.all_gather_object(out, value)
         return out
 
+    def broadcast_parameters(self, model: nn.Module) -> None:
+        """Give every rank rank 0's weights (and buffers), in place."""
+        if self.enabled:
+            with torch.no_grad():
+                for tensor in model.state_dict().values():
+                    dist.broadcast(tensor, src=0)
+
     def sum_step(self, model: nn.Module, scalars: Sequence[float]) -> list[float]:
         """Sum the gradients of ``model`` and the ``scalars`` over all ranks, in place, with one
         all-reduce over a single flat buffer (one message per step instead of one per tensor)."""

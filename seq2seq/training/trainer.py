@@ -1,8 +1,8 @@
 """The training loop: Adam, gradient clipping, LR decay on plateau, validation, early stopping,
 checkpoints ``best.pt`` and ``last.pt``, metrics and a progress bar.
 
-What is trained and how it is scored is the ``Objective``'s business (one per topology: see
-``objectives.py`` and ``seq2seq/topologies``); the loop is the same for all of them.
+What is trained and how it is scored is the ``Objective``'s business (one per topology, in
+``seq2seq/topologies``); the loop is the same for all of them.
 """
 
 from __future__ import annotations
