@@ -139,6 +139,8 @@ def test_word_starts_point_at_first_pieces(tmp_path):
         assert rebuilt == utterance
     batch = make_labelled_batch(encoded, [[0, 1, 2], [1]], [0, 1], [0, 1])
     assert batch.word_mask.tolist() == [[True, True, True], [True, False, False]]
+    last_pieces = [[b - 1 for b in p.starts[1:] + [len(p.ids)]] for p in encoded]
+    assert batch.word_ends[0].tolist() == last_pieces[0] and batch.word_ends[1, 0] == last_pieces[1][0]
     assert batch.tags[1, 1:].tolist() == [-100, -100] and batch.num_tgt_tokens == 4
     assert int(batch.src[1, batch.src_len[1] - 1]) == EOS
 
@@ -208,3 +210,23 @@ def test_experiment_configs_name_the_topologies():
         cfg = compose_train([f"experiment={experiment}"])
         assert cfg.topology.task == task and cfg.data.root.endswith("snips")
     assert (ROOT / "conf" / "topology" / "translate.yaml").is_file()
+
+
+def test_span_word_state_reads_the_whole_word_in_both_directions():
+    from seq2seq.models.labelling import SequenceTagger
+    src, lengths = torch.tensor([[5, 6, 7, 3]]), torch.tensor([4])
+    changed = torch.tensor([[5, 9, 7, 3]])  # the second piece of word 1 (pieces 0-1) differs
+    starts, ends = torch.tensor([[0, 2]]), torch.tensor([[1, 2]])
+
+    def forward_half_of_word_1(word_state: str, tokens: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(0)
+        tagger = SequenceTagger(20, 3, lambda vocab_size: RNNEncoder(
+            vocab_size, embedding_dim=6, hidden_size=4, dropout=0.0), word_state=word_state).eval()
+        states = tagger.encoder(tokens, lengths).states
+        return tagger.word_states(states, starts, ends)[0, 0, :4]
+
+    # Reading forward, the first piece alone has not seen the word's second piece; the span has.
+    torch.testing.assert_close(forward_half_of_word_1("first", src),
+                               forward_half_of_word_1("first", changed))
+    assert not torch.allclose(forward_half_of_word_1("span", src),
+                              forward_half_of_word_1("span", changed))

@@ -148,6 +148,7 @@ class LabelledBatch(NamedTuple):
     src: Tensor          # [B, S] piece ids + EOS, right-padded
     src_len: Tensor      # [B]
     word_starts: Tensor  # [B, W] position of each word's first piece (0 on padding words)
+    word_ends: Tensor    # [B, W] position of each word's last piece (0 on padding words)
     word_mask: Tensor    # [B, W] True on real words
     tags: Tensor         # [B, W] tag ids, IGNORE on padding words (all IGNORE without tags)
     labels: Tensor       # [B] class ids (IGNORE without labels)
@@ -164,6 +165,7 @@ def make_labelled_batch(pieces: Sequence[WordPieces], tags: Optional[Sequence[Se
                         labels: Optional[Sequence[int]], indices: Sequence[int]) -> LabelledBatch:
     src, src_len = pad([list(p.ids) + [EOS] for p in pieces])
     starts, _ = pad([p.starts for p in pieces])
+    ends, _ = pad([[s - 1 for s in p.starts[1:]] + [len(p.ids) - 1] for p in pieces])
     n_words = torch.tensor([len(p.starts) for p in pieces])
     word_mask = torch.arange(starts.size(1)).unsqueeze(0) < n_words.unsqueeze(1)
     tag_ids = torch.full(starts.shape, IGNORE, dtype=torch.long)
@@ -171,7 +173,7 @@ def make_labelled_batch(pieces: Sequence[WordPieces], tags: Optional[Sequence[Se
         for row, seq in enumerate(tags):
             tag_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
     label_ids = torch.as_tensor(labels if labels is not None else [IGNORE] * len(pieces))
-    return LabelledBatch(src, src_len, starts, word_mask, tag_ids, label_ids,
+    return LabelledBatch(src, src_len, starts, ends, word_mask, tag_ids, label_ids,
                          torch.as_tensor(list(indices)))
 
 

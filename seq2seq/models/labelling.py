@@ -62,7 +62,8 @@ class SequenceClassifier(nn.Module):
         self.pooling = Pooling(pooling, self.encoder.output_size)
         self.classifier = _head(self.encoder.output_size, hidden_size, num_labels, dropout)
 
-    def forward(self, src: Tensor, src_len: Tensor, word_starts: Optional[Tensor] = None) -> Tensor:
+    def forward(self, src: Tensor, src_len: Tensor, word_starts: Optional[Tensor] = None,
+                word_ends: Optional[Tensor] = None) -> Tensor:
         """Class logits [B, num_labels]."""
         return self.classifier(self.pooling(self.encoder(src, src_len)))
 
@@ -72,8 +73,15 @@ class TaggerOutput(NamedTuple):
     label_logits: Optional[Tensor]   # [B, num_labels] with a joint class head, else None
 
 
+WordState = Literal["first", "span"]
+
+
 class SequenceTagger(nn.Module):
-    """N vs N: one tag per word, predicted from the encoder state at the word's first piece.
+    """N vs N: one tag per word, from the encoder states of its pieces.
+
+    ``word_state="first"``: the state at the word's first piece. ``"span"`` (bidirectional
+    encoders): the forward state at its last piece and the backward state at its first, so each
+    direction has read the whole word, however many pieces it has.
 
     With ``num_labels`` > 0 (a joint model, Liu & Lane, 2016) a pooled class head shares the
     encoder, and the word states also see the pooled utterance vector.
@@ -81,24 +89,41 @@ class SequenceTagger(nn.Module):
 
     def __init__(self, src_vocab_size: int, num_tags: int, encoder: Callable[..., RNNEncoder],
                  num_labels: int = 0, joint: bool = False, pooling: PoolingName = "attention",
-                 hidden_size: int = 256, dropout: float = 0.3) -> None:
+                 hidden_size: int = 256, dropout: float = 0.3, word_state: WordState = "span"
+                 ) -> None:
         super().__init__()
         check_range("model.hidden_size", hidden_size, 1)
+        check_choice("model.word_state", word_state, ("first", "span"))
         check_range("model.dropout", dropout, 0.0, 1.0)
         self.encoder = encoder(vocab_size=src_vocab_size)
+        self.span = word_state == "span" and self.encoder.bidirectional
         size = self.encoder.output_size
         self.joint = joint and num_labels > 0
         self.pooling = Pooling(pooling, size) if self.joint else None
         self.classifier = _head(size, hidden_size, num_labels, dropout) if self.joint else None
         self.tagger = _head(size * (2 if self.joint else 1), hidden_size, num_tags, dropout)
 
-    def forward(self, src: Tensor, src_len: Tensor, word_starts: Tensor) -> TaggerOutput:
+    def forward(self, src: Tensor, src_len: Tensor, word_starts: Tensor,
+                word_ends: Optional[Tensor] = None) -> TaggerOutput:
         encoded = self.encoder(src, src_len)
-        index = word_starts.unsqueeze(-1).expand(-1, -1, encoded.states.size(-1))
-        words = encoded.states.gather(1, index)  # [B, W, H]
+        words = self.word_states(encoded.states, word_starts, word_ends)
         label_logits = None
         if self.joint:
             utterance = self.pooling(encoded)
             label_logits = self.classifier(utterance)
             words = torch.cat([words, utterance.unsqueeze(1).expand_as(words)], dim=-1)
         return TaggerOutput(self.tagger(words), label_logits)
+
+    def word_states(self, states: Tensor, word_starts: Tensor, word_ends: Optional[Tensor]
+                    ) -> Tensor:
+        """One vector per word [B, W, H] from the piece states [B, S, H]."""
+        words = _at(states, word_starts)
+        if self.span and word_ends is not None:
+            half = words.size(-1) // 2  # [forward; backward] halves of a bidirectional state
+            words = torch.cat([_at(states, word_ends)[..., :half], words[..., half:]], -1)
+        return words
+
+
+def _at(states: Tensor, positions: Tensor) -> Tensor:
+    """states [B, S, H] at positions [B, W] -> [B, W, H]."""
+    return states.gather(1, positions.unsqueeze(-1).expand(-1, -1, states.size(-1)))

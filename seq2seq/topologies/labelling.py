@@ -51,7 +51,7 @@ def prepare_labelled(cfg: DictConfig, needs: Sequence[str]) -> tuple[LabelledCor
 
 def model_outputs(model: nn.Module, batch: LabelledBatch) -> tuple[Optional[Tensor], Optional[Tensor]]:
     """(class logits [B, L] or None, tag logits [B, W, T] or None), whichever the model gives."""
-    out = model(batch.src, batch.src_len, batch.word_starts)
+    out = model(batch.src, batch.src_len, batch.word_starts, batch.word_ends)
     if isinstance(out, Tensor):
         return out, None
     return out.label_logits, out.tag_logits
