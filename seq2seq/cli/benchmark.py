@@ -1,0 +1,250 @@
+"""``seq2seq-benchmark`` / ``python scripts/benchmark.py``: training and decoding speed on Multi30k.
+
+    python scripts/benchmark.py --data-root ../shared/data --out benchmark.json [--checkpoint PATH]
+
+Measures, in one process and on the same batches:
+  (a) training throughput (target tokens per second: pieces + EOS, no padding) over --steps
+      updates after --warmup, on length-sorted batches of 128 sentence pairs, for the reference
+      model of ../shared/anchors/README.md (``model=reference``) and for the experiment's model;
+  (b) the plain-PyTorch floor of ../shared/anchors/torch_floor.py on those batches, so the
+      framework's speed is a ratio measured side by side;
+  (c) decoding test_2016_flickr at batch 64 with an output cap of 100: sentences and tokens per
+      second, greedy and beam 5, model load excluded, with the BLEU of each, using --checkpoint
+      or, without one, the reference model trained for --train-steps updates here.
+Prints a table and writes the figures as JSON. Run it alone: the machine has 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from seq2seq.data.batching import Batch, filter_pairs, length_batches, make_batch
+from seq2seq.errors import Seq2SeqError
+from seq2seq.evaluation.bleu import score_corpus
+from seq2seq.tokenization import PAD, UNK, TokenizerPair
+from seq2seq.training.checkpoint import build_model, load_checkpoint, model_from_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="seq2seq-benchmark", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", required=True,
+                        help="a folder holding multi30k/ (or the multi30k folder itself)")
+    parser.add_argument("--out", required=True, help="where the JSON goes")
+    parser.add_argument("--checkpoint", help="a trained translate checkpoint for decoding")
+    parser.add_argument("--experiment", default="multi30k_en_de",
+                        help="whose model is timed besides the reference model")
+    parser.add_argument("--anchors", default=str(ROOT.parent / "shared" / "anchors"),
+                        help="the folder of torch_floor.py")
+    parser.add_argument("--steps", type=int, default=20, help="timed updates per model")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed updates first")
+    parser.add_argument("--batch", type=int, default=128, help="sentence pairs per batch")
+    parser.add_argument("--train-steps", type=int, default=150,
+                        help="updates of the reference model when no --checkpoint is given")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--cache-dir", default=None, help="SentencePiece cache")
+    return parser.parse_args(argv)
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from seq2seq.cli import CONF_DIR
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return hydra_compose("train", overrides=overrides)
+
+
+def sorted_batches(src: list[list[int]], tgt: list[list[int]], size: int, count: int,
+                   seed: int = 42) -> list[Batch]:
+    """``count`` random length-bucketed batches of ``size`` pairs (fairseq/OpenNMT-style)."""
+    lengths = [max(len(s), len(t)) + 1 for s, t in zip(src, tgt)]
+    plan = [b for b in length_batches(lengths, 10**9, shuffle=True, seed=seed,
+                                      max_sentences=size) if len(b) == size]
+    chosen = random.Random(seed).sample(plan, min(count, len(plan)))
+    return [make_batch([src[i] for i in ids], [tgt[i] for i in ids], ids) for ids in chosen]
+
+
+def time_steps(step, batches: list[Batch], warmup: int) -> dict[str, float]:
+    """Run ``step(batch)`` on each batch; tokens per second over the batches after ``warmup``."""
+    seconds, tokens = 0.0, 0
+    for i, batch in enumerate(batches):
+        start = time.perf_counter()
+        step(batch)
+        if i >= warmup:
+            seconds += time.perf_counter() - start
+            tokens += batch.num_tgt_tokens
+    return {"tokens_per_second": round(tokens / seconds, 1), "timed_steps": len(batches) - warmup,
+            "tokens_per_batch": round(tokens / max(len(batches) - warmup, 1), 1)}
+
+
+def framework_step(model: torch.nn.Module):
+    """One update as the framework's trainer does it (loss, backward, clip, Adam)."""
+    from seq2seq.topologies.translation import TranslationObjective, ValidationData
+    from seq2seq.training.trainer import Trainer, TrainerSettings
+    from seq2seq.translate import SearchSettings
+
+    objective = TranslationObjective(None, ValidationData([], [], []), SearchSettings())
+    trainer = Trainer(TrainerSettings(lr=1e-3, clip_norm=1.0), model, objective, "/dev/null", {})
+    return lambda batch: trainer.train_step([batch])
+
+
+def floor_step(floor: Any, vocab_size: int, kind: str):
+    """One update of torch_floor.py's model; its PAD and UNK ids are the reverse of ours."""
+    torch.manual_seed(42)
+    model = floor.Seq2Seq(vocab_size, kind).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def remap(ids: torch.Tensor) -> torch.Tensor:
+        out = ids.clone()
+        out[ids == PAD], out[ids == UNK] = floor.PAD, floor.UNK
+        return out
+
+    def step(batch: Batch) -> None:
+        src, tgt_in, tgt_out = remap(batch.src), remap(batch.tgt_in), remap(batch.tgt_out)
+        logits = model(src, batch.src_len, tgt_in)
+        loss = F.cross_entropy(logits.reshape(-1, vocab_size), tgt_out.reshape(-1),
+                               ignore_index=floor.PAD, reduction="sum") / batch.num_tgt_tokens
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    return step
+
+
+def load_floor(anchors: str) -> Any:
+    path = Path(anchors) / "torch_floor.py"
+    if not path.is_file():
+        raise Seq2SeqError(f"{path}: not found (set --anchors to the folder of torch_floor.py)")
+    spec = importlib.util.spec_from_file_location("torch_floor", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def decoding(model, tokenizers: TokenizerPair, sources: list[str], references: list[str],
+             beam: int) -> dict[str, float]:
+    """Decode the test set at batch 64 with an output cap of 100 pieces; model load excluded."""
+    from seq2seq.translate import SearchSettings, Translator
+    search = SearchSettings(beam=beam, length_penalty=1.0, max_length_ratio=100.0, max_length=100,
+                            batch_size=64)
+    translator = Translator(model, tokenizers, search)
+    detailed = translator.translate_detailed(sources)
+    seconds = translator.last_seconds
+    tokens = sum(len(t.hyp_pieces) + 1 for t in detailed if t.src_pieces)  # + EOS
+    return {"sentences_per_second": round(len(sources) / seconds, 1),
+            "tokens_per_second": round(tokens / seconds, 1), "seconds": round(seconds, 2),
+            "bleu": score_corpus([t.text for t in detailed], references).bleu}
+
+
+def peak_rss_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        results = run(args)
+    except Seq2SeqError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+    print(f"written: {args.out}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from seq2seq.pipeline import prepare
+    root = Path(args.data_root)
+    root = root / "multi30k" if (root / "multi30k").is_dir() else root
+    overrides = [f"experiment={args.experiment}", f"data.root={root}"]
+    if args.cache_dir:
+        overrides.append(f"paths.cache_dir={args.cache_dir}")
+    cfg = compose(overrides)
+    files, tokenizers = prepare(cfg)
+    train = files.read(files.train)
+    src, tgt = filter_pairs(tokenizers.src.encode(train.src), tokenizers.tgt.encode(train.tgt), 100)
+    batches = sorted_batches(src, tgt, args.batch, args.warmup + args.steps)
+    vocab = tokenizers.tgt.vocab_size
+    results: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                               "batch_sentences": args.batch, "vocab_size": vocab}
+
+    torch.manual_seed(42)
+    reference = build_model(compose(overrides + ["model=reference"]).model, vocab, vocab)
+    results["reference"] = time_steps(framework_step(reference), batches, args.warmup)
+    results["reference"]["params"] = sum(p.numel() for p in reference.parameters())
+    torch.manual_seed(42)
+    own = build_model(cfg.model, vocab, vocab)
+    results["experiment_model"] = time_steps(framework_step(own), batches, args.warmup)
+    results["experiment_model"]["params"] = sum(p.numel() for p in own.parameters())
+    floor = load_floor(args.anchors)
+    for kind in ("loop", "fused"):
+        results[f"floor_{kind}"] = time_steps(floor_step(floor, vocab, kind), batches, args.warmup)
+
+    test = files.read(files.test)
+    if args.checkpoint:
+        model, tokenizers, _ = model_from_checkpoint(load_checkpoint(args.checkpoint))
+        results["decoding_model"] = str(args.checkpoint)
+    else:
+        model = brief_training(reference, src, tgt, args.batch, args.train_steps)
+        results["decoding_model"] = f"reference model after {args.train_steps} updates"
+    model.eval()
+    results["greedy"] = decoding(model, tokenizers, test.src, test.tgt, beam=1)
+    results["beam5"] = decoding(model, tokenizers, test.src, test.tgt, beam=5)
+
+    results.update(
+        train_tokens_per_second=results["reference"]["tokens_per_second"],
+        experiment_train_tokens_per_second=results["experiment_model"]["tokens_per_second"],
+        floor_tokens_per_second=results["floor_loop"]["tokens_per_second"],
+        floor_fused_tokens_per_second=results["floor_fused"]["tokens_per_second"],
+        ratio_to_floor=round(results["reference"]["tokens_per_second"]
+                             / results["floor_loop"]["tokens_per_second"], 3),
+        greedy_tokens_per_second=results["greedy"]["tokens_per_second"],
+        beam5_tokens_per_second=results["beam5"]["tokens_per_second"],
+        peak_rss_mib=peak_rss_mib())
+    return results
+
+
+def brief_training(model, src, tgt, size: int, steps: int):
+    step = framework_step(model)
+    for batch in sorted_batches(src, tgt, size, steps, seed=7):
+        step(batch)
+    return model
+
+
+def print_table(r: dict[str, Any]) -> None:
+    rows = [("train: reference model (framework)", r["reference"]["tokens_per_second"], "tok/s"),
+            ("train: experiment model (framework)", r["experiment_model"]["tokens_per_second"],
+             "tok/s"),
+            ("train: torch_floor loop", r["floor_loop"]["tokens_per_second"], "tok/s"),
+            ("train: torch_floor fused", r["floor_fused"]["tokens_per_second"], "tok/s"),
+            ("train: reference / floor loop", r["ratio_to_floor"], "x"),
+            ("decode greedy, batch 64", r["greedy"]["tokens_per_second"],
+             f"tok/s ({r['greedy']['sentences_per_second']} sent/s, BLEU {r['greedy']['bleu']})"),
+            ("decode beam 5, batch 64", r["beam5"]["tokens_per_second"],
+             f"tok/s ({r['beam5']['sentences_per_second']} sent/s, BLEU {r['beam5']['bleu']})"),
+            ("peak RSS", r["peak_rss_mib"], "MiB")]
+    width = max(len(name) for name, _, _ in rows)
+    print(f"{'measure':<{width}}  {'value':>10}  unit")
+    for name, value, unit in rows:
+        print(f"{name:<{width}}  {value:>10,}  {unit}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
