@@ -186,7 +186,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                "batch_sentences": args.batch, "vocab_size": vocab}
 
     torch.manual_seed(42)
-    reference = build_model(compose(overrides + ["model=reference"]).model, vocab, vocab)
+    # The reference model alone: an experiment's model settings would otherwise merge into it.
+    reference = build_model(compose(["model=reference"]).model, vocab, vocab)
     results["reference"] = time_steps(framework_step(reference), batches, args.warmup)
     results["reference"]["params"] = sum(p.numel() for p in reference.parameters())
     torch.manual_seed(42)
