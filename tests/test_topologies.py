@@ -230,3 +230,21 @@ def test_span_word_state_reads_the_whole_word_in_both_directions():
                                forward_half_of_word_1("first", changed))
     assert not torch.allclose(forward_half_of_word_1("span", src),
                               forward_half_of_word_1("span", changed))
+
+
+def test_classify_with_auxiliary_slot_tags_outputs_classes_only(tmp_path):
+    cfg = compose_train(overrides_for(tmp_path, "snips_intent") + [
+        "model=tagger", "model.encoder.embedding_dim=16", "model.encoder.hidden_size=16",
+        "topology.auxiliary_tags=true"])
+    report = run_training(cfg, tmp_path / "run")
+    assert report["accuracy"] >= 90 and "slot_f1" in report  # the tags were learned too
+    result = run_cli("translate.py", "--checkpoint", str(tmp_path / "run" / "checkpoints" / "best.pt"),
+                     stdin=b"play some music by nina simone\n")
+    assert result.returncode == 0 and result.stdout.decode() == "PlayMusic\n"
+
+
+def test_auxiliary_tags_need_a_joint_tagger(tmp_path):
+    from seq2seq.errors import ConfigError
+    cfg = compose_train(overrides_for(tmp_path, "snips_intent") + ["topology.auxiliary_tags=true"])
+    with pytest.raises(ConfigError, match="auxiliary_tags=true needs model=tagger"):
+        run_training(cfg, tmp_path / "run")

@@ -126,7 +126,7 @@ class LabellingObjective:
                  valid_split: LabelledSplit) -> None:
         self.task, self.valid, self.labels, self.tags = task, valid, labels, tags
         self.tokenizer, self.valid_split = tokenizer, valid_split
-        self.metrics = ("loss", "accuracy", "macro_f1") + (("slot_f1",) if task == "tag" else ())
+        self.metrics = ("loss", "accuracy", "macro_f1") + (("slot_f1",) if tags else ())
 
     def loss(self, model: nn.Module, batch: LabelledBatch, teacher_forcing: float,
              smoothing: float) -> Tensor:
@@ -180,29 +180,40 @@ def _encode_split(split: LabelledSplit, tokenizer: SentencePieceTokenizer) -> li
     return encode_words(tokenizer, split.words, MAX_PIECES_PER_WORD)
 
 
-def build_labelling_model(model_cfg: DictConfig | dict, task: Task, vocab_size: int,
-                          num_labels: int, num_tags: int) -> nn.Module:
+def tags_model(model_cfg: DictConfig | dict) -> bool:
+    """Whether the model config is a tagger (a classify run may train one, for its class head)."""
+    return str(model_cfg["_target_"]).endswith("SequenceTagger")
+
+
+def build_labelling_model(model_cfg: DictConfig | dict, vocab_size: int, num_labels: int,
+                          num_tags: int) -> nn.Module:
     if isinstance(model_cfg, dict):
         model_cfg = OmegaConf.create(model_cfg)
-    if task == "classify":
-        return build(model_cfg, src_vocab_size=vocab_size, num_labels=num_labels)
-    return build(model_cfg, src_vocab_size=vocab_size, num_tags=num_tags, num_labels=num_labels)
+    if tags_model(model_cfg):
+        return build(model_cfg, src_vocab_size=vocab_size, num_tags=num_tags, num_labels=num_labels)
+    return build(model_cfg, src_vocab_size=vocab_size, num_labels=num_labels)
 
 
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distributed,
-        task: Task = "classify") -> dict[str, Any]:
-    """Train a classifier or a tagger, score it on the test split and write the report."""
+        task: Task = "classify", auxiliary_tags: bool = False) -> dict[str, Any]:
+    """Train a classifier or a tagger, score it on the test split and write the report.
+
+    ``auxiliary_tags`` (classify): train a joint tagger (``model=tagger``) on the slot tags too,
+    as extra supervision for the class, which is all it outputs (multi-task learning).
+    """
     from seq2seq.pipeline import train_model
     from seq2seq.topologies.translation import training_facts
 
     if task not in ("classify", "tag"):
         raise ConfigError(f"topology.task={task!r}: expected classify or tag")
-    joint = task == "tag" and bool(cfg.model.get("joint", False))
-    needs = [cfg.data.text_file] + ([cfg.data.label_file] if task == "classify" or joint else []) \
-        + ([cfg.data.tags_file] if task == "tag" else [])
+    if auxiliary_tags and not (tags_model(cfg.model) and cfg.model.get("joint", False)):
+        raise ConfigError("topology.auxiliary_tags=true needs model=tagger with model.joint=true")
+    joint = tags_model(cfg.model) and bool(cfg.model.get("joint", False))
+    want_labels, want_tags = task == "classify" or joint, task == "tag" or auxiliary_tags
+    needs = [cfg.data.text_file] + ([cfg.data.label_file] if want_labels else []) \
+        + ([cfg.data.tags_file] if want_tags else [])
     with distributed.main_first():
         corpus, tokenizer = prepare_labelled(cfg, needs)
-    want_labels, want_tags = task == "classify" or joint, task == "tag"
     train = corpus.read(corpus.train, labels=want_labels, tags=want_tags)
     valid = corpus.read(corpus.valid, labels=want_labels, tags=want_tags)
     label_vocab = LabelVocab.build(train.labels or [])
@@ -225,7 +236,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         _encode_split(valid, tokenizer),
         [tag_vocab.encode_known(t) for t in valid.tags] if want_tags else None,
         label_vocab.encode_known(valid.labels) if want_labels else None, 10**9, seed=0)
-    model = build_labelling_model(cfg.model, task, tokenizer.vocab_size, len(label_vocab),
+    model = build_labelling_model(cfg.model, tokenizer.vocab_size, len(label_vocab),
                                   len(tag_vocab) if tag_vocab else 0)
     objective = LabellingObjective(task, valid_batches, label_vocab, tag_vocab, tokenizer, valid)
     state = train_model(cfg, run_dir, model, objective, batches, distributed)
@@ -273,7 +284,7 @@ def labelling_report(labeller: "Labeller", test: LabelledSplit, report_dir: Path
             predicted = labeller.labels.names[label_ids[i]]
             row.update(gold=test.labels[i], predicted=predicted)
             bad = predicted != test.labels[i]
-        if tag_ids is not None and test.tags is not None:
+        if tag_ids is not None and test.tags is not None and labeller.task == "tag":
             predicted_tags = labeller.tags.decode(tag_ids[i])
             row.update(gold_tags=" ".join(test.tags[i]), predicted_tags=" ".join(predicted_tags))
             bad = bad or predicted_tags != test.tags[i]
@@ -309,7 +320,7 @@ class Labeller:
         tokenizer = TokenizerPair.from_state_dict(payload["tokenizers"]).src
         labels = LabelVocab(payload["labels"])
         tags = LabelVocab(payload["tags"]) if payload.get("tags") else None
-        model = build_labelling_model(config.model, task, tokenizer.vocab_size, len(labels),
+        model = build_labelling_model(config.model, tokenizer.vocab_size, len(labels),
                                       len(tags) if tags else 0)
         model.load_state_dict(payload["model"])
         return cls(model, tokenizer, task, labels, tags)
@@ -333,7 +344,7 @@ class Labeller:
             parts = []
             if label_ids is not None:
                 parts.append(self.labels.names[label_ids[k]])
-            if tag_ids is not None:
+            if tag_ids is not None and self.task == "tag":
                 parts.append(" ".join(self.tags.decode(tag_ids[k])))
             out[i] = "\t".join(parts)
         return out
