@@ -246,8 +246,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     best = run_dir / "checkpoints" / "best.pt"
     labeller = Labeller.from_checkpoint(best)
     test = corpus.read(corpus.test, labels=want_labels, tags=want_tags)
-    report = labelling_report(labeller, test, run_dir, html=cfg.report.html,
-                              errors=cfg.report.samples)
+    report = labelling_report(labeller, test, run_dir, errors=max(cfg.report.samples, 10))
     report.update(
         checkpoint=str(best), num_params=count_parameters(labeller.model), **training_facts(state),
         best_valid=state.best_metrics, train_utterances=len(pieces),
@@ -268,7 +267,7 @@ def evaluation_batches(split: LabelledSplit, tokenizer: SentencePieceTokenizer) 
 
 
 def labelling_report(labeller: "Labeller", test: LabelledSplit, report_dir: Path,
-                     html: bool = False, errors: int = 10) -> dict[str, Any]:
+                     errors: int = 10) -> dict[str, Any]:
     """Scores on ``test`` with their details, a confusion-matrix PNG, and the first errors."""
     batches = evaluation_batches(test, labeller.tokenizer)
     report: dict[str, Any] = {"topology": labeller.task, "test_set": str(test.files["text"]),
