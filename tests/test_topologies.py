@@ -67,7 +67,9 @@ def overrides_for(tmp: Path, experiment: str) -> list[str]:
 @pytest.fixture(scope="module")
 def intent_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("intent")
-    run_training(compose_train(overrides_for(tmp, "snips_intent")), tmp / "run")
+    run_training(compose_train(overrides_for(tmp, "snips_intent") + [
+        "model=classifier", "model.encoder.embedding_dim=16", "model.encoder.hidden_size=16",
+        "topology.auxiliary_tags=false"]), tmp / "run")
     return tmp / "run"
 
 
@@ -233,9 +235,8 @@ def test_span_word_state_reads_the_whole_word_in_both_directions():
 
 
 def test_classify_with_auxiliary_slot_tags_outputs_classes_only(tmp_path):
-    cfg = compose_train(overrides_for(tmp_path, "snips_intent") + [
-        "model=tagger", "model.encoder.embedding_dim=16", "model.encoder.hidden_size=16",
-        "topology.auxiliary_tags=true"])
+    cfg = compose_train(overrides_for(tmp_path, "snips_intent"))
+    assert cfg.topology.auxiliary_tags and cfg.model._target_.endswith("SequenceTagger")
     report = run_training(cfg, tmp_path / "run")
     assert report["accuracy"] >= 90 and "slot_f1" in report  # the tags were learned too
     result = run_cli("translate.py", "--checkpoint", str(tmp_path / "run" / "checkpoints" / "best.pt"),
@@ -245,6 +246,6 @@ def test_classify_with_auxiliary_slot_tags_outputs_classes_only(tmp_path):
 
 def test_auxiliary_tags_need_a_joint_tagger(tmp_path):
     from seq2seq.errors import ConfigError
-    cfg = compose_train(overrides_for(tmp_path, "snips_intent") + ["topology.auxiliary_tags=true"])
+    cfg = compose_train(overrides_for(tmp_path, "snips_intent") + ["model.joint=false"])
     with pytest.raises(ConfigError, match="auxiliary_tags=true needs model=tagger"):
         run_training(cfg, tmp_path / "run")
