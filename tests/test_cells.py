@@ -99,3 +99,19 @@ def test_encoder_with_every_new_option_encodes_padding_independently():
 def test_peephole_needs_the_reference_implementation():
     with pytest.raises(ConfigError, match="model.encoder.implementation=reference"):
         RNNEncoder(20, cell="lstm_peephole")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "rnn_relu", "gru", "lstm"])
+def test_one_step_through_cell_kernels_equals_a_length_one_sequence(cell):
+    from seq2seq.models.rnn import rnn_step
+    torch.manual_seed(0)
+    module = torch_rnn(cell, 6, 5, num_layers=3).eval()
+    x, h = torch.randn(4, 6), torch.randn(3, 4, 5)
+    c = torch.randn(3, 4, 5) if cell == "lstm" else None
+    out, (h_n, c_n) = module(x.unsqueeze(1), (h, c)) if c is not None else (
+        lambda o: (o[0], (o[1], None)))(module(x.unsqueeze(1), h))
+    step_out, step_h, step_c = rnn_step(module, x, h, c)
+    torch.testing.assert_close(step_out, out[:, 0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(step_h, h_n, atol=1e-6, rtol=0)
+    if c is not None:
+        torch.testing.assert_close(step_c, c_n, atol=1e-6, rtol=0)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from seq2seq.errors import check_range
 from seq2seq.models.attention import AttentionName, build_attention
 from seq2seq.models.encoder import EncoderOutput
-from seq2seq.models.rnn import Cell, build_rnn, check_rnn_options, has_cell_state
+from seq2seq.models.rnn import Cell, build_rnn, check_rnn_options, has_cell_state, rnn_step
 from seq2seq.tokenization import PAD
 
 
@@ -119,7 +119,10 @@ class RNNDecoder(nn.Module):
              ) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
         """Run the RNN over embedded [B, T, E] inputs; return readouts [B, T, R]."""
         rnn_in = self._rnn_input(embedded, state, memory)
-        if has_cell_state(self.cell):
+        if rnn_in.size(1) == 1 and isinstance(self.rnn, nn.RNNBase):
+            out, hidden, cell = rnn_step(self.rnn, rnn_in[:, 0], state.hidden, state.cell)
+            outputs = out.unsqueeze(1)
+        elif has_cell_state(self.cell):
             outputs, (hidden, cell) = self.rnn(rnn_in, (state.hidden, state.cell))
         else:
             outputs, hidden = self.rnn(rnn_in, state.hidden)
@@ -154,18 +157,21 @@ class RNNDecoder(nn.Module):
             readout, _, weights = self._run(self.dropout(self.embedding(tgt_in)), state, memory)
             return DecoderOutput(self.output_layer(readout), weights)
         embedded = self.dropout(self.embedding(tgt_in))  # [B, T, E], reference inputs
-        logits, weights = [], []
-        prev_logits: Optional[Tensor] = None
+        sampling = teacher_forcing_ratio < 1.0
+        readouts, logits, weights = [], [], []
         for t in range(tgt_in.size(1)):
-            if prev_logits is None or teacher_forcing_ratio >= 1.0:
+            if not logits:
                 step_in = embedded[:, t : t + 1]
             else:
-                predicted = self.dropout(self.embedding(prev_logits.argmax(-1, keepdim=True)))
+                predicted = self.dropout(self.embedding(logits[-1].argmax(-1, keepdim=True)))
                 use_reference = torch.rand(tgt_in.size(0), 1, 1, device=tgt_in.device) < teacher_forcing_ratio
                 step_in = torch.where(use_reference, embedded[:, t : t + 1], predicted)
             readout, state, step_weights = self._run(step_in, state, memory)
-            prev_logits = self.output_layer(readout.squeeze(1))
-            logits.append(prev_logits)
+            readouts.append(readout)
+            if sampling:  # the next step may read this step's prediction
+                logits.append(self.output_layer(readout.squeeze(1)))
             weights.append(step_weights)
         attention = None if self.attention is None else torch.cat(weights, dim=1)
-        return DecoderOutput(torch.stack(logits, dim=1), attention)
+        # Under teacher forcing the output layer runs once, over all steps together.
+        return DecoderOutput(torch.stack(logits, dim=1) if sampling
+                             else self.output_layer(torch.cat(readouts, dim=1)), attention)

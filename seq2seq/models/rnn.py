@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Literal, Optional, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
@@ -53,6 +54,33 @@ def torch_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
         return nn.RNN(input_size, hidden_size, nonlinearity="relu" if cell == "rnn_relu" else "tanh",
                       **options)
     return {"gru": nn.GRU, "lstm": nn.LSTM}[cell](input_size, hidden_size, **options)
+
+
+def rnn_step(rnn: nn.RNNBase, x: Tensor, hidden: Tensor, cell: Optional[Tensor] = None
+             ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    """One time step of a unidirectional ``torch.nn`` RNN through its cell kernels.
+
+    Calling the module on a length-1 sequence costs a sequence call's overhead at every step of a
+    decoder loop; the cell kernels (what ``nn.GRUCell`` runs) give the same numbers for less.
+    x: [B, I]; hidden, cell: [layers, B, H]. Returns the top layer's output [B, H] and the new
+    hidden and cell states.
+    """
+    hs, cs = [], []
+    for k in range(rnn.num_layers):
+        weights = (getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}"),
+                   getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
+        if isinstance(rnn, nn.LSTM):
+            h, c = torch.lstm_cell(x, (hidden[k], cell[k]), *weights)
+            cs.append(c)
+        elif isinstance(rnn, nn.GRU):
+            h = torch.gru_cell(x, hidden[k], *weights)
+        else:
+            kernel = torch.rnn_relu_cell if rnn.nonlinearity == "relu" else torch.rnn_tanh_cell
+            h = kernel(x, hidden[k], *weights)
+        hs.append(h)
+        # torch.nn applies its dropout to the outputs of every layer but the last
+        x = F.dropout(h, rnn.dropout, rnn.training) if k < rnn.num_layers - 1 else h
+    return x, torch.stack(hs), torch.stack(cs) if cs else None
 
 
 def build_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
