@@ -114,6 +114,11 @@ class BucketedBatches:
     def num_batches(self, epoch: int) -> int:
         return len(self.plan(epoch))
 
+    def in_order(self, batch_size: int = 64) -> Iterator:
+        """Every example once, in corpus order (evaluation)."""
+        for start in range(0, len(self.lengths), batch_size):
+            yield self.batch(range(start, min(start + batch_size, len(self.lengths))))
+
 
 class ParallelBatches(BucketedBatches):
     """Batches of encoded sentence pairs (translation)."""

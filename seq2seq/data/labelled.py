@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -192,9 +192,4 @@ class LabelledBatches(BucketedBatches):
                                    None if self.tags is None else [self.tags[i] for i in ids],
                                    None if self.labels is None else [self.labels[i] for i in ids],
                                    ids)
-
-    def in_order(self, batch_size: int = 64) -> Iterator[LabelledBatch]:
-        """Every utterance once, in corpus order (evaluation)."""
-        for start in range(0, len(self.pieces), batch_size):
-            yield self.batch(range(start, min(start + batch_size, len(self.pieces))))
 

@@ -64,10 +64,6 @@ class GenerationBatches(BucketedBatches):
         return make_generation_batch([self.conditions[i] for i in ids],
                                      [self.sequences[i] for i in ids], ids)
 
-    def in_order(self, batch_size: int = 64):
-        for start in range(0, len(self.sequences), batch_size):
-            yield self.batch(range(start, min(start + batch_size, len(self.sequences))))
-
 
 def summed_loss(model: nn.Module, batch: GenerationBatch, teacher_forcing: float = 1.0,
                 smoothing: float = 0.0) -> Tensor:
