@@ -124,11 +124,11 @@ def evaluate_labels(args: argparse.Namespace, task: str) -> int:
     inputs = read_aligned(args.src, references, "--src")
     report_dir = Path(args.report_dir)
     if task == "generate":
-        model_of = Generator.from_checkpoint(args.checkpoint)
-        report = generation_report(model_of, [c.strip() for c in inputs], references, args.src,
+        system = Generator.from_checkpoint(args.checkpoint)
+        report = generation_report(system, [c.strip() for c in inputs], references, args.src,
                                    args.judge)
     else:
-        model_of = Labeller.from_checkpoint(args.checkpoint)
+        system = Labeller.from_checkpoint(args.checkpoint)
         words = [line.split() for line in inputs]
         tags = [line.split() for line in references] if task == "tag" else None
         for number, (w, t) in enumerate(zip(words, tags or []), start=1):
@@ -138,9 +138,9 @@ def evaluate_labels(args: argparse.Namespace, task: str) -> int:
         labels = [c.strip() for c in references] if task == "classify" else \
             ([c.strip() for c in read_aligned(args.labels, references, "--labels")]
              if args.labels else None)
-        report = labelling_report(model_of, LabelledSplit(words, labels, tags, {"text": args.src}),
+        report = labelling_report(system, LabelledSplit(words, labels, tags, {"text": args.src}),
                                   report_dir)
-    report.update(checkpoint=args.checkpoint, num_params=count_parameters(model_of.model),
+    report.update(checkpoint=args.checkpoint, num_params=count_parameters(system.model),
                   data_files={p: line_count(p) for p in (args.src, args.ref, args.labels) if p},
                   versions=library_versions())
     write_report(report, report_dir, html=args.html, content=labelling_sections(report))
