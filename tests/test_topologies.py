@@ -249,3 +249,22 @@ def test_auxiliary_tags_need_a_joint_tagger(tmp_path):
     cfg = compose_train(overrides_for(tmp_path, "snips_intent") + ["model.joint=false"])
     with pytest.raises(ConfigError, match="auxiliary_tags=true needs model=tagger"):
         run_training(cfg, tmp_path / "run")
+
+
+def test_evaluate_scores_label_files_without_a_checkpoint(tmp_path, capsys):
+    from seq2seq.cli.evaluate import main as evaluate_main
+    gold, hyp = tmp_path / "gold.txt", tmp_path / "hyp.txt"
+    gold.write_text("PlayMusic\nGetWeather\nPlayMusic\nGetWeather\n")
+    hyp.write_text("PlayMusic\nGetWeather\nGetWeather\nGetWeather\n")
+    assert evaluate_main(["--hyp", str(hyp), "--ref", str(gold), "--task", "classify",
+                          "--report-dir", str(tmp_path / "cls")]) == 0
+    assert "accuracy = 75.00" in capsys.readouterr().out
+    assert (tmp_path / "cls" / "confusion.png").is_file()
+    gold.write_text("O B-artist I-artist\nB-city\n")
+    hyp.write_text("O B-artist O\nB-city\n")
+    assert evaluate_main(["--hyp", str(hyp), "--ref", str(gold), "--task", "tag",
+                          "--report-dir", str(tmp_path / "tag")]) == 0
+    assert "slot_f1 = 50.00" in capsys.readouterr().out
+    hyp.write_text("O B-artist\nB-city\n")
+    assert evaluate_main(["--hyp", str(hyp), "--ref", str(gold), "--task", "tag"]) == 2
+    assert "hyp.txt:1: 2 tags for the 3 words" in capsys.readouterr().err

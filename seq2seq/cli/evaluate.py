@@ -12,6 +12,7 @@ Checkpoints of the other topologies are scored on their own terms:
     classify  --src utterances --ref classes               accuracy, macro-F1, confusion matrix
     tag       --src utterances --ref tags [--labels F]     slot F1 per slot (and class accuracy)
     generate  --src classes --ref utterances [--judge C]   perplexity, distinct-1/2, intent fidelity
+and existing classify or tag output with --hyp F --ref F --task classify|tag.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="attention heatmaps for the first N sentences (with --checkpoint)")
     parser.add_argument("--html", action="store_true", help="also write a self-contained report.html")
     parser.add_argument("--labels", help="tag checkpoints of joint models: the gold classes")
+    parser.add_argument("--task", choices=("translate", "classify", "tag"), default="translate",
+                        help="with --hyp: what the lines are (translations, classes, tag sequences)")
     parser.add_argument("--judge", help="generate checkpoints: a classify checkpoint that scores "
                                         "intent fidelity")
     args = parser.parse_args(argv)
@@ -67,7 +70,7 @@ def read_aligned(path: str, references: list[str], what: str) -> list[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        task = checkpoint_task(args.checkpoint) if args.checkpoint else "translate"
+        task = checkpoint_task(args.checkpoint) if args.checkpoint else args.task
         if task != "translate":
             return evaluate_labels(args, task)
         references = read_lines(args.ref, allow_empty=True)
@@ -115,14 +118,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def evaluate_labels(args: argparse.Namespace, task: str) -> int:
     """Score a classify, tag or generate checkpoint and write its report."""
     from seq2seq.data.labelled import LabelledSplit
-    from seq2seq.evaluation.labels import labelling_sections
-    from seq2seq.evaluation.report import library_versions, write_report
+    from seq2seq.evaluation.report import library_versions
     from seq2seq.topologies.generation import Generator, generation_report
     from seq2seq.topologies.labelling import Labeller, labelling_report
 
     references = read_lines(args.ref)
-    inputs = read_aligned(args.src, references, "--src")
     report_dir = Path(args.report_dir)
+    if args.hyp:
+        return score_label_file(args, task, references, report_dir)
+    inputs = read_aligned(args.src, references, "--src")
     if task == "generate":
         system = Generator.from_checkpoint(args.checkpoint)
         report = generation_report(system, [c.strip() for c in inputs], references, args.src,
@@ -131,10 +135,7 @@ def evaluate_labels(args: argparse.Namespace, task: str) -> int:
         system = Labeller.from_checkpoint(args.checkpoint)
         words = [line.split() for line in inputs]
         tags = [line.split() for line in references] if task == "tag" else None
-        for number, (w, t) in enumerate(zip(words, tags or []), start=1):
-            if len(w) != len(t):
-                raise DataError(f"{args.ref}:{number}: {len(t)} tags for the {len(w)} words of "
-                                f"{args.src}:{number}; expected one tag per word")
+        check_one_tag_per_word(words, tags or [], args.ref, args.src)
         labels = [c.strip() for c in references] if task == "classify" else \
             ([c.strip() for c in read_aligned(args.labels, references, "--labels")]
              if args.labels else None)
@@ -143,7 +144,44 @@ def evaluate_labels(args: argparse.Namespace, task: str) -> int:
     report.update(checkpoint=args.checkpoint, num_params=count_parameters(system.model),
                   data_files={p: line_count(p) for p in (args.src, args.ref, args.labels) if p},
                   versions=library_versions())
-    write_report(report, report_dir, html=args.html, content=labelling_sections(report))
+    return finish_label_report(report, report_dir, args.html)
+
+
+def check_one_tag_per_word(words: list[list[str]], tags: list[list[str]], tags_file: str,
+                           words_file: str) -> None:
+    for number, (w, t) in enumerate(zip(words, tags), start=1):
+        if len(w) != len(t):
+            raise DataError(f"{tags_file}:{number}: {len(t)} tags for the {len(w)} words of "
+                            f"{words_file}:{number}; expected one tag per word")
+
+
+def score_label_file(args: argparse.Namespace, task: str, references: list[str],
+                     report_dir: Path) -> int:
+    """Score existing classify or tag output (--hyp) against --ref, no checkpoint needed."""
+    from seq2seq.evaluation.labels import classification_scores, plot_confusion, slot_scores
+
+    hypotheses = read_aligned(args.hyp, references, "--hyp")
+    report: dict = {"topology": task, "test_set": args.ref, "num_examples": len(references),
+                    "hypothesis_file": args.hyp}
+    if task == "classify":
+        gold, predicted = [r.strip() for r in references], [h.strip() for h in hypotheses]
+        report.update(classification_scores(gold, predicted, sorted(set(gold) | set(predicted))))
+        report_dir.mkdir(parents=True, exist_ok=True)
+        plot_confusion(report["confusion_matrix"], report["classes"], report_dir / "confusion.png")
+        report["confusion_png"] = "confusion.png"
+    else:
+        gold, predicted = [r.split() for r in references], [h.split() for h in hypotheses]
+        check_one_tag_per_word(gold, predicted, args.hyp, args.ref)
+        report.update(slot_scores(gold, predicted))
+    return finish_label_report(report, report_dir, args.html)
+
+
+def finish_label_report(report: dict, report_dir: Path, html: bool) -> int:
+    from seq2seq.evaluation.labels import labelling_sections
+    from seq2seq.evaluation.report import library_versions, write_report
+
+    report.setdefault("versions", library_versions())
+    write_report(report, report_dir, html=html, content=labelling_sections(report))
     for key in ("accuracy", "macro_f1", "slot_f1", "perplexity", "distinct_1", "distinct_2",
                 "intent_fidelity"):
         if report.get(key) is not None:
