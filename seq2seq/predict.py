@@ -9,30 +9,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from omegaconf import OmegaConf
-
-from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint
 
 Predict = Callable[[Sequence[str], int], list[str]]  # (lines, line_offset) -> output lines
 
 
-def checkpoint_task(path: str | Path) -> str:
-    """The topology a checkpoint was trained for: translate, classify, tag or generate."""
-    config = OmegaConf.create(load_checkpoint(path)["config"])
-    return str(config.get("topology", {}).get("task") or "translate")
-
-
 def load_predictor(path: str | Path, beam: Optional[int] = None, batch_size: Optional[int] = None,
                    temperature: Optional[float] = None, top_k: Optional[int] = None) -> Predict:
-    task = checkpoint_task(path)
+    payload = load_checkpoint(path)  # read once, whichever kind it is
+    task = checkpoint_task(payload)
     if task in ("classify", "tag"):
         from seq2seq.topologies.labelling import Labeller
-        labeller = Labeller.from_checkpoint(path)
+        labeller = Labeller.from_checkpoint(path, payload=payload)
         return lambda lines, offset=0: labeller.predict(lines, line_offset=offset)
     if task == "generate":
         from seq2seq.topologies.generation import Generator
-        generator = Generator.from_checkpoint(path, temperature=temperature, top_k=top_k)
+        generator = Generator.from_checkpoint(path, payload=payload, temperature=temperature,
+                                              top_k=top_k)
         return lambda lines, offset=0: generator.generate(lines, line_offset=offset)
     from seq2seq.translate import Translator
-    translator = Translator.from_checkpoint(path, beam=beam, batch_size=batch_size)
+    translator = Translator.from_checkpoint(path, payload=payload, beam=beam, batch_size=batch_size)
     return lambda lines, offset=0: translator.translate(lines, line_offset=offset)

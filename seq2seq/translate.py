@@ -73,9 +73,11 @@ class Translator:
         self.last_seconds = 0.0  # decoding time of the last call, model load excluded
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **search_overrides) -> "Translator":
-        """Build a translator from a checkpoint; ``search_overrides`` replace its search settings."""
-        model, tokenizers, config = model_from_checkpoint(load_checkpoint(path))
+    def from_checkpoint(cls, path: str | Path, payload: Optional[dict] = None,
+                        **search_overrides) -> "Translator":
+        """Build a translator from a checkpoint (``payload``: its contents, if already loaded);
+        ``search_overrides`` replace its search settings."""
+        model, tokenizers, config = model_from_checkpoint(payload or load_checkpoint(path))
         settings = {k: v for k, v in dict(config.get("search", {})).items() if not k.startswith("_")}
         settings.update({k: v for k, v in search_overrides.items() if v is not None})
         max_input = int(config.get("data", {}).get("max_length", 250))

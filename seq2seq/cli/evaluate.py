@@ -26,7 +26,7 @@ from seq2seq.data.corpus import read_lines, write_lines
 from seq2seq.errors import DataError, Seq2SeqError
 from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
-from seq2seq.predict import checkpoint_task
+from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint
 from seq2seq.translate import Translator
 
 
@@ -70,16 +70,17 @@ def read_aligned(path: str, references: list[str], what: str) -> list[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        task = checkpoint_task(args.checkpoint) if args.checkpoint else args.task
+        payload = load_checkpoint(args.checkpoint) if args.checkpoint else None
+        task = checkpoint_task(payload) if payload else args.task
         if task != "translate":
-            return evaluate_labels(args, task)
+            return evaluate_labels(args, task, payload)
         references = read_lines(args.ref, allow_empty=True)
         sources = read_aligned(args.src, references, "--src") if args.src else [""] * len(references)
         facts: dict = {"data_files": {p: line_count(p) for p in (args.src, args.ref, args.hyp)
                                       if p}}
         attention: list = []
         if args.checkpoint:
-            translator = Translator.from_checkpoint(args.checkpoint, beam=args.beam)
+            translator = Translator.from_checkpoint(args.checkpoint, payload, beam=args.beam)
             hypotheses = translator.translate(sources)
             attention = translator.translate_detailed(sources[: args.attention_plots],
                                                       return_attention=True)
@@ -115,8 +116,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def evaluate_labels(args: argparse.Namespace, task: str) -> int:
-    """Score a classify, tag or generate checkpoint and write its report."""
+def evaluate_labels(args: argparse.Namespace, task: str, payload: Optional[dict]) -> int:
+    """Score a classify, tag or generate checkpoint (``payload``: loaded) and write its report."""
     from seq2seq.data.labelled import LabelledSplit
     from seq2seq.evaluation.report import library_versions
     from seq2seq.topologies.generation import Generator, generation_report
@@ -128,11 +129,11 @@ def evaluate_labels(args: argparse.Namespace, task: str) -> int:
         return score_label_file(args, task, references, report_dir)
     inputs = read_aligned(args.src, references, "--src")
     if task == "generate":
-        system = Generator.from_checkpoint(args.checkpoint)
+        system = Generator.from_checkpoint(args.checkpoint, payload)
         report = generation_report(system, [c.strip() for c in inputs], references, args.src,
                                    args.judge)
     else:
-        system = Labeller.from_checkpoint(args.checkpoint)
+        system = Labeller.from_checkpoint(args.checkpoint, payload)
         words = [line.split() for line in inputs]
         tags = [line.split() for line in references] if task == "tag" else None
         check_one_tag_per_word(words, tags or [], args.ref, args.src)

@@ -25,7 +25,7 @@ from seq2seq.evaluation.report import library_versions, line_count, write_report
 from seq2seq.models import count_parameters
 from seq2seq.search import ModelStepper, greedy_search, sampler
 from seq2seq.tokenization import BOS, EOS, PAD, SentencePieceTokenizer, TokenizerPair
-from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint
 from seq2seq.training.distributed import Distributed
 
 log = logging.getLogger(__name__)
@@ -118,11 +118,15 @@ class Generator:
         self.temperature, self.top_k, self.max_length = temperature, top_k, max_length
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **overrides: Any) -> "Generator":
-        payload = load_checkpoint(path)
+    def from_checkpoint(cls, path: str | Path, payload: Optional[dict] = None,
+                        **overrides: Any) -> "Generator":
+        """``payload``: the checkpoint's contents, if already loaded; ``overrides`` replace its
+        sampling settings (temperature, top_k, max_length)."""
+        payload = payload or load_checkpoint(path)
+        task = checkpoint_task(payload)
+        if task != "generate":
+            raise CheckpointError(f"{path}: a {task} checkpoint, not a generate one")
         config = OmegaConf.create(payload["config"])
-        if config.get("topology", {}).get("task") != "generate":
-            raise CheckpointError(f"{path}: not a generate checkpoint")
         tokenizer = TokenizerPair.from_state_dict(payload["tokenizers"]).src
         labels = LabelVocab(payload["labels"])
         model = build_generator(config.model, len(labels), tokenizer.vocab_size)

@@ -23,7 +23,7 @@ from seq2seq.evaluation.labels import (classification_scores, labelling_sections
 from seq2seq.evaluation.report import library_versions, line_count, write_report
 from seq2seq.models import count_parameters
 from seq2seq.tokenization import SentencePieceTokenizer, TokenizerPair, train_sentencepiece
-from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint
 from seq2seq.training.distributed import Distributed
 
 log = logging.getLogger(__name__)
@@ -309,13 +309,13 @@ class Labeller:
         self.labels, self.tags = labels, tags
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> "Labeller":
-        payload = load_checkpoint(path)
-        config = OmegaConf.create(payload["config"])
-        task = config.topology.get("task")
+    def from_checkpoint(cls, path: str | Path, payload: Optional[dict] = None) -> "Labeller":
+        """``payload``: the checkpoint's contents, if already loaded."""
+        payload = payload or load_checkpoint(path)
+        task = checkpoint_task(payload)
         if task not in ("classify", "tag"):
-            raise CheckpointError(f"{path}: a {task or 'translate'} checkpoint, not a classify or "
-                                  "tag one")
+            raise CheckpointError(f"{path}: a {task} checkpoint, not a classify or tag one")
+        config = OmegaConf.create(payload["config"])
         tokenizer = TokenizerPair.from_state_dict(payload["tokenizers"]).src
         labels = LabelVocab(payload["labels"])
         tags = LabelVocab(payload["tags"]) if payload.get("tags") else None

@@ -58,6 +58,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def checkpoint_task(payload: dict[str, Any]) -> str:
+    """The topology a loaded checkpoint was trained for: translate, classify, tag or generate."""
+    return str((payload["config"].get("topology") or {}).get("task") or "translate")
+
+
 def build_model(model_cfg: DictConfig | dict, src_vocab_size: int, tgt_vocab_size: int) -> nn.Module:
     """Instantiate the ``model`` config for the given vocabulary sizes."""
     if isinstance(model_cfg, dict):
