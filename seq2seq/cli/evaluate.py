@@ -159,7 +159,8 @@ def check_one_tag_per_word(words: list[list[str]], tags: list[list[str]], tags_f
 def score_label_file(args: argparse.Namespace, task: str, references: list[str],
                      report_dir: Path) -> int:
     """Score existing classify or tag output (--hyp) against --ref, no checkpoint needed."""
-    from seq2seq.evaluation.labels import classification_scores, plot_confusion, slot_scores
+    from seq2seq.evaluation.labels import classification_scores, slot_scores
+    from seq2seq.evaluation.plots import plot_confusion
 
     hypotheses = read_aligned(args.hyp, references, "--hyp")
     report: dict = {"topology": task, "test_set": args.ref, "num_examples": len(references),

@@ -4,7 +4,6 @@ and distinct-n."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 from seq2seq.evaluation.render import Image, Section, Table, run_sections
@@ -57,32 +56,6 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     grams = [tuple(words[i:i + n]) for words in (t.split() for t in texts)
              for i in range(len(words) - n + 1)]
     return round(100 * len(set(grams)) / max(len(grams), 1), 2)
-
-
-def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], png: str | Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    size = max(4.0, 0.45 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    image = ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    peak = max((max(row) for row in matrix), default=0)
-    for i, row in enumerate(matrix):
-        for j, count in enumerate(row):
-            if count:
-                ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
-                        color="white" if count > peak / 2 else "black")
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    png = Path(png)
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    return png
 
 
 def _per_label_table(rows: dict[str, dict], name: str) -> Table:

@@ -1,4 +1,5 @@
-"""Figures for reports: BLEU by source length, attention heatmaps, validation curves of runs."""
+"""Figures for reports: BLEU by source length, attention heatmaps, validation curves of runs,
+confusion matrices."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 
+def _save(fig, png: str | Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return Path(png)
+
+
 def plot_length_buckets(rows: Sequence[dict], png: str | Path) -> Path:
     """Bar chart of BLEU per source-length bucket, with the sentence count on each bar."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -22,10 +30,7 @@ def plot_length_buckets(rows: Sequence[dict], png: str | Path) -> Path:
                     ha="center", va="bottom", fontsize=8)
     ax.set_xlabel("source length (words)")
     ax.set_ylabel("BLEU")
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    return Path(png)
+    return _save(fig, png)
 
 
 def plot_attention(src_pieces: Sequence[str], hyp_pieces: Sequence[str], weights: Tensor,
@@ -39,10 +44,7 @@ def plot_attention(src_pieces: Sequence[str], hyp_pieces: Sequence[str], weights
     ax.set_yticks(range(rows), labels=hyp_pieces, fontsize=8)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    return Path(png)
+    return _save(fig, png)
 
 
 def plot_validation_curves(curves: dict[str, list[tuple[float, float]]], png: str | Path,
@@ -56,7 +58,23 @@ def plot_validation_curves(curves: dict[str, list[tuple[float, float]]], png: st
     ax.set_ylabel("validation BLEU")
     if curves:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    return Path(png)
+    return _save(fig, png)
+
+
+def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], png: str | Path) -> Path:
+    """Confusion matrix with counts: gold classes (rows) against predicted ones (columns)."""
+    size = max(4.0, 0.45 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    peak = max((max(row) for row in matrix), default=0)
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            if count:
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                        color="white" if count > peak / 2 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    return _save(fig, png)

@@ -18,8 +18,8 @@ from seq2seq.config import build
 from seq2seq.data.labelled import (IGNORE, LabelledBatch, LabelledBatches, LabelledCorpus,
                                    LabelledSplit, LabelVocab, WordPieces, encode_words)
 from seq2seq.errors import CheckpointError, ConfigError
-from seq2seq.evaluation.labels import (classification_scores, labelling_sections, plot_confusion,
-                                       slot_scores)
+from seq2seq.evaluation.labels import classification_scores, labelling_sections, slot_scores
+from seq2seq.evaluation.plots import plot_confusion
 from seq2seq.evaluation.report import library_versions, line_count, write_report
 from seq2seq.models import count_parameters
 from seq2seq.tokenization import SentencePieceTokenizer, TokenizerPair, train_sentencepiece
