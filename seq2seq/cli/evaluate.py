@@ -118,7 +118,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def evaluate_labels(args: argparse.Namespace, task: str, payload: Optional[dict]) -> int:
     """Score a classify, tag or generate checkpoint (``payload``: loaded) and write its report."""
-    from seq2seq.data.labelled import LabelledSplit
+    from seq2seq.data.labelled import LabelledSplit, check_one_tag_per_word
     from seq2seq.evaluation.report import library_versions
     from seq2seq.topologies.generation import Generator, generation_report
     from seq2seq.topologies.labelling import Labeller, labelling_report
@@ -148,17 +148,10 @@ def evaluate_labels(args: argparse.Namespace, task: str, payload: Optional[dict]
     return finish_label_report(report, report_dir, args.html)
 
 
-def check_one_tag_per_word(words: list[list[str]], tags: list[list[str]], tags_file: str,
-                           words_file: str) -> None:
-    for number, (w, t) in enumerate(zip(words, tags), start=1):
-        if len(w) != len(t):
-            raise DataError(f"{tags_file}:{number}: {len(t)} tags for the {len(w)} words of "
-                            f"{words_file}:{number}; expected one tag per word")
-
-
 def score_label_file(args: argparse.Namespace, task: str, references: list[str],
                      report_dir: Path) -> int:
     """Score existing classify or tag output (--hyp) against --ref, no checkpoint needed."""
+    from seq2seq.data.labelled import check_one_tag_per_word
     from seq2seq.evaluation.labels import classification_scores, slot_scores
     from seq2seq.evaluation.plots import plot_confusion
 

@@ -92,11 +92,15 @@ class CorpusFiles:
 
     def check_exist(self) -> None:
         """Raise DataError listing every missing file, before any work is done."""
-        missing = [str(p) for s in (self.train, self.valid, self.test) for p in self.pair(s)
-                   if not p.is_file()]
-        if missing:
-            raise DataError(f"corpus files not found: {', '.join(missing)} "
-                            "(set data.root to the folder that holds them)")
+        require_files([p for s in (self.train, self.valid, self.test) for p in self.pair(s)])
+
+
+def require_files(paths: list[Path]) -> None:
+    """Raise DataError listing every one of a corpus's ``paths`` that is not a file."""
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(f"corpus files not found: {', '.join(missing)} "
+                        "(set data.root to the folder that holds them)")
 
 
 def write_lines(path: str | Path, lines: list[str]) -> Path:

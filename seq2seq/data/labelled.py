@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from seq2seq.data.batching import BucketedBatches, pad
-from seq2seq.data.corpus import read_lines
+from seq2seq.data.corpus import read_lines, require_files
 from seq2seq.errors import DataError
 from seq2seq.tokenization import EOS, UNK, SentencePieceTokenizer
 
@@ -53,11 +53,7 @@ class LabelledCorpus:
 
     def check_exist(self, names: Sequence[str]) -> None:
         """Raise DataError listing every missing file, before any work is done."""
-        missing = [str(self.path(s, n)) for s in (self.train, self.valid, self.test) for n in names
-                   if not self.path(s, n).is_file()]
-        if missing:
-            raise DataError(f"corpus files not found: {', '.join(missing)} "
-                            "(set data.root to the folder that holds them)")
+        require_files([self.path(s, n) for s in (self.train, self.valid, self.test) for n in names])
 
     def read(self, split: str, labels: bool = True, tags: bool = True) -> LabelledSplit:
         """Read a split; checks line counts, and one tag per word on every line."""
@@ -77,11 +73,17 @@ class LabelledCorpus:
             files["tags"] = self.path(split, self.tags_file)
             tag_list = [line.split() for line in read_lines(files["tags"])]
             _check_count(text_path, len(words), files["tags"], len(tag_list))
-            for number, (w, t) in enumerate(zip(words, tag_list), start=1):
-                if len(w) != len(t):
-                    raise DataError(f"{files['tags']}:{number}: {len(t)} tags for the {len(w)} "
-                                    f"words of {text_path}:{number}; expected one tag per word")
+            check_one_tag_per_word(words, tag_list, files["tags"], text_path)
         return LabelledSplit(words, label_list, tag_list, files)
+
+
+def check_one_tag_per_word(words: Sequence[Sequence[str]], tags: Sequence[Sequence[str]],
+                           tags_file: str | Path, words_file: str | Path) -> None:
+    """Raise DataError naming the first line whose tags do not match its words one to one."""
+    for number, (w, t) in enumerate(zip(words, tags), start=1):
+        if len(w) != len(t):
+            raise DataError(f"{tags_file}:{number}: {len(t)} tags for the {len(w)} words of "
+                            f"{words_file}:{number}; expected one tag per word")
 
 
 def _check_count(first: Path, n_first: int, second: Path, n_second: int) -> None:
