@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -96,18 +96,43 @@ def viterbi(log_probs: Tensor, mask: Tensor, start: Tensor, moves: Tensor) -> li
     return paths
 
 
+def summed_loss(label_logits: Optional[Tensor], tag_logits: Optional[Tensor],
+                batch: LabelledBatch, smoothing: float) -> Tensor:
+    """Cross-entropy summed over the batch's gold classes and gold word tags (none: 0)."""
+    total = torch.zeros(())
+    if label_logits is not None and bool((batch.labels != IGNORE).any()):
+        total = total + F.cross_entropy(label_logits, batch.labels, ignore_index=IGNORE,
+                                        reduction="sum", label_smoothing=smoothing)
+    if tag_logits is not None:
+        total = total + F.cross_entropy(tag_logits.reshape(-1, tag_logits.size(-1)),
+                                        batch.tags.reshape(-1), ignore_index=IGNORE,
+                                        reduction="sum", label_smoothing=smoothing)
+    return total
+
+
+class Predictions(NamedTuple):
+    labels: Optional[list[int]]        # class ids, when the model predicts classes
+    tags: Optional[list[list[int]]]    # tag ids per word, when it tags
+    loss: float                        # cross-entropy summed over the gold units the batches hold
+    units: int                         # those gold units
+
+
 def predict(model: nn.Module, batches: LabelledBatches, tag_names: Optional[Sequence[str]] = None
-            ) -> tuple[Optional[list[int]], Optional[list[list[int]]]]:
-    """Predicted class ids and per-word tag ids of every utterance, in corpus order. With
-    ``tag_names`` in BIO form, tags are decoded under BIO constraints (Viterbi), so that no slot
-    starts with an ``I-`` tag; otherwise each word takes its most likely tag."""
+            ) -> Predictions:
+    """Predicted class ids and per-word tag ids of every utterance, in corpus order, and the loss
+    on whatever gold labels the batches carry, from one pass. With ``tag_names`` in BIO form, tags
+    are decoded under BIO constraints (Viterbi), so that no slot starts with an ``I-`` tag;
+    otherwise each word takes its most likely tag."""
     model.eval()
     constraints = bio_transitions(tag_names) if tag_names else None
     labels: list[int] = []
     tags: list[list[int]] = []
+    loss, units = 0.0, 0
     with torch.inference_mode():
         for batch in batches.in_order():
             label_logits, tag_logits = model_outputs(model, batch)
+            loss += float(summed_loss(label_logits, tag_logits, batch, 0.0))
+            units += batch.num_tgt_tokens
             if label_logits is not None:
                 labels += label_logits.argmax(-1).tolist()
             if tag_logits is not None and constraints is not None:
@@ -115,41 +140,27 @@ def predict(model: nn.Module, batches: LabelledBatches, tag_names: Optional[Sequ
             elif tag_logits is not None:
                 best = tag_logits.argmax(-1)
                 tags += [row[:n].tolist() for row, n in zip(best, batch.word_mask.sum(1))]
-    return labels or None, tags or None
+    return Predictions(labels or None, tags or None, loss, units)
 
 
 class LabellingObjective:
     """Cross-entropy on the classes and/or the word tags; validated by accuracy and slot F1."""
 
-    def __init__(self, task: Task, valid: LabelledBatches, labels: LabelVocab,
-                 tags: Optional[LabelVocab], tokenizer: SentencePieceTokenizer,
-                 valid_split: LabelledSplit) -> None:
-        self.task, self.valid, self.labels, self.tags = task, valid, labels, tags
+    def __init__(self, valid: LabelledBatches, labels: LabelVocab, tags: Optional[LabelVocab],
+                 tokenizer: SentencePieceTokenizer, valid_split: LabelledSplit) -> None:
+        self.valid, self.labels, self.tags = valid, labels, tags
         self.tokenizer, self.valid_split = tokenizer, valid_split
         self.metrics = ("loss", "accuracy", "macro_f1") + (("slot_f1",) if tags else ())
 
     def loss(self, model: nn.Module, batch: LabelledBatch, teacher_forcing: float,
              smoothing: float) -> Tensor:
-        label_logits, tag_logits = model_outputs(model, batch)
-        total = torch.zeros(())
-        if label_logits is not None and bool((batch.labels != IGNORE).any()):
-            total = total + F.cross_entropy(label_logits, batch.labels, ignore_index=IGNORE,
-                                            reduction="sum", label_smoothing=smoothing)
-        if tag_logits is not None:
-            total = total + F.cross_entropy(tag_logits.reshape(-1, tag_logits.size(-1)),
-                                            batch.tags.reshape(-1), ignore_index=IGNORE,
-                                            reduction="sum", label_smoothing=smoothing)
-        return total
+        return summed_loss(*model_outputs(model, batch), batch, smoothing)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
-        total, units = 0.0, 0
-        with torch.inference_mode():
-            for batch in self.valid.in_order():
-                total += float(self.loss(model, batch, 1.0, 0.0))
-                units += batch.num_tgt_tokens
-        metrics = {"loss": total / max(units, 1)}
-        metrics.update(score_predictions(model, self.valid, self.valid_split, self.labels,
-                                         self.tags, with_details=False))
+        predictions = predict(model, self.valid, self.tags.names if self.tags else None)
+        metrics = {"loss": predictions.loss / max(predictions.units, 1)}
+        metrics.update(score_predictions(predictions, self.valid_split, self.labels, self.tags,
+                                         with_details=False))
         return metrics
 
     def checkpoint_extras(self) -> dict[str, Any]:
@@ -157,11 +168,10 @@ class LabellingObjective:
                 "labels": self.labels.names, "tags": None if self.tags is None else self.tags.names}
 
 
-def score_predictions(model: nn.Module, batches: LabelledBatches, split: LabelledSplit,
-                      labels: LabelVocab, tags: Optional[LabelVocab],
-                      with_details: bool = True) -> dict[str, Any]:
+def score_predictions(predictions: Predictions, split: LabelledSplit, labels: LabelVocab,
+                      tags: Optional[LabelVocab], with_details: bool = True) -> dict[str, Any]:
     """Accuracy/macro-F1 (when the model predicts classes) and slot F1 (when it tags)."""
-    label_ids, tag_ids = predict(model, batches, tags.names if tags else None)
+    label_ids, tag_ids = predictions.labels, predictions.tags
     scores: dict[str, Any] = {}
     if label_ids is not None and split.labels is not None:
         classes = labels.names + sorted(set(split.labels) - set(labels.names))
@@ -238,7 +248,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         label_vocab.encode_known(valid.labels) if want_labels else None, 10**9, seed=0)
     model = build_labelling_model(cfg.model, tokenizer.vocab_size, len(label_vocab),
                                   len(tag_vocab) if tag_vocab else 0)
-    objective = LabellingObjective(task, valid_batches, label_vocab, tag_vocab, tokenizer, valid)
+    objective = LabellingObjective(valid_batches, label_vocab, tag_vocab, tokenizer, valid)
     state = train_model(cfg, run_dir, model, objective, batches, distributed)
     if not distributed.is_main:
         return {}
@@ -272,9 +282,9 @@ def labelling_report(labeller: "Labeller", test: LabelledSplit, report_dir: Path
     batches = evaluation_batches(test, labeller.tokenizer)
     report: dict[str, Any] = {"topology": labeller.task, "test_set": str(test.files["text"]),
                               "num_examples": len(test)}
-    report.update(score_predictions(labeller.model, batches, test, labeller.labels,
-                                    labeller.tags))
-    label_ids, tag_ids = predict(labeller.model, batches, labeller.tag_names)
+    predictions = predict(labeller.model, batches, labeller.tag_names)
+    report.update(score_predictions(predictions, test, labeller.labels, labeller.tags))
+    label_ids, tag_ids = predictions.labels, predictions.tags
     wrong = []
     for i, words in enumerate(test.words):
         row: dict[str, Any] = {"line": i + 1, "utterance": " ".join(words)}
@@ -337,8 +347,8 @@ class Labeller:
         out = [""] * len(utterances)
         if not filled:
             return out
-        label_ids, tag_ids = predict(self.model, evaluation_batches(split, self.tokenizer),
-                                     self.tag_names)
+        label_ids, tag_ids, _, _ = predict(self.model, evaluation_batches(split, self.tokenizer),
+                                           self.tag_names)
         for k, i in enumerate(filled):
             parts = []
             if label_ids is not None:
