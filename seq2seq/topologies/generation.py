@@ -8,7 +8,6 @@ utterances, and by intent fidelity: the share of samples that a trained N-vs-1 c
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any, NamedTuple, Optional, Sequence
 
@@ -25,6 +24,7 @@ from seq2seq.evaluation.report import library_versions, line_count, write_report
 from seq2seq.models import count_parameters
 from seq2seq.search import ModelStepper, greedy_search, sampler
 from seq2seq.tokenization import BOS, EOS, PAD, SentencePieceTokenizer, TokenizerPair
+from seq2seq.topologies.translation import loss_and_perplexity, sequence_loss
 from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint
 from seq2seq.training.distributed import Distributed
 
@@ -67,7 +67,6 @@ class GenerationBatches(BucketedBatches):
 
 def summed_loss(model: nn.Module, batch: GenerationBatch, teacher_forcing: float = 1.0,
                 smoothing: float = 0.0) -> Tensor:
-    from seq2seq.topologies.translation import sequence_loss
     logits = model(batch.conditions, batch.tgt_in, teacher_forcing).logits
     return sequence_loss(logits, batch.tgt_out, smoothing)
 
@@ -75,13 +74,7 @@ def summed_loss(model: nn.Module, batch: GenerationBatch, teacher_forcing: float
 def perplexity(model: nn.Module, batches: GenerationBatches) -> tuple[float, float]:
     """(loss per piece, perplexity per piece) of the utterances given their classes."""
     model.eval()
-    total, tokens = 0.0, 0
-    with torch.inference_mode():
-        for batch in batches.in_order():
-            total += float(summed_loss(model, batch))
-            tokens += batch.num_tgt_tokens
-    loss = total / max(tokens, 1)
-    return loss, math.exp(min(loss, 50.0))
+    return loss_and_perplexity(batches.in_order(), lambda batch: summed_loss(model, batch))
 
 
 class GenerationObjective:

@@ -6,7 +6,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,19 @@ def sequence_loss(logits: Tensor, targets: Tensor, smoothing: float) -> Tensor:
                            ignore_index=PAD, reduction="sum", label_smoothing=smoothing)
 
 
+def loss_and_perplexity(batches: Iterable[Any], summed: Callable[[Any], Tensor]
+                        ) -> tuple[float, float]:
+    """Loss per predicted token over ``batches`` (``summed(batch)``: the batch's summed loss),
+    without gradients, and the perplexity it gives."""
+    total, tokens = 0.0, 0
+    with torch.inference_mode():
+        for batch in batches:
+            total += float(summed(batch))
+            tokens += batch.num_tgt_tokens
+    loss = total / max(tokens, 1)
+    return loss, math.exp(min(loss, 50.0))
+
+
 @dataclass
 class ValidationData:
     src_ids: list[list[int]]
@@ -55,20 +68,14 @@ class TranslationObjective:
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         valid = self.valid
-        total, tokens = 0.0, 0
-        with torch.inference_mode():
-            for start in range(0, len(valid.src_ids), 64):
-                ids = range(start, min(start + 64, len(valid.src_ids)))
-                batch = make_batch([valid.src_ids[i] for i in ids],
-                                   [valid.tgt_ids[i] for i in ids], list(ids))
-                total += float(self.loss(model, batch, 1.0, 0.0))
-                tokens += batch.num_tgt_tokens
+        batches = (make_batch(valid.src_ids[start:start + 64], valid.tgt_ids[start:start + 64],
+                              range(start, min(start + 64, len(valid.src_ids))))
+                   for start in range(0, len(valid.src_ids), 64))
+        loss, ppl = loss_and_perplexity(batches, lambda batch: self.loss(model, batch, 1.0, 0.0))
         hyps = translate_ids(model, valid.src_ids, self.search)
         texts = self.tokenizers.tgt.decode([h.tokens for h in hyps])
         scores = score_corpus(texts, valid.references)
-        loss = total / max(tokens, 1)
-        return {"loss": loss, "ppl": math.exp(min(loss, 50.0)), "bleu": scores.bleu,
-                "chrf": scores.chrf}
+        return {"loss": loss, "ppl": ppl, "bleu": scores.bleu, "chrf": scores.chrf}
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"tokenizers": self.tokenizers.state_dict()}
