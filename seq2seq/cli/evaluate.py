@@ -119,7 +119,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def evaluate_labels(args: argparse.Namespace, task: str, payload: Optional[dict]) -> int:
     """Score a classify, tag or generate checkpoint (``payload``: loaded) and write its report."""
     from seq2seq.data.labelled import LabelledSplit, check_one_tag_per_word
-    from seq2seq.evaluation.report import library_versions
     from seq2seq.topologies.generation import Generator, generation_report
     from seq2seq.topologies.labelling import Labeller, labelling_report
 
@@ -143,8 +142,7 @@ def evaluate_labels(args: argparse.Namespace, task: str, payload: Optional[dict]
         report = labelling_report(system, LabelledSplit(words, labels, tags, {"text": args.src}),
                                   report_dir)
     report.update(checkpoint=args.checkpoint, num_params=count_parameters(system.model),
-                  data_files={p: line_count(p) for p in (args.src, args.ref, args.labels) if p},
-                  versions=library_versions())
+                  data_files={p: line_count(p) for p in (args.src, args.ref, args.labels) if p})
     return finish_label_report(report, report_dir, args.html)
 
 

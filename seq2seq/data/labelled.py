@@ -2,8 +2,9 @@
 tag per word) and ``label`` (one class per line), and their batches.
 
 The tokenizer may split a word into several pieces; labels stay per word. A batch records where
-each word's first piece is (``word_starts``), and the models predict a word's tag from the state
-at its first piece, so tags are scored word by word whatever the tokenizer does.
+each word's first and last pieces are (``word_starts``, ``word_ends``), the models predict a
+word's tag from the states of its pieces, and tags are scored word by word whatever the tokenizer
+does.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ SentencePiece models, and the optimizer/scheduler/trainer state to resume traini
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -103,8 +104,7 @@ class CheckpointDir:
             tmp.unlink(missing_ok=True)
             try:
                 os.link(self.last, tmp)  # same bytes, no second write
-            except OSError:
-                import shutil
+            except OSError:  # no hard links on this file system
                 shutil.copyfile(self.last, tmp)
             os.replace(tmp, numbered)
             for old in self.numbered()[: -self.keep]:

@@ -130,7 +130,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class Trainer:
-    """Trains a model on ``ParallelBatches`` and validates it on held-out sentences.
+    """Trains a model on batches (``BucketedBatches``) and validates it through its objective.
 
     Under torchrun, each rank trains on its share of the batches (see ``distributed.py``); only
     rank 0 validates (and tells the others the result) and writes files.
