@@ -86,9 +86,11 @@ def test_classify_end_to_end(intent_run):
     assert result.stdout.decode().split("\n") == ["PlayMusic", "", "", "GetWeather", ""]
 
 
-def test_tag_end_to_end_scores_words_not_pieces(tmp_path):
-    run_training(compose_train(overrides_for(tmp_path, "snips_slots") + ["trainer.max_steps=60"]),
-                 tmp_path / "run")
+@pytest.mark.parametrize("output", [[], ["model.crf=true", "model.byte_features=8"]],
+                         ids=["softmax", "crf_bytes"])
+def test_tag_end_to_end_scores_words_not_pieces(tmp_path, output):
+    run_training(compose_train(overrides_for(tmp_path, "snips_slots") + ["trainer.max_steps=60"]
+                               + output), tmp_path / "run")
     import json
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["slot_f1"] >= 80 and set(report["per_slot"]) == {"artist", "city"}
@@ -222,8 +224,9 @@ def test_span_word_state_reads_the_whole_word_in_both_directions():
 
     def forward_half_of_word_1(word_state: str, tokens: torch.Tensor) -> torch.Tensor:
         torch.manual_seed(0)
-        tagger = SequenceTagger(20, 3, lambda vocab_size: RNNEncoder(
-            vocab_size, embedding_dim=6, hidden_size=4, dropout=0.0), word_state=word_state).eval()
+        tagger = SequenceTagger(20, 3, lambda vocab_size, **kw: RNNEncoder(
+            vocab_size, embedding_dim=6, hidden_size=4, dropout=0.0, **kw),
+            word_state=word_state).eval()
         states = tagger.encoder(tokens, lengths).states
         return tagger.word_states(states, starts, ends)[0, 0, :4]
 

@@ -123,11 +123,17 @@ class LabelVocab:
         return [self.names[i] for i in ids]
 
 
+MAX_WORD_BYTES = 24  # byte-level word features read a word's first 24 UTF-8 bytes
+
+
 class WordPieces(NamedTuple):
-    """An utterance's piece ids and the position of each word's first piece."""
+    """An utterance's piece ids, the position of each word's first piece, and each word's UTF-8
+    bytes (for byte-level word features; bytes, not characters, so there is no character
+    vocabulary to build and save)."""
 
     ids: list[int]
     starts: list[int]
+    word_bytes: list[bytes]
 
 
 def encode_words(tokenizer: SentencePieceTokenizer, utterances: Sequence[Sequence[str]],
@@ -143,7 +149,7 @@ def encode_words(tokenizer: SentencePieceTokenizer, utterances: Sequence[Sequenc
         for word in words:
             starts.append(len(ids))
             ids.extend((pieces_of[word] or [UNK])[:max_pieces])
-        out.append(WordPieces(ids, starts))
+        out.append(WordPieces(ids, starts, [w.encode("utf-8")[:MAX_WORD_BYTES] for w in words]))
     return out
 
 
@@ -156,6 +162,7 @@ class LabelledBatch(NamedTuple):
     tags: Tensor         # [B, W] tag ids, IGNORE on padding words (all IGNORE without tags)
     labels: Tensor       # [B] class ids (IGNORE without labels)
     indices: Tensor      # [B] position of each utterance in its split
+    word_bytes: Tensor   # [B, W, L] each word's UTF-8 bytes + 1 (0 is padding)
 
     @property
     def num_tgt_tokens(self) -> int:
@@ -176,8 +183,12 @@ def make_labelled_batch(pieces: Sequence[WordPieces], tags: Optional[Sequence[Se
         for row, seq in enumerate(tags):
             tag_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
     label_ids = torch.as_tensor(labels if labels is not None else [IGNORE] * len(pieces))
+    longest = max((len(b) for p in pieces for b in p.word_bytes), default=1)
+    blank = [0] * longest
+    word_bytes = torch.tensor([[[x + 1 for x in raw] + blank[len(raw):] for raw in p.word_bytes]
+                               + [blank] * (starts.size(1) - len(p.word_bytes)) for p in pieces])
     return LabelledBatch(src, src_len, starts, ends, word_mask, tag_ids, label_ids,
-                         torch.as_tensor(list(indices)))
+                         torch.as_tensor(list(indices)), word_bytes)
 
 
 class LabelledBatches(BucketedBatches):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -29,20 +29,28 @@ class RNNEncoder(nn.Module):
 
     def __init__(self, vocab_size: int, cell: Cell = "gru", embedding_dim: int = 256,
                  hidden_size: int = 256, num_layers: int = 1, bidirectional: bool = True,
-                 dropout: float = 0.2, residual: bool = False, implementation: str = "torch") -> None:
+                 dropout: float = 0.2, residual: bool = False, implementation: str = "torch",
+                 extra_input_size: int = 0) -> None:
+        """``extra_input_size``: features the caller adds to each position's embedding (e.g. the
+        tagger's byte-level word features); ``forward`` then takes them as ``extra``."""
         super().__init__()
         check_rnn_options(cell, hidden_size, num_layers, dropout, "model.encoder", implementation)
         check_range("model.encoder.embedding_dim", embedding_dim, 1)
         self.cell, self.num_layers, self.bidirectional = cell, num_layers, bidirectional
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
         self.dropout = nn.Dropout(dropout)
-        self.rnn = build_rnn(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout,
-                             residual, implementation)
+        self.rnn = build_rnn(cell, embedding_dim + extra_input_size, hidden_size, num_layers,
+                             bidirectional, dropout, residual, implementation)
         self.output_size = hidden_size * (2 if bidirectional else 1)
 
-    def forward(self, src: Tensor, src_len: Tensor) -> EncoderOutput:
-        """src: [B, S] token ids; src_len: [B] true lengths (>= 1)."""
-        embedded = self.dropout(self.embedding(src))  # [B, S, E]
+    def forward(self, src: Tensor, src_len: Tensor, extra: Optional[Tensor] = None
+                ) -> EncoderOutput:
+        """src: [B, S] token ids; src_len: [B] true lengths (>= 1); extra: [B, S, X] features
+        concatenated to the embeddings (``extra_input_size`` X)."""
+        embedded = self.embedding(src)  # [B, S, E]
+        if extra is not None:
+            embedded = torch.cat([embedded, extra], dim=-1)
+        embedded = self.dropout(embedded)
         # Packing skips the padding, so a padded sentence encodes exactly as it would alone.
         # enforce_sorted=False: batches are bucketed, not sorted; callers expect their order back.
         packed = pack_padded_sequence(embedded, src_len.cpu(), batch_first=True,

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq.errors import check_choice, check_range
+from seq2seq.models.crf import CRF
 from seq2seq.models.encoder import EncoderOutput, RNNEncoder
 
 PoolingName = Literal["final", "attention", "mean", "max"]
@@ -63,7 +64,8 @@ class SequenceClassifier(nn.Module):
         self.classifier = _head(self.encoder.output_size, hidden_size, num_labels, dropout)
 
     def forward(self, src: Tensor, src_len: Tensor, word_starts: Optional[Tensor] = None,
-                word_ends: Optional[Tensor] = None) -> Tensor:
+                word_ends: Optional[Tensor] = None, word_bytes: Optional[Tensor] = None
+                ) -> Tensor:
         """Class logits [B, num_labels]."""
         return self.classifier(self.pooling(self.encoder(src, src_len)))
 
@@ -76,6 +78,33 @@ class TaggerOutput(NamedTuple):
 WordState = Literal["first", "span"]
 
 
+class ByteWordFeatures(nn.Module):
+    """A vector per word from its UTF-8 bytes: byte embeddings, a width-3 convolution and max
+    pooling over the word (the character CNN of Ma & Hovy, 2016, on bytes). It lets the tagger
+    see the spelling of names and numbers that the piece vocabulary splits or misses."""
+
+    def __init__(self, filters: int, byte_dim: int = 32, width: int = 3) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(257, byte_dim, padding_idx=0)  # byte + 1; 0 pads
+        self.conv = nn.Conv1d(byte_dim, filters, width, padding=width // 2)
+
+    def forward(self, word_bytes: Tensor) -> Tensor:
+        """word_bytes [B, W, L] -> [B, W, filters] (zeros for padding words)."""
+        batch, words, length = word_bytes.shape
+        flat = word_bytes.reshape(batch * words, length)
+        hidden = torch.relu(self.conv(self.embedding(flat).transpose(1, 2)))  # [BW, F, L]
+        hidden = hidden.masked_fill((flat == 0).unsqueeze(1), 0.0)  # relu >= 0: 0 is neutral
+        return hidden.max(dim=2).values.view(batch, words, -1)
+
+
+def piece_words(word_starts: Tensor, length: int) -> Tensor:
+    """The word each piece belongs to [B, S], from the words' first pieces [B, W] (EOS and
+    padding fall to the last word)."""
+    marks = torch.zeros(word_starts.size(0), length, dtype=torch.long)
+    marks.scatter_(1, word_starts, 1)
+    return (marks.cumsum(1) - 1).clamp(min=0)
+
+
 class SequenceTagger(nn.Module):
     """N vs N: one tag per word, from the encoder states of its pieces.
 
@@ -84,28 +113,41 @@ class SequenceTagger(nn.Module):
     direction has read the whole word, however many pieces it has.
 
     With ``num_labels`` > 0 (a joint model, Liu & Lane, 2016) a pooled class head shares the
-    encoder, and the word states also see the pooled utterance vector.
+    encoder, and the word states also see the pooled utterance vector. ``byte_features`` > 0
+    adds that many byte-CNN features of its word to every piece's embedding; ``crf`` puts a CRF
+    over the tag scores (trained on whole-sequence likelihood, decoded by Viterbi).
     """
 
     def __init__(self, src_vocab_size: int, num_tags: int, encoder: Callable[..., RNNEncoder],
                  num_labels: int = 0, joint: bool = False, pooling: PoolingName = "attention",
-                 hidden_size: int = 256, dropout: float = 0.3, word_state: WordState = "span"
-                 ) -> None:
+                 hidden_size: int = 256, dropout: float = 0.3, word_state: WordState = "span",
+                 byte_features: int = 0, crf: bool = False) -> None:
         super().__init__()
         check_range("model.hidden_size", hidden_size, 1)
         check_choice("model.word_state", word_state, ("first", "span"))
         check_range("model.dropout", dropout, 0.0, 1.0)
-        self.encoder = encoder(vocab_size=src_vocab_size)
+        check_range("model.byte_features", byte_features, 0)
+        self.bytes = ByteWordFeatures(byte_features) if byte_features else None
+        self.encoder = encoder(vocab_size=src_vocab_size, extra_input_size=byte_features)
         self.span = word_state == "span" and self.encoder.bidirectional
         size = self.encoder.output_size
         self.joint = joint and num_labels > 0
         self.pooling = Pooling(pooling, size) if self.joint else None
         self.classifier = _head(size, hidden_size, num_labels, dropout) if self.joint else None
         self.tagger = _head(size * (2 if self.joint else 1), hidden_size, num_tags, dropout)
+        self.crf = CRF(num_tags) if crf else None
 
     def forward(self, src: Tensor, src_len: Tensor, word_starts: Tensor,
-                word_ends: Optional[Tensor] = None) -> TaggerOutput:
-        encoded = self.encoder(src, src_len)
+                word_ends: Optional[Tensor] = None, word_bytes: Optional[Tensor] = None
+                ) -> TaggerOutput:
+        """Tag scores per word (the CRF's emissions when it has one), and class logits."""
+        extra = None
+        if self.bytes is not None:
+            if word_bytes is None:
+                raise ValueError("this tagger has byte features: pass word_bytes")
+            per_word = self.bytes(word_bytes)                               # [B, W, F]
+            extra = _at(per_word, piece_words(word_starts, src.size(1)))    # [B, S, F]
+        encoded = self.encoder(src, src_len, extra)
         words = self.word_states(encoded.states, word_starts, word_ends)
         label_logits = None
         if self.joint:

@@ -22,6 +22,7 @@ from seq2seq.evaluation.labels import classification_scores, labelling_sections,
 from seq2seq.evaluation.plots import plot_confusion
 from seq2seq.evaluation.report import library_versions, line_count, write_report
 from seq2seq.models import count_parameters
+from seq2seq.models.crf import CRF
 from seq2seq.tokenization import SentencePieceTokenizer, TokenizerPair, train_sentencepiece
 from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint
 from seq2seq.training.distributed import Distributed
@@ -51,7 +52,7 @@ def prepare_labelled(cfg: DictConfig, needs: Sequence[str]) -> tuple[LabelledCor
 
 def model_outputs(model: nn.Module, batch: LabelledBatch) -> tuple[Optional[Tensor], Optional[Tensor]]:
     """(class logits [B, L] or None, tag logits [B, W, T] or None), whichever the model gives."""
-    out = model(batch.src, batch.src_len, batch.word_starts, batch.word_ends)
+    out = model(batch.src, batch.src_len, batch.word_starts, batch.word_ends, batch.word_bytes)
     if isinstance(out, Tensor):
         return out, None
     return out.label_logits, out.tag_logits
@@ -75,8 +76,11 @@ def bio_transitions(names: Sequence[str]) -> tuple[Tensor, Tensor]:
     return start, moves
 
 
-def viterbi(log_probs: Tensor, mask: Tensor, start: Tensor, moves: Tensor) -> list[list[int]]:
-    """The best tag sequence of each row under the allowed moves. log_probs [B, W, T], mask [B, W]."""
+def viterbi(log_probs: Tensor, mask: Tensor, start: Tensor, moves: Tensor,
+            end: Optional[Tensor] = None) -> list[list[int]]:
+    """The best tag sequence of each row: per-word scores log_probs [B, W, T] (mask [B, W]) plus
+    the scores of starting on a tag [T], of each move [T_prev, T_next] and of ending on a tag [T]
+    (hard constraints are -inf there; a CRF adds its learned scores)."""
     score = start + log_probs[:, 0]                      # [B, T]
     back = []
     for t in range(1, log_probs.size(1)):
@@ -85,6 +89,8 @@ def viterbi(log_probs: Tensor, mask: Tensor, start: Tensor, moves: Tensor) -> li
         live = mask[:, t].unsqueeze(1)
         score = torch.where(live, best + log_probs[:, t], score)
         back.append(torch.where(live, previous, torch.arange(score.size(1)).expand_as(previous)))
+    if end is not None:
+        score = score + end
     paths = []
     for row in range(log_probs.size(0)):
         tag = int(score[row].argmax())
@@ -97,13 +103,16 @@ def viterbi(log_probs: Tensor, mask: Tensor, start: Tensor, moves: Tensor) -> li
 
 
 def summed_loss(label_logits: Optional[Tensor], tag_logits: Optional[Tensor],
-                batch: LabelledBatch, smoothing: float) -> Tensor:
-    """Cross-entropy summed over the batch's gold classes and gold word tags (none: 0)."""
+                batch: LabelledBatch, smoothing: float, crf: Optional[CRF] = None) -> Tensor:
+    """Cross-entropy summed over the batch's gold classes and gold word tags (none: 0); with a
+    ``crf``, the tags' loss is the negative log-likelihood of each gold tag sequence."""
     total = torch.zeros(())
     if label_logits is not None and bool((batch.labels != IGNORE).any()):
         total = total + F.cross_entropy(label_logits, batch.labels, ignore_index=IGNORE,
                                         reduction="sum", label_smoothing=smoothing)
-    if tag_logits is not None:
+    if tag_logits is not None and crf is not None:
+        total = total + crf.nll(tag_logits, batch.tags, batch.word_mask)
+    elif tag_logits is not None:
         total = total + F.cross_entropy(tag_logits.reshape(-1, tag_logits.size(-1)),
                                         batch.tags.reshape(-1), ignore_index=IGNORE,
                                         reduction="sum", label_smoothing=smoothing)
@@ -125,18 +134,23 @@ def predict(model: nn.Module, batches: LabelledBatches, tag_names: Optional[Sequ
     otherwise each word takes its most likely tag."""
     model.eval()
     constraints = bio_transitions(tag_names) if tag_names else None
+    crf: Optional[CRF] = getattr(model, "crf", None)
+    if crf is not None:
+        constraints = crf.decoding_scores(*(constraints or ()))
     labels: list[int] = []
     tags: list[list[int]] = []
     loss, units = 0.0, 0
     with torch.inference_mode():
         for batch in batches.in_order():
             label_logits, tag_logits = model_outputs(model, batch)
-            loss += float(summed_loss(label_logits, tag_logits, batch, 0.0))
+            loss += float(summed_loss(label_logits, tag_logits, batch, 0.0, crf))
             units += batch.num_tgt_tokens
             if label_logits is not None:
                 labels += label_logits.argmax(-1).tolist()
             if tag_logits is not None and constraints is not None:
-                tags += viterbi(torch.log_softmax(tag_logits, -1), batch.word_mask, *constraints)
+                # A CRF's emissions are scores already; plain tag logits become log-probabilities.
+                scores = tag_logits if crf is not None else torch.log_softmax(tag_logits, -1)
+                tags += viterbi(scores, batch.word_mask, *constraints)
             elif tag_logits is not None:
                 best = tag_logits.argmax(-1)
                 tags += [row[:n].tolist() for row, n in zip(best, batch.word_mask.sum(1))]
@@ -154,7 +168,8 @@ class LabellingObjective:
 
     def loss(self, model: nn.Module, batch: LabelledBatch, teacher_forcing: float,
              smoothing: float) -> Tensor:
-        return summed_loss(*model_outputs(model, batch), batch, smoothing)
+        return summed_loss(*model_outputs(model, batch), batch, smoothing,
+                           getattr(model, "crf", None))
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         predictions = predict(model, self.valid, self.tags.names if self.tags else None)
