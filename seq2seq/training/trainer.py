@@ -53,6 +53,7 @@ class TrainerSettings:
     log_every: int = 50
     progress_bar: bool = True
     keep_checkpoints: int = 2               # step_N.pt files kept besides last.pt and best.pt
+    average_last: int = 0                   # >= 2: after training, average the last N step_N.pt
     max_nonfinite: int = 5                  # consecutive NaN/inf losses skipped before stopping
     teacher_forcing: TeacherForcingSchedule = field(default_factory=TeacherForcingSchedule)
 
@@ -65,6 +66,11 @@ class TrainerSettings:
         check_range("trainer.valid_beam", self.valid_beam, 1)
         check_range("trainer.validate_every", self.validate_every, 0)
         check_range("trainer.keep_checkpoints", self.keep_checkpoints, 0)
+        check_range("trainer.average_last", self.average_last, 0)
+        if self.average_last > self.keep_checkpoints:
+            raise ConfigError(f"trainer.average_last={self.average_last} needs as many step "
+                              f"checkpoints kept; set trainer.keep_checkpoints >= "
+                              f"{self.average_last} (it is {self.keep_checkpoints})")
         check_range("trainer.max_nonfinite", self.max_nonfinite, 1)
 
 

@@ -1,0 +1,69 @@
+"""Checkpoint averaging: the mean of the parameters, from a run, the CLI and the library."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from seq2seq.errors import CheckpointError, ConfigError
+from seq2seq.pipeline import run_training
+from seq2seq.training.averaging import average_checkpoints
+from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
+from seq2seq.training.trainer import TrainerSettings
+from tests.conftest import compose_train
+from tests.test_smoke import run_cli, tiny_overrides
+
+
+def write(path, weight: torch.Tensor, **extra) -> None:
+    save_checkpoint(path, {"model": {"w": weight, "steps": torch.tensor(3)}, "config": {},
+                           "optimizer": {"state": 1}, **extra})
+
+
+def test_average_is_the_parameter_mean_without_training_state(tmp_path):
+    for i, value in enumerate([1.0, 2.0, 6.0]):
+        write(tmp_path / f"step_{i}.pt", torch.full((2, 2), value), tokenizers=f"from {i}")
+    payload = average_checkpoints([tmp_path / f"step_{i}.pt" for i in range(3)])
+    torch.testing.assert_close(payload["model"]["w"], torch.full((2, 2), 3.0))
+    assert int(payload["model"]["steps"]) == 3  # integer buffers are copied, not averaged
+    assert payload["tokenizers"] == "from 2" and "optimizer" not in payload
+
+
+def test_averaging_different_models_names_the_file(tmp_path):
+    write(tmp_path / "a.pt", torch.zeros(2, 2))
+    write(tmp_path / "b.pt", torch.zeros(3, 2))
+    with pytest.raises(CheckpointError, match=r"b\.pt: w has shape \(3, 2\)"):
+        average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])
+    with pytest.raises(CheckpointError, match="at least two"):
+        average_checkpoints([tmp_path / "a.pt"])
+
+
+def test_average_last_needs_the_checkpoints_kept():
+    with pytest.raises(ConfigError, match="trainer.keep_checkpoints >= 3"):
+        TrainerSettings(keep_checkpoints=2, average_last=3)
+
+
+def test_run_averages_its_last_checkpoints_and_the_cli_does_too(tmp_path):
+    run_dir = tmp_path / "run"
+    cfg = compose_train(tiny_overrides(tmp_path) + ["trainer.max_steps=6", "trainer.validate_every=2",
+                                                    "trainer.keep_checkpoints=3", "trainer.average_last=3"])
+    report = run_training(cfg, run_dir)
+    folder = run_dir / "checkpoints"
+    assert report["averaged_checkpoints"] == ["step_2.pt", "step_4.pt", "step_6.pt"]
+    assert "averaged_valid_bleu" in json.loads((run_dir / "report.json").read_text())
+    assert report["checkpoint"].endswith(("averaged.pt", "best.pt"))
+    steps = [load_checkpoint(folder / f"step_{s}.pt")["model"] for s in (2, 4, 6)]
+    averaged = load_checkpoint(folder / "averaged.pt")["model"]
+    for name, tensor in averaged.items():
+        torch.testing.assert_close(tensor, sum(s[name] for s in steps) / 3)
+
+    result = run_cli("average.py", str(folder), "--last", "2", "--out", str(tmp_path / "two.pt"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert "averaged 2 checkpoints (step_4.pt, step_6.pt)" in result.stdout.decode()
+    result = run_cli("translate.py", "--checkpoint", str(tmp_path / "two.pt"), stdin=b"one two\n")
+    assert result.returncode == 0 and len(result.stdout.decode().split("\n")) == 2
+    result = run_cli("average.py", str(tmp_path / "missing.pt"), str(folder / "best.pt"),
+                     "--out", str(tmp_path / "bad.pt"))
+    assert result.returncode == 2 and "missing.pt: checkpoint not found" in result.stderr.decode()
+    assert not (tmp_path / "bad.pt").exists()
