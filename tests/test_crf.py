@@ -24,7 +24,6 @@ def random_crf(num_tags: int, seed: int = 0) -> CRF:
 def brute_force(crf: CRF, emissions: torch.Tensor, length: int) -> dict[tuple, float]:
     """Score of every tag path of one row, by enumeration."""
     scores = {}
-    crf = crf.requires_grad_(False)
     for path in itertools.product(range(emissions.size(-1)), repeat=length):
         score = crf.start[path[0]] + crf.end[path[-1]] + sum(emissions[i, t] for i, t in enumerate(path))
         score = score + sum(crf.transitions[a, b] for a, b in zip(path, path[1:]))
@@ -33,7 +32,7 @@ def brute_force(crf: CRF, emissions: torch.Tensor, length: int) -> dict[tuple, f
 
 
 def test_partition_gold_score_and_viterbi_match_enumeration_with_padding():
-    crf = random_crf(3)
+    crf = random_crf(3).requires_grad_(False)
     emissions = torch.randn(2, 4, 3)
     mask = torch.tensor([[True] * 4, [True, True, False, False]])
     tags = torch.tensor([[0, 2, 1, 1], [2, 0, -100, -100]])
@@ -114,3 +113,26 @@ def test_tagger_with_byte_features_tells_apart_words_with_the_same_pieces():
 
     assert not torch.allclose(spelled("unk", "oslo"), spelled("unk", "rome"))
     assert tagger.crf is not None
+
+
+def test_word_dropout_replaces_whole_words_in_training_only():
+    from seq2seq.tokenization import EOS, UNK
+    seen = []
+
+    class Spy(RNNEncoder):
+        def forward(self, src, src_len, extra=None):
+            seen.append(src.clone())
+            return super().forward(src, src_len, extra)
+
+    torch.manual_seed(0)
+    tagger = SequenceTagger(20, 3, lambda vocab_size, **kw: Spy(
+        vocab_size, embedding_dim=6, hidden_size=4, dropout=0.0, **kw), word_dropout=0.5)
+    src = torch.tensor([[5, 6, 7, 8, 9, 10, EOS]] * 64)
+    starts = torch.tensor([[0, 2, 3]] * 64)  # words: pieces 0-1, 2, 3-5
+    tagger(src, torch.tensor([7] * 64), starts)
+    dropped = seen[-1] == UNK
+    assert 0.3 < float(dropped[:, :6].float().mean()) < 0.7
+    assert torch.equal(dropped[:, 0], dropped[:, 1]) and torch.equal(dropped[:, 3], dropped[:, 5])
+    assert not dropped[:, 6].any()  # EOS stays
+    tagger.eval()(src, torch.tensor([7] * 64), starts)
+    assert torch.equal(seen[-1], src)

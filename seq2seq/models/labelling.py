@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from seq2seq.errors import check_choice, check_range
 from seq2seq.models.crf import CRF
 from seq2seq.models.encoder import EncoderOutput, RNNEncoder
+from seq2seq.tokenization import EOS, PAD, UNK
 
 PoolingName = Literal["final", "attention", "mean", "max"]
 POOLINGS = ("final", "attention", "mean", "max")
@@ -115,18 +116,22 @@ class SequenceTagger(nn.Module):
     With ``num_labels`` > 0 (a joint model, Liu & Lane, 2016) a pooled class head shares the
     encoder, and the word states also see the pooled utterance vector. ``byte_features`` > 0
     adds that many byte-CNN features of its word to every piece's embedding; ``crf`` puts a CRF
-    over the tag scores (trained on whole-sequence likelihood, decoded by Viterbi).
+    over the tag scores (trained on whole-sequence likelihood, decoded by Viterbi);
+    ``word_dropout`` replaces each word's pieces by UNK with that probability in training, so the
+    model learns to tag a name from its context and spelling, as it must for names it never saw.
     """
 
     def __init__(self, src_vocab_size: int, num_tags: int, encoder: Callable[..., RNNEncoder],
                  num_labels: int = 0, joint: bool = False, pooling: PoolingName = "attention",
                  hidden_size: int = 256, dropout: float = 0.3, word_state: WordState = "span",
-                 byte_features: int = 0, crf: bool = False) -> None:
+                 byte_features: int = 0, crf: bool = False, word_dropout: float = 0.0) -> None:
         super().__init__()
         check_range("model.hidden_size", hidden_size, 1)
         check_choice("model.word_state", word_state, ("first", "span"))
         check_range("model.dropout", dropout, 0.0, 1.0)
         check_range("model.byte_features", byte_features, 0)
+        check_range("model.word_dropout", word_dropout, 0.0, 1.0)
+        self.word_dropout = word_dropout
         self.bytes = ByteWordFeatures(byte_features) if byte_features else None
         self.encoder = encoder(vocab_size=src_vocab_size, extra_input_size=byte_features)
         self.span = word_state == "span" and self.encoder.bidirectional
@@ -141,6 +146,10 @@ class SequenceTagger(nn.Module):
                 word_ends: Optional[Tensor] = None, word_bytes: Optional[Tensor] = None
                 ) -> TaggerOutput:
         """Tag scores per word (the CRF's emissions when it has one), and class logits."""
+        if self.training and self.word_dropout > 0:
+            dropped = torch.rand(word_starts.shape) < self.word_dropout               # [B, W]
+            in_dropped_word = dropped.gather(1, piece_words(word_starts, src.size(1)))
+            src = src.masked_fill(in_dropped_word & (src != PAD) & (src != EOS), UNK)
         extra = None
         if self.bytes is not None:
             if word_bytes is None:
