@@ -146,16 +146,17 @@ class SequenceTagger(nn.Module):
                 word_ends: Optional[Tensor] = None, word_bytes: Optional[Tensor] = None
                 ) -> TaggerOutput:
         """Tag scores per word (the CRF's emissions when it has one), and class logits."""
-        if self.training and self.word_dropout > 0:
+        dropping = self.training and self.word_dropout > 0
+        owners = piece_words(word_starts, src.size(1)) if dropping or self.bytes is not None else None
+        if dropping:
             dropped = torch.rand(word_starts.shape) < self.word_dropout               # [B, W]
-            in_dropped_word = dropped.gather(1, piece_words(word_starts, src.size(1)))
+            in_dropped_word = dropped.gather(1, owners)
             src = src.masked_fill(in_dropped_word & (src != PAD) & (src != EOS), UNK)
         extra = None
         if self.bytes is not None:
             if word_bytes is None:
                 raise ValueError("this tagger has byte features: pass word_bytes")
-            per_word = self.bytes(word_bytes)                               # [B, W, F]
-            extra = _at(per_word, piece_words(word_starts, src.size(1)))    # [B, S, F]
+            extra = _at(self.bytes(word_bytes), owners)  # [B, W, F] -> [B, S, F]
         encoded = self.encoder(src, src_len, extra)
         words = self.word_states(encoded.states, word_starts, word_ends)
         label_logits = None
