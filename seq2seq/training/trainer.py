@@ -44,6 +44,7 @@ class TrainerSettings:
     label_smoothing: float = 0.0
     lr_decay_factor: float = 0.5            # ReduceLROnPlateau on the validation metric
     lr_patience: int = 2
+    lr_metric: Optional[str] = None         # what the plateau watches; None: early_stopping_metric
     min_lr: float = 1e-5
     validate_every: int = 0                 # steps between validations; 0 = after every epoch
     valid_beam: int = 1
@@ -151,7 +152,10 @@ class Trainer:
         self.checkpoints = CheckpointDir(self.run_dir / "checkpoints", settings.keep_checkpoints)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
         self.higher_is_better = settings.early_stopping_metric not in LOWER_IS_BETTER
-        mode = "max" if self.higher_is_better else "min"
+        # A smooth metric (validation loss) can drive the LR while a noisy one (greedy BLEU)
+        # picks the best checkpoint: BLEU noise alone would halve the LR too early.
+        self.lr_metric = settings.lr_metric or settings.early_stopping_metric
+        mode = "min" if self.lr_metric in LOWER_IS_BETTER else "max"
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode=mode, factor=settings.lr_decay_factor,
             patience=settings.lr_patience, min_lr=settings.min_lr)
@@ -260,10 +264,11 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         self.model.eval()
         metrics = self.objective.validate(self.model)
-        if self.settings.early_stopping_metric not in metrics:
-            raise ConfigError(f"trainer.early_stopping_metric={self.settings.early_stopping_metric}"
-                              f" is not a validation figure of this topology: choose from "
-                              f"{', '.join(sorted(metrics))}")
+        for option, name in (("early_stopping_metric", self.settings.early_stopping_metric),
+                             ("lr_metric", self.lr_metric)):
+            if name not in metrics:
+                raise ConfigError(f"trainer.{option}={name} is not a validation figure of this "
+                                  f"topology: choose from {', '.join(sorted(metrics))}")
         return metrics
 
     def _after_validation(self, metrics: dict[str, float], final: bool) -> bool:
@@ -281,7 +286,7 @@ class Trainer:
             self._save_best()
         if final:
             return False
-        self.scheduler.step(value)
+        self.scheduler.step(metrics[self.lr_metric])
         s.bad_validations = 0 if improved else s.bad_validations + 1
         self.save_last()
         if s.bad_validations >= settings.early_stopping_patience:
