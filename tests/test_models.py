@@ -86,6 +86,20 @@ def test_whole_target_path_equals_step_by_step():
     torch.testing.assert_close(fused, torch.stack(steps, 1), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("input_feeding,ratio", [(False, 1.0), (True, 1.0), (False, 0.5)])
+def test_output_mask_keeps_only_the_masked_positions(input_feeding, ratio):
+    model = tiny_model(input_feeding=input_feeding)
+    src, src_len = torch.tensor([[4, 5, 6, 3], [8, 9, 3, PAD]]), torch.tensor([4, 3])
+    tgt_in = torch.tensor([[2, 7, 8, 9], [2, 5, PAD, PAD]])
+    mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    torch.manual_seed(1)
+    full = model(src, src_len, tgt_in, ratio).logits
+    torch.manual_seed(1)  # the same sampling decisions under scheduled sampling
+    kept = model(src, src_len, tgt_in, ratio, output_mask=mask).logits
+    assert kept.shape == (6, V)
+    torch.testing.assert_close(kept, full[mask])
+
+
 @pytest.mark.parametrize("input_feeding", [False, True])
 def test_teacher_forcing_ratio_one_feeds_the_reference(input_feeding):
     model = tiny_model(input_feeding=input_feeding)

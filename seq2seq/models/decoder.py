@@ -54,7 +54,7 @@ class StepOutput(NamedTuple):
 
 
 class DecoderOutput(NamedTuple):
-    logits: Tensor                # [B, T, V]
+    logits: Tensor                # [B, T, V], or [N, V] at the N positions of an output_mask
     attention: Optional[Tensor]   # [B, T, S]
 
 
@@ -144,8 +144,12 @@ class RNNDecoder(nn.Module):
         return StepOutput(logits, state, None if weights is None else weights.squeeze(1))
 
     def forward(self, tgt_in: Tensor, memory: Memory, state: DecoderState,
-                teacher_forcing_ratio: float = 1.0) -> DecoderOutput:
+                teacher_forcing_ratio: float = 1.0, output_mask: Optional[Tensor] = None
+                ) -> DecoderOutput:
         """Unroll over the target. tgt_in: [B, T] BOS + reference ids.
+
+        ``output_mask`` [B, T]: compute the logits only where it is true (the training loss skips
+        padded positions, ~5 % of an [B, T, V] output layer), returned as [N, V] in row-major order.
 
         With ratio 1 every step reads the reference token (teacher forcing); otherwise each step,
         for each sentence, reads the reference with probability ``teacher_forcing_ratio`` and the
@@ -155,23 +159,32 @@ class RNNDecoder(nn.Module):
             # Every input is known in advance: one RNN call over the whole target (oneDNN/cuDNN
             # kernels) and attention for all steps in one batched matmul.
             readout, _, weights = self._run(self.dropout(self.embedding(tgt_in)), state, memory)
-            return DecoderOutput(self.output_layer(readout), weights)
-        embedded = self.dropout(self.embedding(tgt_in))  # [B, T, E], reference inputs
+            return DecoderOutput(self._output(readout, output_mask), weights)
+        # unbind, not embedded[:, t]: slicing would give each step's gradient the full [B, T, E]
+        # shape, zero-filled and summed T times in the backward pass.
+        embedded = self.dropout(self.embedding(tgt_in)).unbind(1)  # T x [B, E], reference inputs
         sampling = teacher_forcing_ratio < 1.0
         readouts, logits, weights = [], [], []
         for t in range(tgt_in.size(1)):
+            reference = embedded[t].unsqueeze(1)
             if not logits:
-                step_in = embedded[:, t : t + 1]
+                step_in = reference
             else:
                 predicted = self.dropout(self.embedding(logits[-1].argmax(-1, keepdim=True)))
                 use_reference = torch.rand(tgt_in.size(0), 1, 1, device=tgt_in.device) < teacher_forcing_ratio
-                step_in = torch.where(use_reference, embedded[:, t : t + 1], predicted)
+                step_in = torch.where(use_reference, reference, predicted)
             readout, state, step_weights = self._run(step_in, state, memory)
             readouts.append(readout)
             if sampling:  # the next step may read this step's prediction
                 logits.append(self.output_layer(readout.squeeze(1)))
             weights.append(step_weights)
         attention = None if self.attention is None else torch.cat(weights, dim=1)
+        if sampling:
+            stacked = torch.stack(logits, dim=1)
+            return DecoderOutput(stacked if output_mask is None else stacked[output_mask], attention)
         # Under teacher forcing the output layer runs once, over all steps together.
-        return DecoderOutput(torch.stack(logits, dim=1) if sampling
-                             else self.output_layer(torch.cat(readouts, dim=1)), attention)
+        return DecoderOutput(self._output(torch.cat(readouts, dim=1), output_mask), attention)
+
+    def _output(self, readout: Tensor, output_mask: Optional[Tensor]) -> Tensor:
+        """Logits of readouts [B, T, R], at the positions of ``output_mask`` only when given."""
+        return self.output_layer(readout if output_mask is None else readout[output_mask])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from torch import Tensor, nn
 
@@ -28,7 +28,9 @@ class EncoderDecoder(nn.Module):
         return memory, self.decoder.init_state(memory)
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor,
-                teacher_forcing_ratio: float = 1.0) -> DecoderOutput:
-        """Logits [B, T, V] for each target position. src: [B, S]; tgt_in: [B, T]."""
+                teacher_forcing_ratio: float = 1.0, output_mask: Optional[Tensor] = None
+                ) -> DecoderOutput:
+        """Logits [B, T, V] for each target position (or [N, V] for the N positions where
+        ``output_mask`` [B, T] is true). src: [B, S]; tgt_in: [B, T]."""
         memory, state = self.encode(src, src_len)
-        return self.decoder(tgt_in, memory, state, teacher_forcing_ratio)
+        return self.decoder(tgt_in, memory, state, teacher_forcing_ratio, output_mask)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
@@ -20,6 +19,7 @@ from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
 from seq2seq.tokenization import PAD, TokenizerPair
 from seq2seq.training.averaging import average_checkpoints
+from seq2seq.training.cross_entropy import smoothed_cross_entropy
 from seq2seq.training.checkpoint import (CheckpointDir, build_model, model_from_checkpoint,
                                          save_checkpoint)
 from seq2seq.training.distributed import Distributed
@@ -29,9 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def sequence_loss(logits: Tensor, targets: Tensor, smoothing: float) -> Tensor:
-    """Cross-entropy summed over the non-padding targets. logits [B, T, V], targets [B, T]."""
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                           ignore_index=PAD, reduction="sum", label_smoothing=smoothing)
+    """Cross-entropy summed over the non-padding targets. logits [B, T, V], targets [B, T]; or
+    logits [N, V] already restricted to the N non-padding positions (``output_mask``)."""
+    real = targets != PAD
+    if logits.dim() == 2:
+        return smoothed_cross_entropy(logits, targets[real], smoothing)
+    return smoothed_cross_entropy(logits[real], targets[real], smoothing)
 
 
 def loss_and_perplexity(batches: Iterable[Any], summed: Callable[[Any], Tensor]
@@ -65,7 +68,9 @@ class TranslationObjective:
 
     def loss(self, model: nn.Module, batch: Batch, teacher_forcing: float,
              smoothing: float) -> Tensor:
-        logits = model(batch.src, batch.src_len, batch.tgt_in, teacher_forcing).logits
+        # The output layer and the softmax run on real target positions only (no padding).
+        logits = model(batch.src, batch.src_len, batch.tgt_in, teacher_forcing,
+                       output_mask=batch.tgt_out != PAD).logits
         return sequence_loss(logits, batch.tgt_out, smoothing)
 
     def validate(self, model: nn.Module) -> dict[str, float]:

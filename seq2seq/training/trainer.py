@@ -150,7 +150,11 @@ class Trainer:
         self.dist = distributed
         self.run_dir, self.config = Path(run_dir), config
         self.checkpoints = CheckpointDir(self.run_dir / "checkpoints", settings.keep_checkpoints)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        # The fused kernel does Adam's element-wise work in one pass per tensor (~3 % of a CPU
+        # step of the reference model otherwise).
+        params = list(model.parameters())
+        fused = all(p.device.type in ("cpu", "cuda") for p in params)
+        self.optimizer = torch.optim.Adam(params, lr=settings.lr, fused=fused)
         self.higher_is_better = settings.early_stopping_metric not in LOWER_IS_BETTER
         # A smooth metric (validation loss) can drive the LR while a noisy one (greedy BLEU)
         # picks the best checkpoint: BLEU noise alone would halve the LR too early.

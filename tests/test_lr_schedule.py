@@ -1,0 +1,58 @@
+"""The LR plateau watches ``trainer.lr_metric``; early stopping keeps watching its own metric."""
+
+import pytest
+import torch
+
+from seq2seq.errors import ConfigError
+from seq2seq.training.trainer import Trainer, TrainerSettings
+
+
+class FixedFigures:
+    """An objective whose validation returns whatever the test queues."""
+
+    metrics = ("loss", "bleu")
+
+    def __init__(self, figures):
+        self.figures = list(figures)
+
+    def loss(self, model, batch, teacher_forcing, smoothing):
+        return model.weight.sum()
+
+    def validate(self, model):
+        return self.figures.pop(0)
+
+    def checkpoint_extras(self):
+        return {}
+
+
+# Validation loss keeps falling while greedy BLEU wobbles down: a plateau only in BLEU.
+WOBBLE = [{"loss": 3.0 - 0.1 * i, "bleu": 20.0 - i} for i in range(4)]
+
+
+def learning_rates(tmp_path, **settings):
+    objective = FixedFigures(WOBBLE)
+    trainer = Trainer(TrainerSettings(lr=1.0, lr_patience=1, early_stopping_patience=10,
+                                      **settings), torch.nn.Linear(2, 1), objective, tmp_path, {})
+    rates = []
+    for _ in WOBBLE:
+        trainer._after_validation(trainer.validate(), final=False)
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+    return trainer, rates
+
+
+def test_the_plateau_watches_the_early_stopping_metric_by_default(tmp_path):
+    _, rates = learning_rates(tmp_path)
+    assert rates == [1.0, 1.0, 0.5, 0.5]
+
+
+def test_lr_metric_loss_keeps_the_lr_while_the_loss_falls(tmp_path):
+    trainer, rates = learning_rates(tmp_path, lr_metric="loss")
+    assert rates == [1.0] * 4
+    assert trainer.state.best_step == 0 and trainer.state.bad_validations == 3  # BLEU still decides
+
+
+def test_an_unknown_lr_metric_names_the_option(tmp_path):
+    trainer = Trainer(TrainerSettings(lr_metric="accuracy"), torch.nn.Linear(2, 1),
+                      FixedFigures(WOBBLE), tmp_path, {})
+    with pytest.raises(ConfigError, match="trainer.lr_metric=accuracy .* choose from bleu, loss"):
+        trainer.validate()
