@@ -18,7 +18,10 @@ from seq2seq.data.corpus import CorpusFiles
 from seq2seq.errors import ConfigError
 from seq2seq.tokenization import TokenizerPair, TokenizerSettings, build_tokenizers
 from seq2seq.training.distributed import Distributed, init_distributed, shutdown_distributed
-from seq2seq.training.trainer import Objective, Trainer, TrainerSettings, TrainState
+from seq2seq.training.averaging import average_checkpoints
+from seq2seq.training.checkpoint import CheckpointDir, save_checkpoint
+from seq2seq.training.trainer import (LOWER_IS_BETTER, Objective, Trainer, TrainerSettings,
+                                      TrainState)
 
 log = logging.getLogger(__name__)
 
@@ -112,3 +115,33 @@ def train_model(cfg: DictConfig, run_dir: Path, model: nn.Module, objective: Obj
     if cfg.get("resume") and last.exists():
         trainer.resume(last)
     return trainer.fit(batches)
+
+
+def test_checkpoint(cfg: DictConfig, run_dir: Path, model: nn.Module, objective: Objective,
+                    state: TrainState) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint a run is tested with, and the report's facts about the choice.
+
+    best.pt, unless ``trainer.average_last`` >= 2: then the last that many step checkpoints are
+    averaged into averaged.pt, which is tested instead when it validates better than best.pt on
+    the early-stopping metric. ``model`` (the run's own, its training done) holds the average
+    for that validation.
+    """
+    checkpoints = CheckpointDir(run_dir / "checkpoints")
+    last = int(cfg.trainer.get("average_last") or 0)
+    numbered = checkpoints.numbered()[-last:] if last >= 2 else []
+    if len(numbered) < 2:
+        return checkpoints.best, {}
+    metric = cfg.trainer.early_stopping_metric
+    averaged = checkpoints.folder / "averaged.pt"
+    payload = average_checkpoints(numbered)
+    save_checkpoint(averaged, payload)
+    model.load_state_dict(payload["model"])
+    model.eval()
+    value = float(objective.validate(model)[metric])
+    best = state.best_metrics.get(metric)
+    better = best is None or (value < best if metric in LOWER_IS_BETTER else value > best)
+    chosen = averaged if better else checkpoints.best
+    log.info("averaged %s: validation %s %.4g (best.pt: %s); testing %s",
+             ", ".join(p.name for p in numbered), metric, value, best, chosen.name)
+    return chosen, {"averaged_checkpoints": [p.name for p in numbered],
+                    f"averaged_valid_{metric}": value}

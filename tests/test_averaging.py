@@ -67,3 +67,14 @@ def test_run_averages_its_last_checkpoints_and_the_cli_does_too(tmp_path):
                      "--out", str(tmp_path / "bad.pt"))
     assert result.returncode == 2 and "missing.pt: checkpoint not found" in result.stderr.decode()
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_tag_runs_average_too_and_choose_on_their_own_metric(tmp_path):
+    from tests.test_topologies import overrides_for
+    run_dir = tmp_path / "run"
+    report = run_training(compose_train(overrides_for(tmp_path, "snips_slots") + [
+        "trainer.max_steps=6", "trainer.validate_every=2", "trainer.keep_checkpoints=3",
+        "trainer.average_last=3"]), run_dir)
+    assert report["averaged_checkpoints"] == ["step_2.pt", "step_4.pt", "step_6.pt"]
+    assert "averaged_valid_slot_f1" in json.loads((run_dir / "report.json").read_text())
+    assert report["checkpoint"].endswith(("averaged.pt", "best.pt"))

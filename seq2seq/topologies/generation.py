@@ -198,7 +198,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         task: str = "generate", judge_checkpoint: Optional[str] = None, temperature: float = 0.7,
         top_k: int = 0, max_length: int = 40) -> dict[str, Any]:
     """Train a class-conditioned generator, score it on the test split, write the report."""
-    from seq2seq.pipeline import train_model
+    from seq2seq.pipeline import test_checkpoint, train_model
     from seq2seq.topologies.labelling import prepare_labelled
     from seq2seq.topologies.translation import training_facts
 
@@ -220,12 +220,12 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     log.info("train: %d utterances of %d classes from %s; vocab %d", len(batches.sequences),
              len(labels), corpus.root, tokenizer.vocab_size)
     model = build_generator(cfg.model, len(labels), tokenizer.vocab_size)
-    state = train_model(cfg, run_dir, model, GenerationObjective(valid_batches, tokenizer, labels),
-                        batches, distributed)
+    objective = GenerationObjective(valid_batches, tokenizer, labels)
+    state = train_model(cfg, run_dir, model, objective, batches, distributed)
     if not distributed.is_main:
         return {}
 
-    best = run_dir / "checkpoints" / "best.pt"
+    best, averaging = test_checkpoint(cfg, run_dir, model, objective, state)
     generator = Generator.from_checkpoint(best)
     test = corpus.read(corpus.test, labels=True, tags=False)
     report = generation_report(generator, test.labels, [" ".join(w) for w in test.words],
@@ -240,7 +240,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         learning_curve="learning_curve.png", overrides=list(overrides), seed=cfg.seed,
         vocab_size=tokenizer.vocab_size,
         data_files={str(p): line_count(p) for s in (train, valid, test) for p in s.files.values()},
-        versions=library_versions())
+        versions=library_versions(), **averaging)
     write_report(report, run_dir, html=cfg.report.html, content=labelling_sections(report))
     log.info("Test perplexity %.2f, distinct-2 %.2f, intent fidelity %s; report in %s",
              report["perplexity"], report["distinct_2"], report["intent_fidelity"],

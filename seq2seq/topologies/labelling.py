@@ -226,7 +226,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     ``auxiliary_tags`` (classify): train a joint tagger (``model=tagger``) on the slot tags too,
     as extra supervision for the class, which is all it outputs (multi-task learning).
     """
-    from seq2seq.pipeline import train_model
+    from seq2seq.pipeline import test_checkpoint, train_model
     from seq2seq.topologies.translation import training_facts
 
     if task not in ("classify", "tag"):
@@ -268,7 +268,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     if not distributed.is_main:
         return {}
 
-    best = run_dir / "checkpoints" / "best.pt"
+    best, averaging = test_checkpoint(cfg, run_dir, model, objective, state)
     labeller = Labeller.from_checkpoint(best)
     test = corpus.read(corpus.test, labels=want_labels, tags=want_tags)
     report = labelling_report(labeller, test, run_dir, errors=max(cfg.report.samples, 10))
@@ -278,7 +278,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         learning_curve="learning_curve.png", overrides=list(overrides), seed=cfg.seed,
         vocab_size=tokenizer.vocab_size,
         data_files={str(p): line_count(p) for s in (train, valid, test) for p in s.files.values()},
-        versions=library_versions())
+        versions=library_versions(), **averaging)
     write_report(report, run_dir, html=cfg.report.html, content=labelling_sections(report))
     headline = {k: report[k] for k in ("accuracy", "macro_f1", "slot_f1") if k in report}
     log.info("Test %s on %s; report in %s", headline, report["test_set"], run_dir / "report.md")

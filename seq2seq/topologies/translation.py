@@ -6,7 +6,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable
 
 import torch
 from omegaconf import DictConfig
@@ -18,10 +18,8 @@ from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
 from seq2seq.tokenization import PAD, TokenizerPair
-from seq2seq.training.averaging import average_checkpoints
 from seq2seq.training.cross_entropy import smoothed_cross_entropy
-from seq2seq.training.checkpoint import (CheckpointDir, build_model, model_from_checkpoint,
-                                         save_checkpoint)
+from seq2seq.training.checkpoint import build_model
 from seq2seq.training.distributed import Distributed
 from seq2seq.translate import SearchSettings, Translator, translate_ids
 
@@ -91,7 +89,7 @@ class TranslationObjective:
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distributed
         ) -> dict[str, Any]:
     """Train a translation model, translate the test split and write the BLEU report."""
-    from seq2seq.pipeline import prepare, train_model  # the shared steps of every topology
+    from seq2seq.pipeline import prepare, test_checkpoint, train_model  # shared by every topology
 
     with distributed.main_first():  # rank 0 fills the corpus and tokenizer caches
         files, tokenizers = prepare(cfg)
@@ -116,8 +114,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     if not distributed.is_main:
         return {}
 
-    best, averaging = average_or_best(run_dir / "checkpoints", trainer_cfg.average_last,
-                                      objective, state.best_bleu)
+    best, averaging = test_checkpoint(cfg, run_dir, model, objective, state)
     translator = Translator.from_checkpoint(best)
     test = files.read(files.test)
     hypotheses = translator.translate(test.src)
@@ -143,26 +140,6 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     log.info("Test BLEU %.2f, chrF %.2f (%s) on %s; report in %s", report["bleu"], report["chrf"],
              report["bleu_signature"], test.tgt_path, run_dir / "report.md")
     return report
-
-
-def average_or_best(folder: Path, last: int, objective: TranslationObjective,
-                    best_bleu: Optional[float]) -> tuple[Path, dict[str, Any]]:
-    """With ``last`` >= 2, average the run's last ``last`` step checkpoints into averaged.pt and
-    return it if its validation BLEU beats best.pt's, else best.pt; plus the report's facts."""
-    checkpoints = CheckpointDir(folder)
-    numbered = checkpoints.numbered()[-last:] if last >= 2 else []
-    if len(numbered) < 2:
-        return checkpoints.best, {}
-    averaged = folder / "averaged.pt"
-    payload = average_checkpoints(numbered)
-    save_checkpoint(averaged, payload)
-    model, _, _ = model_from_checkpoint(payload)
-    bleu = objective.validate(model)["bleu"]
-    chosen = averaged if best_bleu is None or bleu > best_bleu else checkpoints.best
-    log.info("averaged %s: validation BLEU %.2f (best.pt: %s); testing %s",
-             ", ".join(p.name for p in numbered), bleu, best_bleu, chosen.name)
-    return chosen, {"averaged_checkpoints": [p.name for p in numbered],
-                    "averaged_valid_bleu": bleu}
 
 
 def training_facts(state: Any) -> dict[str, Any]:
