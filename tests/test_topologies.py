@@ -16,7 +16,8 @@ from seq2seq.models.labelling import Pooling
 from seq2seq.pipeline import run_training
 from seq2seq.search import greedy_search, sampler
 from seq2seq.tokenization import EOS
-from seq2seq.topologies.labelling import bio_transitions, viterbi
+from seq2seq.topologies.labelling import (bio_transitions, class_slots, class_tag_scores,
+                                          joint_decode, viterbi)
 from tests.conftest import ROOT, compose_train, require_shared
 from tests.test_smoke import run_cli
 
@@ -96,6 +97,7 @@ def test_tag_end_to_end_scores_words_not_pieces(tmp_path, output):
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["slot_f1"] >= 80 and set(report["per_slot"]) == {"artist", "city"}
     assert "accuracy" in report  # the joint model also predicts the intent
+    assert report["joint_decoding"] is True  # ... decoded together with the tags
     data = tmp_path / "corpus" / "test"
     result = run_cli("evaluate.py", "--checkpoint", str(tmp_path / "run" / "checkpoints" / "best.pt"),
                      "--src", str(data / "seq.in"), "--ref", str(data / "seq.out"),
@@ -159,6 +161,30 @@ def test_bio_decoding_never_starts_a_slot_inside():
     assert viterbi(log_probs, torch.ones(1, 3, dtype=torch.bool), start, moves) == [[0, 1, 3]]
     padded = torch.tensor([[True, True, False]])
     assert viterbi(log_probs, padded, start, moves) == [[0, 1]]
+
+
+def test_class_slots_and_the_tags_they_allow():
+    slots = class_slots(["Play", "Weather", "Play"],
+                        [["O", "B-artist", "I-artist"], ["B-city"], ["B-song", "O"]])
+    assert slots == {"Play": ["artist", "song"], "Weather": ["city"]}
+    allowed = class_tag_scores(slots, ["Play", "Weather"], ["O", "B-artist", "I-artist", "B-city"])
+    assert torch.isinf(allowed).tolist() == [[False, False, False, True],
+                                             [False, True, True, False]]
+
+
+def test_joint_decoding_keeps_class_and_slots_consistent():
+    names = ["O", "B-artist", "B-city"]
+    start, moves = bio_transitions(names)
+    allowed = class_tag_scores({"Play": ["artist"], "Weather": ["city"]}, ["Play", "Weather"], names)
+    mask = torch.ones(2, 1, dtype=torch.bool)
+    # Row 0: the class leans to Weather a little, the word is clearly an artist -> Play, B-artist.
+    # Row 1: the class is clearly Play, the word leans to city a little -> Play, B-artist.
+    labels = torch.log(torch.tensor([[0.45, 0.55], [0.95, 0.05]]))
+    tags = torch.log(torch.tensor([[[0.05, 0.9, 0.05]], [[0.1, 0.4, 0.5]]]))
+    assert joint_decode(labels, tags, mask, start, moves, None, allowed) == ([0, 0], [[1], [1]])
+    # With every tag allowed for every class, it is independent decoding.
+    free = torch.zeros_like(allowed)
+    assert joint_decode(labels, tags, mask, start, moves, None, free) == ([1, 0], [[1], [2]])
 
 
 def test_scores_on_hand_made_examples():

@@ -76,11 +76,11 @@ def bio_transitions(names: Sequence[str]) -> tuple[Tensor, Tensor]:
     return start, moves
 
 
-def viterbi(log_probs: Tensor, mask: Tensor, start: Tensor, moves: Tensor,
-            end: Optional[Tensor] = None) -> list[list[int]]:
-    """The best tag sequence of each row: per-word scores log_probs [B, W, T] (mask [B, W]) plus
-    the scores of starting on a tag [T], of each move [T_prev, T_next] and of ending on a tag [T]
-    (hard constraints are -inf there; a CRF adds its learned scores)."""
+def best_paths(log_probs: Tensor, mask: Tensor, start: Tensor, moves: Tensor,
+               end: Optional[Tensor] = None) -> tuple[list[list[int]], Tensor]:
+    """The best tag sequence of each row and its score [B]: per-word scores log_probs [B, W, T]
+    (mask [B, W]) plus the scores of starting on a tag [T], of each move [T_prev, T_next] and of
+    ending on a tag [T] (hard constraints are -inf there; a CRF adds its learned scores)."""
     score = start + log_probs[:, 0]                      # [B, T]
     back = []
     for t in range(1, log_probs.size(1)):
@@ -99,7 +99,54 @@ def viterbi(log_probs: Tensor, mask: Tensor, start: Tensor, moves: Tensor,
             tag = int(step[row, tag])
             path.append(tag)
         paths.append(path[::-1][: int(mask[row].sum())])
-    return paths
+    return paths, score.max(dim=-1).values
+
+
+def viterbi(log_probs: Tensor, mask: Tensor, start: Tensor, moves: Tensor,
+            end: Optional[Tensor] = None) -> list[list[int]]:
+    """The best tag sequence of each row (see ``best_paths``)."""
+    return best_paths(log_probs, mask, start, moves, end)[0]
+
+
+ClassSlots = dict[str, list[str]]  # class -> the slot types seen with it in training
+
+
+def class_slots(labels: Sequence[str], tags: Sequence[Sequence[str]]) -> ClassSlots:
+    """The slot types (``x`` of ``B-x``/``I-x``) that occur with each class in a training split."""
+    seen: dict[str, set[str]] = {label: set() for label in labels}
+    for label, row in zip(labels, tags):
+        seen[label].update(t[2:] for t in row if t[:2] in ("B-", "I-"))
+    return {label: sorted(slots) for label, slots in seen.items()}
+
+
+def class_tag_scores(slots: ClassSlots, class_names: Sequence[str], tag_names: Sequence[str]
+                     ) -> Tensor:
+    """[C, T] additive scores: 0 where a tag may go with a class (O, and the B-/I- tags of the
+    slot types seen with it), -inf elsewhere."""
+    allowed = torch.zeros(len(class_names), len(tag_names))
+    for c, name in enumerate(class_names):
+        kept = set(slots.get(name, ()))
+        for t, tag in enumerate(tag_names):
+            if tag[:2] in ("B-", "I-") and tag[2:] not in kept:
+                allowed[c, t] = -math.inf
+    return allowed
+
+
+def joint_decode(label_logits: Tensor, tag_scores: Tensor, mask: Tensor, start: Tensor,
+                 moves: Tensor, end: Optional[Tensor], allowed: Tensor
+                 ) -> tuple[list[int], list[list[int]]]:
+    """The class and tag sequence that maximise log p(class) + the tag sequence's score, among
+    the tag sequences whose slots were seen with that class in training (``allowed`` [C, T]).
+
+    A class and tags that contradict each other (a ``movie_name`` slot in a ``SearchCreativeWork``
+    query) cannot both be chosen; each output can correct the other. One Viterbi pass per class.
+    """
+    batch, classes = label_logits.shape
+    log_p = torch.log_softmax(label_logits, dim=-1)
+    scores = (tag_scores.unsqueeze(1) + allowed[None, :, None, :]).flatten(0, 1)  # [B*C, W, T]
+    paths, path_scores = best_paths(scores, mask.repeat_interleave(classes, dim=0), start, moves, end)
+    chosen = (log_p + path_scores.view(batch, classes)).argmax(dim=-1).tolist()
+    return chosen, [paths[row * classes + c] for row, c in enumerate(chosen)]
 
 
 def summed_loss(label_logits: Optional[Tensor], tag_logits: Optional[Tensor],
@@ -126,12 +173,13 @@ class Predictions(NamedTuple):
     units: int                         # those gold units
 
 
-def predict(model: nn.Module, batches: LabelledBatches, tag_names: Optional[Sequence[str]] = None
-            ) -> Predictions:
+def predict(model: nn.Module, batches: LabelledBatches, tag_names: Optional[Sequence[str]] = None,
+            allowed: Optional[Tensor] = None) -> Predictions:
     """Predicted class ids and per-word tag ids of every utterance, in corpus order, and the loss
     on whatever gold labels the batches carry, from one pass. With ``tag_names`` in BIO form, tags
     are decoded under BIO constraints (Viterbi), so that no slot starts with an ``I-`` tag;
-    otherwise each word takes its most likely tag."""
+    otherwise each word takes its most likely tag. With ``allowed`` ([C, T], ``class_tag_scores``)
+    and a model that gives both, the class and the tags are decoded jointly (``joint_decode``)."""
     model.eval()
     constraints = bio_transitions(tag_names) if tag_names else None
     crf: Optional[CRF] = getattr(model, "crf", None)
@@ -145,12 +193,20 @@ def predict(model: nn.Module, batches: LabelledBatches, tag_names: Optional[Sequ
             label_logits, tag_logits = model_outputs(model, batch)
             loss += float(summed_loss(label_logits, tag_logits, batch, 0.0, crf))
             units += batch.num_tgt_tokens
-            if label_logits is not None:
-                labels += label_logits.argmax(-1).tolist()
             if tag_logits is not None and constraints is not None:
                 # A CRF's emissions are scores already; plain tag logits become log-probabilities.
                 scores = tag_logits if crf is not None else torch.log_softmax(tag_logits, -1)
+                if label_logits is not None and allowed is not None:
+                    start, moves, *end = constraints
+                    batch_labels, batch_tags = joint_decode(
+                        label_logits, scores, batch.word_mask, start, moves,
+                        end[0] if end else None, allowed)
+                    labels += batch_labels
+                    tags += batch_tags
+                    continue
                 tags += viterbi(scores, batch.word_mask, *constraints)
+            if label_logits is not None:
+                labels += label_logits.argmax(-1).tolist()
             elif tag_logits is not None:
                 best = tag_logits.argmax(-1)
                 tags += [row[:n].tolist() for row, n in zip(best, batch.word_mask.sum(1))]
@@ -161,9 +217,11 @@ class LabellingObjective:
     """Cross-entropy on the classes and/or the word tags; validated by accuracy and slot F1."""
 
     def __init__(self, valid: LabelledBatches, labels: LabelVocab, tags: Optional[LabelVocab],
-                 tokenizer: SentencePieceTokenizer, valid_split: LabelledSplit) -> None:
+                 tokenizer: SentencePieceTokenizer, valid_split: LabelledSplit,
+                 slots: Optional[ClassSlots] = None) -> None:
         self.valid, self.labels, self.tags = valid, labels, tags
-        self.tokenizer, self.valid_split = tokenizer, valid_split
+        self.tokenizer, self.valid_split, self.slots = tokenizer, valid_split, slots
+        self.allowed = class_tag_scores(slots, labels.names, tags.names) if slots and tags else None
         self.metrics = ("loss", "accuracy", "macro_f1") + (("slot_f1",) if tags else ())
 
     def loss(self, model: nn.Module, batch: LabelledBatch, teacher_forcing: float,
@@ -172,7 +230,8 @@ class LabellingObjective:
                            getattr(model, "crf", None))
 
     def validate(self, model: nn.Module) -> dict[str, float]:
-        predictions = predict(model, self.valid, self.tags.names if self.tags else None)
+        predictions = predict(model, self.valid, self.tags.names if self.tags else None,
+                              self.allowed)
         metrics = {"loss": predictions.loss / max(predictions.units, 1)}
         metrics.update(score_predictions(predictions, self.valid_split, self.labels, self.tags,
                                          with_details=False))
@@ -180,7 +239,8 @@ class LabellingObjective:
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"tokenizers": TokenizerPair(self.tokenizer, self.tokenizer).state_dict(),
-                "labels": self.labels.names, "tags": None if self.tags is None else self.tags.names}
+                "labels": self.labels.names, "tags": None if self.tags is None else self.tags.names,
+                "class_slots": self.slots}
 
 
 def score_predictions(predictions: Predictions, split: LabelledSplit, labels: LabelVocab,
@@ -220,11 +280,15 @@ def build_labelling_model(model_cfg: DictConfig | dict, vocab_size: int, num_lab
 
 
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distributed,
-        task: Task = "classify", auxiliary_tags: bool = False) -> dict[str, Any]:
+        task: Task = "classify", auxiliary_tags: bool = False, joint_decoding: bool = True
+        ) -> dict[str, Any]:
     """Train a classifier or a tagger, score it on the test split and write the report.
 
     ``auxiliary_tags`` (classify): train a joint tagger (``model=tagger``) on the slot tags too,
     as extra supervision for the class, which is all it outputs (multi-task learning).
+    ``joint_decoding``: a model that gives classes and BIO tags decodes them together, keeping
+    to the slot types seen with each class in training (``joint_decode``); the checkpoint
+    carries those slot types, so prediction does the same.
     """
     from seq2seq.pipeline import test_checkpoint, train_model
     from seq2seq.topologies.translation import training_facts
@@ -263,7 +327,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         label_vocab.encode_known(valid.labels) if want_labels else None, 10**9, seed=0)
     model = build_labelling_model(cfg.model, tokenizer.vocab_size, len(label_vocab),
                                   len(tag_vocab) if tag_vocab else 0)
-    objective = LabellingObjective(valid_batches, label_vocab, tag_vocab, tokenizer, valid)
+    slots = class_slots(train.labels, train.tags) \
+        if joint_decoding and joint and want_labels and want_tags else None
+    objective = LabellingObjective(valid_batches, label_vocab, tag_vocab, tokenizer, valid, slots)
     state = train_model(cfg, run_dir, model, objective, batches, distributed)
     if not distributed.is_main:
         return {}
@@ -297,7 +363,8 @@ def labelling_report(labeller: "Labeller", test: LabelledSplit, report_dir: Path
     batches = evaluation_batches(test, labeller.tokenizer)
     report: dict[str, Any] = {"topology": labeller.task, "test_set": str(test.files["text"]),
                               "num_examples": len(test)}
-    predictions = predict(labeller.model, batches, labeller.tag_names)
+    predictions = predict(labeller.model, batches, labeller.tag_names, labeller.allowed)
+    report["joint_decoding"] = labeller.allowed is not None
     report.update(score_predictions(predictions, test, labeller.labels, labeller.tags))
     label_ids, tag_ids = predictions.labels, predictions.tags
     wrong = []
@@ -329,9 +396,12 @@ class Labeller:
     """
 
     def __init__(self, model: nn.Module, tokenizer: SentencePieceTokenizer, task: Task,
-                 labels: LabelVocab, tags: Optional[LabelVocab]) -> None:
+                 labels: LabelVocab, tags: Optional[LabelVocab],
+                 slots: Optional[ClassSlots] = None) -> None:
         self.model, self.tokenizer, self.task = model.eval(), tokenizer, task
         self.labels, self.tags = labels, tags
+        # Joint class + tag decoding, when the checkpoint was trained with it.
+        self.allowed = class_tag_scores(slots, labels.names, tags.names) if slots and tags else None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, payload: Optional[dict] = None) -> "Labeller":
@@ -347,7 +417,7 @@ class Labeller:
         model = build_labelling_model(config.model, tokenizer.vocab_size, len(labels),
                                       len(tags) if tags else 0)
         model.load_state_dict(payload["model"])
-        return cls(model, tokenizer, task, labels, tags)
+        return cls(model, tokenizer, task, labels, tags, payload.get("class_slots"))
 
     @property
     def tag_names(self) -> Optional[list[str]]:
@@ -363,7 +433,7 @@ class Labeller:
         if not filled:
             return out
         label_ids, tag_ids, _, _ = predict(self.model, evaluation_batches(split, self.tokenizer),
-                                           self.tag_names)
+                                           self.tag_names, self.allowed)
         for k, i in enumerate(filled):
             parts = []
             if label_ids is not None:
