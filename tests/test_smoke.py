@@ -121,3 +121,19 @@ def test_train_script_reports_bad_data_clearly(tmp_path):
                      f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode != 0
     assert "nowhere/train.en" in result.stderr.decode() + result.stdout.decode()
+
+
+def test_search_sweep_scores_each_setting(trained_run, tmp_path):
+    numbers = trained_run.parent / "numbers"
+    out = tmp_path / "sweep.json"
+    result = run_cli("search_sweep.py", "--checkpoint", str(trained_run / "checkpoints" / "best.pt"),
+                     "--src", str(numbers / "valid.en"), "--ref", str(numbers / "valid.de"),
+                     "--beams", "1", "3", "--length-penalties", "0", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr.decode()
+    rows = json.loads(out.read_text())
+    assert sorted((r["beam"], r["length_penalty"]) for r in rows) == [(1, 0), (1, 1), (3, 0), (3, 1)]
+    assert rows == sorted(rows, key=lambda r: -r["bleu"])
+    assert "lc BLEU" in result.stdout.decode()
+    bad = run_cli("search_sweep.py", "--checkpoint", str(trained_run / "checkpoints" / "best.pt"),
+                  "--src", str(numbers / "valid.en"), "--ref", str(numbers / "train.de"))
+    assert bad.returncode == 2 and "sources but" in bad.stderr.decode()
