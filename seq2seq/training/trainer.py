@@ -237,13 +237,21 @@ class Trainer:
         tokens = int(round(total))
         value = loss_sum / max(tokens, 1)
         if math.isfinite(value):
-            for param in self.model.parameters():
-                if param.grad is not None:
-                    param.grad.div_(tokens)
-            if self.settings.clip_norm > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.clip_norm)
+            self._scale_and_clip(1.0 / max(tokens, 1))
             self.optimizer.step()
         return value, tokens, [f > 0 for f in flag_sums]
+
+    def _scale_and_clip(self, scale: float) -> None:
+        """Multiply the gradients by ``scale`` (1 / target tokens) and clip their norm to
+        ``clip_norm``, in one pass over them: the norm of the scaled gradients is ``scale`` times
+        that of the summed ones, so both factors go into a single multiplication."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if not grads:
+            return
+        if self.settings.clip_norm > 0:
+            norm = float(nn.utils.get_total_norm(grads)) * scale
+            scale *= min(1.0, self.settings.clip_norm / (norm + 1e-6))  # as clip_grad_norm_
+        torch._foreach_mul_(grads, scale)
 
     def _check_finite(self, loss: float) -> bool:
         """Count non-finite losses; raise NonFiniteLoss after ``max_nonfinite`` in a row."""

@@ -1,7 +1,11 @@
-"""The LR plateau watches ``trainer.lr_metric``; early stopping keeps watching its own metric."""
+"""Trainer units: the LR plateau watches ``trainer.lr_metric`` (early stopping keeps its own
+metric); gradients are scaled per token and clipped as ``clip_grad_norm_`` would."""
+
+import copy
 
 import pytest
 import torch
+from torch import nn
 
 from seq2seq.errors import ConfigError
 from seq2seq.training.trainer import Trainer, TrainerSettings
@@ -56,3 +60,21 @@ def test_an_unknown_lr_metric_names_the_option(tmp_path):
                       FixedFigures(WOBBLE), tmp_path, {})
     with pytest.raises(ConfigError, match="trainer.lr_metric=accuracy .* choose from bleu, loss"):
         trainer.validate()
+
+
+@pytest.mark.parametrize("clip", [0.0, 1.0, 1e-3])  # off, rarely active, always active
+def test_one_pass_scaling_and_clipping_matches_torch(tmp_path, clip):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Linear(7, 3))
+    twin = copy.deepcopy(model)
+    x = torch.randn(4, 5)
+    for m in (model, twin):
+        m(x).pow(2).sum().backward()
+    trainer = Trainer(TrainerSettings(clip_norm=clip), model, FixedFigures([]), tmp_path, {})
+    trainer._scale_and_clip(1 / 13)
+    for p in twin.parameters():
+        p.grad.div_(13)
+    if clip:
+        nn.utils.clip_grad_norm_(twin.parameters(), clip)
+    for ours, theirs in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(ours.grad, theirs.grad)
