@@ -117,8 +117,8 @@ def train_model(cfg: DictConfig, run_dir: Path, model: nn.Module, objective: Obj
     return trainer.fit(batches)
 
 
-def test_checkpoint(cfg: DictConfig, run_dir: Path, model: nn.Module, objective: Objective,
-                    state: TrainState) -> tuple[Path, dict[str, Any]]:
+def choose_test_checkpoint(cfg: DictConfig, run_dir: Path, model: nn.Module,
+                           objective: Objective, state: TrainState) -> tuple[Path, dict[str, Any]]:
     """The checkpoint a run is tested with, and the report's facts about the choice.
 
     best.pt, unless ``trainer.average_last`` >= 2: then the last that many step checkpoints are

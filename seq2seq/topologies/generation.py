@@ -198,7 +198,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         task: str = "generate", judge_checkpoint: Optional[str] = None, temperature: float = 0.7,
         top_k: int = 0, max_length: int = 40) -> dict[str, Any]:
     """Train a class-conditioned generator, score it on the test split, write the report."""
-    from seq2seq.pipeline import test_checkpoint, train_model
+    from seq2seq.pipeline import choose_test_checkpoint, train_model
     from seq2seq.topologies.labelling import prepare_labelled
     from seq2seq.topologies.translation import training_facts
 
@@ -225,7 +225,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     if not distributed.is_main:
         return {}
 
-    best, averaging = test_checkpoint(cfg, run_dir, model, objective, state)
+    best, averaging = choose_test_checkpoint(cfg, run_dir, model, objective, state)
     generator = Generator.from_checkpoint(best)
     test = corpus.read(corpus.test, labels=True, tags=False)
     report = generation_report(generator, test.labels, [" ".join(w) for w in test.words],

@@ -290,7 +290,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     to the slot types seen with each class in training (``joint_decode``); the checkpoint
     carries those slot types, so prediction does the same.
     """
-    from seq2seq.pipeline import test_checkpoint, train_model
+    from seq2seq.pipeline import choose_test_checkpoint, train_model
     from seq2seq.topologies.translation import training_facts
 
     if task not in ("classify", "tag"):
@@ -334,7 +334,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     if not distributed.is_main:
         return {}
 
-    best, averaging = test_checkpoint(cfg, run_dir, model, objective, state)
+    best, averaging = choose_test_checkpoint(cfg, run_dir, model, objective, state)
     labeller = Labeller.from_checkpoint(best)
     test = corpus.read(corpus.test, labels=want_labels, tags=want_tags)
     report = labelling_report(labeller, test, run_dir, errors=max(cfg.report.samples, 10))

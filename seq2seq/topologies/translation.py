@@ -89,7 +89,7 @@ class TranslationObjective:
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distributed
         ) -> dict[str, Any]:
     """Train a translation model, translate the test split and write the BLEU report."""
-    from seq2seq.pipeline import prepare, test_checkpoint, train_model  # shared by every topology
+    from seq2seq.pipeline import choose_test_checkpoint, prepare, train_model  # shared steps
 
     with distributed.main_first():  # rank 0 fills the corpus and tokenizer caches
         files, tokenizers = prepare(cfg)
@@ -114,7 +114,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     if not distributed.is_main:
         return {}
 
-    best, averaging = test_checkpoint(cfg, run_dir, model, objective, state)
+    best, averaging = choose_test_checkpoint(cfg, run_dir, model, objective, state)
     translator = Translator.from_checkpoint(best)
     test = files.read(files.test)
     hypotheses = translator.translate(test.src)
