@@ -98,6 +98,7 @@ def test_tag_end_to_end_scores_words_not_pieces(tmp_path, output):
     assert report["slot_f1"] >= 80 and set(report["per_slot"]) == {"artist", "city"}
     assert "accuracy" in report  # the joint model also predicts the intent
     assert report["joint_decoding"] is True  # ... decoded together with the tags
+    assert "decoded jointly" in (tmp_path / "run" / "report.md").read_text()
     data = tmp_path / "corpus" / "test"
     result = run_cli("evaluate.py", "--checkpoint", str(tmp_path / "run" / "checkpoints" / "best.pt"),
                      "--src", str(data / "seq.in"), "--ref", str(data / "seq.out"),

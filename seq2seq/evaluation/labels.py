@@ -72,13 +72,16 @@ def _examples_table(rows: Sequence[dict]) -> Table:
 REPORT_KEYS = {"accuracy", "macro_f1", "per_class", "confusion_matrix", "classes", "slot_f1",
                "slot_precision", "slot_recall", "per_slot", "confusion_png", "errors", "perplexity",
                "distinct_1", "distinct_2", "intent_fidelity", "samples", "learning_curve",
-               "test_set", "num_examples", "temperature", "top_k"}
+               "test_set", "num_examples", "temperature", "top_k", "joint_decoding"}
 
 
 def labelling_sections(report: dict[str, Any]) -> list[Section]:
     """The report of a classify, tag or generate run, whichever figures it has."""
     out = []
     test = f"Test set: `{report['test_set']}` ({report['num_examples']:,} utterances)."
+    if report.get("joint_decoding"):
+        test += (" Class and slot tags decoded jointly: each class keeps to the slot types seen "
+                 "with it in training.")
     if "accuracy" in report:
         out.append(Section("Intent classification", [
             test, Table(["metric", "score"], [["accuracy", report["accuracy"]],
