@@ -9,15 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from seq2seq.errors import CheckpointError
 from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint
 
 Predict = Callable[[Sequence[str], int], list[str]]  # (lines, line_offset) -> output lines
 
 
-def load_predictor(path: str | Path, beam: Optional[int] = None, batch_size: Optional[int] = None,
-                   temperature: Optional[float] = None, top_k: Optional[int] = None) -> Predict:
+def load_predictor(path: str | Path | Sequence[str | Path], beam: Optional[int] = None,
+                   batch_size: Optional[int] = None, temperature: Optional[float] = None,
+                   top_k: Optional[int] = None) -> Predict:
+    """The predictor of a checkpoint, or of an ensemble of translation checkpoints."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    path = paths[0]
     payload = load_checkpoint(path)  # read once, whichever kind it is
     task = checkpoint_task(payload)
+    if len(paths) > 1 and task != "translate":
+        raise CheckpointError(f"{path}: a {task} checkpoint; only translation checkpoints make "
+                              "ensembles")
     if task in ("classify", "tag"):
         from seq2seq.topologies.labelling import Labeller
         labeller = Labeller.from_checkpoint(path, payload=payload)
@@ -28,5 +36,7 @@ def load_predictor(path: str | Path, beam: Optional[int] = None, batch_size: Opt
                                               top_k=top_k)
         return lambda lines, offset=0: generator.generate(lines, line_offset=offset)
     from seq2seq.translate import Translator
-    translator = Translator.from_checkpoint(path, payload=payload, beam=beam, batch_size=batch_size)
+    translator = Translator.from_checkpoints(paths, beam=beam, batch_size=batch_size) \
+        if len(paths) > 1 else \
+        Translator.from_checkpoint(path, payload=payload, beam=beam, batch_size=batch_size)
     return lambda lines, offset=0: translator.translate(lines, line_offset=offset)

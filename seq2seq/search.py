@@ -9,10 +9,10 @@ hand-made scores without a model. Sentences leave the batch as soon as they are 
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Optional, Protocol
+from typing import Callable, NamedTuple, Optional, Protocol, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from seq2seq.errors import check_range
 from seq2seq.models.decoder import DecoderState, Memory
@@ -52,6 +52,47 @@ class ModelStepper:
         out = self.model.decoder.step(prev_tokens, state.decoder, state.memory)
         return (torch.log_softmax(out.logits.float(), dim=-1), SearchState(out.state, state.memory),
                 out.attention)
+
+
+class Ensemble(nn.Module):
+    """Several translation models of the same vocabularies, decoded as one: each step's
+    next-token distribution is the mean of the members' (fairseq's and OpenNMT's ensembles)."""
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least two models, got {len(members)}")
+        self.members = nn.ModuleList(members)
+
+
+class EnsembleState(NamedTuple):
+    members: tuple  # one SearchState per member
+
+    def index_select(self, order: Tensor) -> "EnsembleState":
+        return EnsembleState(tuple(state.index_select(order) for state in self.members))
+
+
+class EnsembleStepper:
+    """Adapts an ``Ensemble`` to the ``Stepper`` protocol: log of the members' mean probability;
+    the attention shown is the first member's."""
+
+    def __init__(self, ensemble: Ensemble) -> None:
+        self.steppers = [ModelStepper(model) for model in ensemble.members]
+
+    def start(self, src: Tensor, src_len: Tensor) -> EnsembleState:
+        return EnsembleState(tuple(stepper.start(src, src_len) for stepper in self.steppers))
+
+    def step(self, prev_tokens: Tensor, state: EnsembleState):
+        outputs = [stepper.step(prev_tokens, member)
+                   for stepper, member in zip(self.steppers, state.members)]
+        log_probs = torch.stack([log_p for log_p, _, _ in outputs])
+        mean = torch.logsumexp(log_probs, dim=0) - math.log(len(outputs))
+        return mean, EnsembleState(tuple(s for _, s, _ in outputs)), outputs[0][2]
+
+
+def stepper_for(model: nn.Module):
+    """The ``Stepper`` that decodes ``model`` (an EncoderDecoder or an ``Ensemble`` of them)."""
+    return EnsembleStepper(model) if isinstance(model, Ensemble) else ModelStepper(model)
 
 
 def max_output_lengths(src_len: Tensor, ratio: float, cap: int) -> Tensor:
@@ -203,9 +244,10 @@ def beam_search(stepper: Stepper, state, batch_size: int, max_len: Tensor, beam:
 def decode(model, src: Tensor, src_len: Tensor, beam: int = 1, alpha: float = 0.0,
            max_length_ratio: float = 2.0, max_length: int = 200,
            return_attention: bool = False) -> list[Hypothesis]:
-    """Translate a batch with an EncoderDecoder: greedy when ``beam == 1``, else beam search."""
+    """Translate a batch with an EncoderDecoder (or an ``Ensemble``): greedy when ``beam == 1``,
+    else beam search."""
     check_range("beam", beam, 1)
-    stepper = ModelStepper(model)
+    stepper = stepper_for(model)
     with torch.inference_mode():
         state = stepper.start(src, src_len)
         limits = max_output_lengths(src_len, max_length_ratio, max_length)

@@ -11,10 +11,10 @@ from typing import NamedTuple, Optional, Sequence
 from torch import Tensor, nn
 
 from seq2seq.data.batching import make_batch
-from seq2seq.errors import check_range
-from seq2seq.search import Hypothesis, decode
+from seq2seq.errors import CheckpointError, check_range
+from seq2seq.search import Ensemble, Hypothesis, decode
 from seq2seq.tokenization import TokenizerPair
-from seq2seq.training.checkpoint import load_checkpoint, model_from_checkpoint
+from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint, model_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,27 @@ class Translator:
         settings.update({k: v for k, v in search_overrides.items() if v is not None})
         max_input = int(config.get("data", {}).get("max_length", 250))
         return cls(model, tokenizers, SearchSettings(**settings), max_input_length=max_input)
+
+    @classmethod
+    def from_checkpoints(cls, paths: Sequence[str | Path], **search_overrides) -> "Translator":
+        """One checkpoint: ``from_checkpoint``. Several: their ensemble (``search.Ensemble``),
+        which needs the same tokenizers in all; search settings come from the first."""
+        if len(paths) == 1:
+            return cls.from_checkpoint(paths[0], **search_overrides)
+        first = cls.from_checkpoint(paths[0], **search_overrides)
+        members = [first.model]
+        for path in paths[1:]:
+            payload = load_checkpoint(path)
+            task = checkpoint_task(payload)
+            if task != "translate":
+                raise CheckpointError(f"{path}: a {task} checkpoint; ensembles are of "
+                                      "translation checkpoints")
+            if TokenizerPair.from_state_dict(payload["tokenizers"]).state_dict() != \
+                    first.tokenizers.state_dict():
+                raise CheckpointError(f"{path}: its SentencePiece models differ from those of "
+                                      f"{paths[0]}; an ensemble's members must share them")
+            members.append(model_from_checkpoint(payload)[0])
+        return cls(Ensemble(members), first.tokenizers, first.search, first.max_input_length)
 
     def _encode(self, sentences: Sequence[str], line_offset: int = 0
                 ) -> tuple[list[list[int]], list[int]]:

@@ -7,10 +7,10 @@ import torch
 
 from seq2seq.errors import ConfigError
 from seq2seq.search import (
-    ModelStepper, beam_search, decode, greedy_search, length_penalty, max_output_lengths,
-    top_candidates,
+    Ensemble, EnsembleStepper, ModelStepper, beam_search, decode, greedy_search, length_penalty,
+    max_output_lengths, top_candidates,
 )
-from seq2seq.tokenization import BOS, EOS
+from seq2seq.tokenization import BOS, EOS, PAD
 from tests.test_models import tiny_model
 
 A, B_ = 4, 5  # two ordinary tokens; ids 0-3 are pad, unk, bos, eos
@@ -125,3 +125,20 @@ def test_attention_rows_match_output_length():
 def test_beam_zero_is_a_config_error():
     with pytest.raises(ConfigError, match="beam=0"):
         decode(tiny_model(), torch.tensor([[4, 3]]), torch.tensor([2]), beam=0)
+
+
+def test_ensemble_averages_the_members_probabilities():
+    first = tiny_model()
+    torch.manual_seed(5)
+    second = tiny_model(attention="luong")
+    src, src_len = torch.tensor([[4, 5, 6, 3], [8, 9, 3, PAD]]), torch.tensor([4, 3])
+    stepper = EnsembleStepper(Ensemble([first, second]))
+    prev = torch.tensor([2, 2])
+    mixed, state, _ = stepper.step(prev, stepper.start(src, src_len))
+    singles = [ModelStepper(m).step(prev, ModelStepper(m).start(src, src_len))[0] for m in (first, second)]
+    torch.testing.assert_close(mixed.exp(), (singles[0].exp() + singles[1].exp()) / 2)
+    assert state.index_select(torch.tensor([1])).members[0].memory.states.size(0) == 1
+    # An ensemble of a model with itself decodes exactly as the model alone.
+    alone = decode(first, src, src_len, beam=3)
+    twice = decode(Ensemble([first, first]), src, src_len, beam=3)
+    assert [h.tokens for h in twice] == [h.tokens for h in alone]

@@ -137,3 +137,28 @@ def test_search_sweep_scores_each_setting(trained_run, tmp_path):
     bad = run_cli("search_sweep.py", "--checkpoint", str(trained_run / "checkpoints" / "best.pt"),
                   "--src", str(numbers / "valid.en"), "--ref", str(numbers / "train.de"))
     assert bad.returncode == 2 and "sources but" in bad.stderr.decode()
+
+
+def test_translate_and_evaluate_with_an_ensemble(trained_run, tmp_path):
+    best, last = (str(trained_run / "checkpoints" / name) for name in ("best.pt", "last.pt"))
+    result = run_cli("translate.py", "--checkpoint", best, last, "--beam", "2",
+                     stdin=b"we have two cats\n\ni see a red dog\n")
+    assert result.returncode == 0, result.stderr.decode()
+    assert len(result.stdout.decode().split("\n")) == 4  # three lines out, then the final newline
+    numbers = trained_run.parent / "numbers"
+    result = run_cli("evaluate.py", "--checkpoint", best, last, "--src", str(numbers / "test.en"),
+                     "--ref", str(numbers / "test.de"), "--report-dir", str(tmp_path / "eval"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert " + " in json.loads((tmp_path / "eval" / "report.json").read_text())["checkpoint"]
+
+
+def test_an_ensemble_member_of_another_topology_is_named(trained_run, tmp_path):
+    from seq2seq.errors import CheckpointError
+    from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
+    best = trained_run / "checkpoints" / "best.pt"
+    payload = load_checkpoint(best)
+    payload["config"]["topology"] = {"task": "tag"}
+    other = tmp_path / "tagger.pt"
+    save_checkpoint(other, payload)
+    with pytest.raises(CheckpointError, match="tagger.pt: a tag checkpoint"):
+        Translator.from_checkpoints([best, other])

@@ -1,7 +1,7 @@
 """``seq2seq-evaluate`` / ``python scripts/evaluate.py``: score translations, write a report.
 
-Either translate a source file with a checkpoint and score the output
-    --checkpoint PATH --src F --ref F [--beam N]
+Either translate a source file with a checkpoint (or an ensemble of several) and score the output
+    --checkpoint PATH [PATH ...] --src F --ref F [--beam N]
 or score an existing output
     --hyp F --ref F
 Prints BLEU, chrF and TER with their sacrebleu signatures and 95% bootstrap intervals, and writes
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from seq2seq.data.corpus import read_lines, write_lines
-from seq2seq.errors import DataError, Seq2SeqError
+from seq2seq.errors import CheckpointError, DataError, Seq2SeqError
 from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
 from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint
@@ -33,7 +33,9 @@ from seq2seq.translate import Translator
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="seq2seq-evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="translate --src with this checkpoint")
+    parser.add_argument("--checkpoint", nargs="+",
+                        help="translate --src with this checkpoint (several translation "
+                             "checkpoints: their ensemble)")
     parser.add_argument("--src", help="source sentences, one per line")
     parser.add_argument("--hyp", help="translations to score, one per line (instead of --checkpoint)")
     parser.add_argument("--ref", required=True, help="reference translations, one per line")
@@ -69,10 +71,15 @@ def read_aligned(path: str, references: list[str], what: str) -> list[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    members = args.checkpoint or []
+    args.checkpoint = members[0] if members else None
     try:
         payload = load_checkpoint(args.checkpoint) if args.checkpoint else None
         task = checkpoint_task(payload) if payload else args.task
         if task != "translate":
+            if len(members) > 1:
+                raise CheckpointError(f"{args.checkpoint}: a {task} checkpoint; only "
+                                      "translation checkpoints make ensembles")
             return evaluate_labels(args, task, payload)
         references = read_lines(args.ref, allow_empty=True)
         sources = read_aligned(args.src, references, "--src") if args.src else [""] * len(references)
@@ -80,11 +87,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                       if p}}
         attention: list = []
         if args.checkpoint:
-            translator = Translator.from_checkpoint(args.checkpoint, payload, beam=args.beam)
+            translator = Translator.from_checkpoints(members, beam=args.beam) if len(members) > 1 \
+                else Translator.from_checkpoint(args.checkpoint, payload, beam=args.beam)
             hypotheses = translator.translate(sources)
             attention = translator.translate_detailed(sources[: args.attention_plots],
                                                       return_attention=True)
-            facts.update(checkpoint=args.checkpoint, beam=translator.search.beam,
+            facts.update(checkpoint=" + ".join(members), beam=translator.search.beam,
                          num_params=count_parameters(translator.model),
                          decode_seconds=round(translator.last_seconds, 2))
             hyp_path = write_lines(Path(args.report_dir) / "hypotheses.txt", hypotheses)

@@ -23,7 +23,9 @@ from seq2seq.predict import load_predictor
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="seq2seq-translate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a best.pt or last.pt file")
+    parser.add_argument("--checkpoint", required=True, nargs="+",
+                        help="a best.pt or last.pt file; several translation checkpoints of the "
+                             "same vocabulary decode as an ensemble (mean of their probabilities)")
     parser.add_argument("--beam", type=int, default=None,
                         help="beam width (1 = greedy); default: the checkpoint's search.beam")
     parser.add_argument("--batch-size", type=int, default=None, help="sentences per batch")
