@@ -71,19 +71,42 @@ def test_attention_weights_sum_to_one_and_skip_padding(cls):
     assert torch.all(weights[1, :, :2] > 0)
 
 
-def test_whole_target_path_equals_step_by_step():
-    """The fused teacher-forced unroll (one RNN call) gives the same logits as stepping."""
-    model = tiny_model(attention="bahdanau")
-    src, src_len = torch.tensor([[4, 5, 6, 3]]), torch.tensor([4])
-    tgt_in = torch.tensor([[2, 7, 8, 9]])
-    fused = model(src, src_len, tgt_in).logits
-    memory, state = model.encode(src, src_len)
-    steps = []
-    for t in range(tgt_in.size(1)):
-        out = model.decoder.step(tgt_in[:, t], state, memory)
-        steps.append(out.logits)
-        state = out.state
-    torch.testing.assert_close(fused, torch.stack(steps, 1), rtol=1e-5, atol=1e-6)
+@pytest.mark.parametrize("cell,layers,attention,input_feeding", [
+    ("gru", 1, "bahdanau", False),   # one RNN call over the whole target
+    ("gru", 1, "bahdanau", True),    # input feeding: embeddings projected for all steps at once
+    ("lstm", 2, "luong", True),
+    ("rnn", 1, "none", True),        # ... with the encoder summary as a third input part
+])
+def test_teacher_forced_unroll_equals_step_by_step(cell, layers, attention, input_feeding):
+    """The teacher-forced unroll gives the logits and the gradients of stepping one token at a
+    time (``decoder.step``, the path search uses)."""
+    model = tiny_model(cell=cell, layers=layers, attention=attention, input_feeding=input_feeding)
+    src, src_len = torch.tensor([[4, 5, 6, 3], [8, 9, 3, PAD]]), torch.tensor([4, 3])
+    tgt_in = torch.tensor([[2, 7, 8, 9], [2, 5, 6, 7]])
+    weights = torch.randn(2, 4, V)
+
+    def logits_and_grads(unrolled: bool):
+        model.zero_grad()
+        if unrolled:
+            logits = model(src, src_len, tgt_in).logits
+        else:
+            memory, state = model.encode(src, src_len)
+            steps = []
+            for t in range(tgt_in.size(1)):
+                out = model.decoder.step(tgt_in[:, t], state, memory)
+                steps.append(out.logits)
+                state = out.state
+            logits = torch.stack(steps, 1)
+        (logits * weights).sum().backward()
+        return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                 if p.grad is not None}
+
+    fused, fused_grads = logits_and_grads(True)
+    stepped, stepped_grads = logits_and_grads(False)
+    torch.testing.assert_close(fused, stepped, rtol=1e-5, atol=1e-6)
+    assert fused_grads.keys() == stepped_grads.keys()
+    for name, grad in fused_grads.items():
+        torch.testing.assert_close(grad, stepped_grads[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize("input_feeding,ratio", [(False, 1.0), (True, 1.0), (False, 0.5)])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seq2seq.errors import check_range
@@ -127,6 +128,28 @@ class RNNDecoder(nn.Module):
         else:
             outputs, hidden = self.rnn(rnn_in, state.hidden)
             cell = None
+        return self._read(outputs, hidden, cell, memory)
+
+    def _run_known(self, gates: Tensor, rest_weight: Tensor, state: DecoderState, memory: Memory
+                   ) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
+        """One teacher-forced step whose embedding part of the input projection, ``gates`` [B, G],
+        was computed for all steps at once (``_embedding_gates``)."""
+        parts = [state.feed] + ([memory.summary] if self.attention is None else [])
+        rest = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        out, hidden, cell = rnn_step(self.rnn, rest, state.hidden, state.cell,
+                                     first_layer=(rest_weight, gates))
+        return self._read(out.unsqueeze(1), hidden, cell, memory)
+
+    def _embedding_gates(self, embedded: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Layer 0's input projection of the embeddings [B, T, E] for all steps in one matmul (T
+        x [B, G], bias included), and the columns of W_ih left for the other inputs."""
+        w_ih = self.rnn.weight_ih_l0
+        w_embedding, w_rest = w_ih.split([embedded.size(-1), w_ih.size(1) - embedded.size(-1)], 1)
+        return F.linear(embedded, w_embedding, self.rnn.bias_ih_l0).unbind(1), w_rest
+
+    def _read(self, outputs: Tensor, hidden: Tensor, cell: Optional[Tensor], memory: Memory
+              ) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
+        """Attention and the readout tanh(W [h; context]) over RNN outputs [B, T, H]."""
         if self.attention is None:
             context = memory.summary.unsqueeze(1).expand(-1, outputs.size(1), -1)
             weights = None
@@ -160,10 +183,13 @@ class RNNDecoder(nn.Module):
             # kernels) and attention for all steps in one batched matmul.
             readout, _, weights = self._run(self.dropout(self.embedding(tgt_in)), state, memory)
             return DecoderOutput(self._output(readout, output_mask), weights)
+        sampling = teacher_forcing_ratio < 1.0
+        embedded = self.dropout(self.embedding(tgt_in))  # [B, T, E], reference inputs
+        if not sampling and isinstance(self.rnn, nn.RNNBase):
+            return self._forward_known(embedded, state, memory, output_mask)
         # unbind, not embedded[:, t]: slicing would give each step's gradient the full [B, T, E]
         # shape, zero-filled and summed T times in the backward pass.
-        embedded = self.dropout(self.embedding(tgt_in)).unbind(1)  # T x [B, E], reference inputs
-        sampling = teacher_forcing_ratio < 1.0
+        embedded = embedded.unbind(1)
         readouts, logits, weights = [], [], []
         for t in range(tgt_in.size(1)):
             reference = embedded[t].unsqueeze(1)
@@ -183,6 +209,20 @@ class RNNDecoder(nn.Module):
             stacked = torch.stack(logits, dim=1)
             return DecoderOutput(stacked if output_mask is None else stacked[output_mask], attention)
         # Under teacher forcing the output layer runs once, over all steps together.
+        return DecoderOutput(self._output(torch.cat(readouts, dim=1), output_mask), attention)
+
+    def _forward_known(self, embedded: Tensor, state: DecoderState, memory: Memory,
+                       output_mask: Optional[Tensor]) -> DecoderOutput:
+        """Teacher forcing with input feeding: only the embedding part of each step's input is
+        known in advance, so its projection is done for all steps in one matmul and the loop does
+        the rest (fewer, larger matmuls than projecting [embedding; feed] step by step)."""
+        gates, rest_weight = self._embedding_gates(embedded)
+        readouts, weights = [], []
+        for step_gates in gates:
+            readout, state, step_weights = self._run_known(step_gates, rest_weight, state, memory)
+            readouts.append(readout)
+            weights.append(step_weights)
+        attention = None if self.attention is None else torch.cat(weights, dim=1)
         return DecoderOutput(self._output(torch.cat(readouts, dim=1), output_mask), attention)
 
     def _output(self, readout: Tensor, output_mask: Optional[Tensor]) -> Tensor:

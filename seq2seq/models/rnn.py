@@ -56,7 +56,8 @@ def torch_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
     return {"gru": nn.GRU, "lstm": nn.LSTM}[cell](input_size, hidden_size, **options)
 
 
-def rnn_step(rnn: nn.RNNBase, x: Tensor, hidden: Tensor, cell: Optional[Tensor] = None
+def rnn_step(rnn: nn.RNNBase, x: Tensor, hidden: Tensor, cell: Optional[Tensor] = None,
+             first_layer: Optional[tuple[Tensor, Tensor]] = None
              ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """One time step of a unidirectional ``torch.nn`` RNN through its cell kernels.
 
@@ -64,11 +65,18 @@ def rnn_step(rnn: nn.RNNBase, x: Tensor, hidden: Tensor, cell: Optional[Tensor] 
     decoder loop; the cell kernels (what ``nn.GRUCell`` runs) give the same numbers for less.
     x: [B, I]; hidden, cell: [layers, B, H]. Returns the top layer's output [B, H] and the new
     hidden and cell states.
+
+    ``first_layer`` = (weight, gates): part of layer 0's input projection is already done.
+    ``gates`` [B, G] holds W_known · known_inputs + b_ih, and x is only the rest of the input,
+    multiplied by ``weight`` (the other columns of W_ih). The kernels add a [B, G] bias as they
+    add b_ih, so the result is the same as with the whole input.
     """
     hs, cs = [], []
     for k in range(rnn.num_layers):
         weights = (getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}"),
                    getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
+        if k == 0 and first_layer is not None:
+            weights = (first_layer[0], weights[1], first_layer[1], weights[3])
         if isinstance(rnn, nn.LSTM):
             h, c = torch.lstm_cell(x, (hidden[k], cell[k]), *weights)
             cs.append(c)
