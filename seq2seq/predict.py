@@ -17,7 +17,7 @@ Predict = Callable[[Sequence[str], int], list[str]]  # (lines, line_offset) -> o
 
 def load_predictor(path: str | Path | Sequence[str | Path], beam: Optional[int] = None,
                    batch_size: Optional[int] = None, temperature: Optional[float] = None,
-                   top_k: Optional[int] = None) -> Predict:
+                   top_k: Optional[int] = None, length_penalty: Optional[float] = None) -> Predict:
     """The predictor of a checkpoint, or of an ensemble of translation checkpoints."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     path = paths[0]
@@ -36,7 +36,7 @@ def load_predictor(path: str | Path | Sequence[str | Path], beam: Optional[int] 
                                               top_k=top_k)
         return lambda lines, offset=0: generator.generate(lines, line_offset=offset)
     from seq2seq.translate import Translator
-    translator = Translator.from_checkpoints(paths, beam=beam, batch_size=batch_size) \
-        if len(paths) > 1 else \
-        Translator.from_checkpoint(path, payload=payload, beam=beam, batch_size=batch_size)
+    search = dict(beam=beam, batch_size=batch_size, length_penalty=length_penalty)
+    translator = Translator.from_checkpoints(paths, **search) if len(paths) > 1 else \
+        Translator.from_checkpoint(path, payload=payload, **search)
     return lambda lines, offset=0: translator.translate(lines, line_offset=offset)

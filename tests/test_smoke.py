@@ -141,15 +141,17 @@ def test_search_sweep_scores_each_setting(trained_run, tmp_path):
 
 def test_translate_and_evaluate_with_an_ensemble(trained_run, tmp_path):
     best, last = (str(trained_run / "checkpoints" / name) for name in ("best.pt", "last.pt"))
-    result = run_cli("translate.py", "--checkpoint", best, last, "--beam", "2",
+    result = run_cli("translate.py", "--checkpoint", best, last, "--beam", "2", "--length-penalty", "1.2",
                      stdin=b"we have two cats\n\ni see a red dog\n")
     assert result.returncode == 0, result.stderr.decode()
     assert len(result.stdout.decode().split("\n")) == 4  # three lines out, then the final newline
     numbers = trained_run.parent / "numbers"
     result = run_cli("evaluate.py", "--checkpoint", best, last, "--src", str(numbers / "test.en"),
-                     "--ref", str(numbers / "test.de"), "--report-dir", str(tmp_path / "eval"))
+                     "--ref", str(numbers / "test.de"), "--length-penalty", "0.6",
+                     "--report-dir", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr.decode()
-    assert " + " in json.loads((tmp_path / "eval" / "report.json").read_text())["checkpoint"]
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert " + " in report["checkpoint"] and report["length_penalty"] == 0.6
 
 
 def test_an_ensemble_member_of_another_topology_is_named(trained_run, tmp_path):

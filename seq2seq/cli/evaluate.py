@@ -41,6 +41,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--ref", required=True, help="reference translations, one per line")
     parser.add_argument("--baseline", help="a second system: its output file, or a checkpoint (.pt)")
     parser.add_argument("--beam", type=int, default=None, help="beam width (with checkpoints)")
+    parser.add_argument("--length-penalty", type=float, default=None,
+                        help="GNMT length penalty alpha (with checkpoints); default: the checkpoint's")
     parser.add_argument("--report-dir", default=".", help="where the report files go")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--attention-plots", type=int, default=3,
@@ -87,12 +89,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                       if p}}
         attention: list = []
         if args.checkpoint:
-            translator = Translator.from_checkpoints(members, beam=args.beam) if len(members) > 1 \
-                else Translator.from_checkpoint(args.checkpoint, payload, beam=args.beam)
+            search = dict(beam=args.beam, length_penalty=args.length_penalty)
+            translator = Translator.from_checkpoints(members, **search) if len(members) > 1 \
+                else Translator.from_checkpoint(args.checkpoint, payload, **search)
             hypotheses = translator.translate(sources)
             attention = translator.translate_detailed(sources[: args.attention_plots],
                                                       return_attention=True)
             facts.update(checkpoint=" + ".join(members), beam=translator.search.beam,
+                         length_penalty=translator.search.length_penalty,
                          num_params=count_parameters(translator.model),
                          decode_seconds=round(translator.last_seconds, 2))
             hyp_path = write_lines(Path(args.report_dir) / "hypotheses.txt", hypotheses)
@@ -102,7 +106,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             facts["hypothesis_file"] = args.hyp
         baseline = None
         if args.baseline and args.baseline.endswith(".pt"):
-            baseline = Translator.from_checkpoint(args.baseline, beam=args.beam).translate(sources)
+            baseline = Translator.from_checkpoint(args.baseline, beam=args.beam,
+                                                  length_penalty=args.length_penalty).translate(sources)
         elif args.baseline:
             baseline = read_aligned(args.baseline, references, "--baseline")
         report = evaluation_report(

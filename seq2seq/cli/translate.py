@@ -28,6 +28,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              "same vocabulary decode as an ensemble (mean of their probabilities)")
     parser.add_argument("--beam", type=int, default=None,
                         help="beam width (1 = greedy); default: the checkpoint's search.beam")
+    parser.add_argument("--length-penalty", type=float, default=None,
+                        help="GNMT length penalty alpha; default: the checkpoint's search.length_penalty")
     parser.add_argument("--batch-size", type=int, default=None, help="sentences per batch")
     parser.add_argument("--temperature", type=float, default=None,
                         help="generate: sampling temperature (0 = greedy)")
@@ -52,6 +54,7 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[BinaryIO] = None,
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     try:
         predict = load_predictor(args.checkpoint, beam=args.beam, batch_size=args.batch_size,
+                                 length_penalty=args.length_penalty,
                                  temperature=args.temperature, top_k=args.top_k)
         source = open(args.input, "rb") if args.input else (stdin or sys.stdin.buffer)
         chunk = 1 if source.isatty() else max(1, args.chunk)
