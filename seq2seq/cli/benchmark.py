@@ -7,7 +7,8 @@ Measures, in one process and on the same batches:
       updates after --warmup, on length-sorted batches of 128 sentence pairs, for the reference
       model of ../shared/anchors/README.md (``model=reference``) and for the experiment's model;
   (b) the plain-PyTorch floor of ../shared/anchors/torch_floor.py on those batches, so the
-      framework's speed is a ratio measured side by side;
+      framework's speed is a ratio measured side by side: the four models take turns batch by
+      batch, so a change in the machine's speed during the run affects them alike;
   (c) decoding test_2016_flickr at batch 64 with an output cap of 100: sentences and tokens per
       second, greedy and beam 5, model load excluded, with the BLEU of each, using --checkpoint
       or, without one, the reference model trained for --train-steps updates here.
@@ -78,17 +79,24 @@ def sorted_batches(src: list[list[int]], tgt: list[list[int]], size: int, count:
     return [make_batch([src[i] for i in ids], [tgt[i] for i in ids], ids) for ids in chosen]
 
 
-def time_steps(step, batches: list[Batch], warmup: int) -> dict[str, float]:
-    """Run ``step(batch)`` on each batch; tokens per second over the batches after ``warmup``."""
-    seconds, tokens = 0.0, 0
+def time_steps(steps: dict[str, Any], batches: list[Batch], warmup: int) -> dict[str, dict]:
+    """Run every ``steps[name](batch)`` on each batch, the models taking turns batch by batch
+    (in an order that rotates), so that a drift in the machine's speed during the run hits them
+    all alike; tokens per second of each over the batches after ``warmup``."""
+    names = list(steps)
+    seconds = dict.fromkeys(names, 0.0)
+    tokens = 0
     for i, batch in enumerate(batches):
-        start = time.perf_counter()
-        step(batch)
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            start = time.perf_counter()
+            steps[name](batch)
+            if i >= warmup:
+                seconds[name] += time.perf_counter() - start
         if i >= warmup:
-            seconds += time.perf_counter() - start
             tokens += batch.num_tgt_tokens
-    return {"tokens_per_second": round(tokens / seconds, 1), "timed_steps": len(batches) - warmup,
-            "tokens_per_batch": round(tokens / max(len(batches) - warmup, 1), 1)}
+    timed = len(batches) - warmup
+    return {name: {"tokens_per_second": round(tokens / seconds[name], 1), "timed_steps": timed,
+                   "tokens_per_batch": round(tokens / max(timed, 1), 1)} for name in names}
 
 
 def framework_step(model: torch.nn.Module):
@@ -188,15 +196,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(42)
     # The reference model alone: an experiment's model settings would otherwise merge into it.
     reference = build_model(compose(["model=reference"]).model, vocab, vocab)
-    results["reference"] = time_steps(framework_step(reference), batches, args.warmup)
-    results["reference"]["params"] = sum(p.numel() for p in reference.parameters())
     torch.manual_seed(42)
     own = build_model(cfg.model, vocab, vocab)
-    results["experiment_model"] = time_steps(framework_step(own), batches, args.warmup)
-    results["experiment_model"]["params"] = sum(p.numel() for p in own.parameters())
     floor = load_floor(args.anchors)
-    for kind in ("loop", "fused"):
-        results[f"floor_{kind}"] = time_steps(floor_step(floor, vocab, kind), batches, args.warmup)
+    results.update(time_steps({"reference": framework_step(reference),
+                               "experiment_model": framework_step(own),
+                               "floor_loop": floor_step(floor, vocab, "loop"),
+                               "floor_fused": floor_step(floor, vocab, "fused")},
+                              batches, args.warmup))
+    results["reference"]["params"] = sum(p.numel() for p in reference.parameters())
+    results["experiment_model"]["params"] = sum(p.numel() for p in own.parameters())
 
     test = files.read(files.test)
     if args.checkpoint:
