@@ -299,3 +299,17 @@ def test_evaluate_scores_label_files_without_a_checkpoint(tmp_path, capsys):
     hyp.write_text("O B-artist\nB-city\n")
     assert evaluate_main(["--hyp", str(hyp), "--ref", str(gold), "--task", "tag"]) == 2
     assert "hyp.txt:1: 2 tags for the 3 words" in capsys.readouterr().err
+
+
+def test_predict_gives_one_tag_row_per_utterance_without_a_class_head(tmp_path):
+    # A tagger without the joint class head (and so without joint decoding) tags each utterance once.
+    from seq2seq.data.labelled import LabelledSplit
+    from seq2seq.topologies.labelling import Labeller, evaluation_batches, predict
+    run_training(compose_train(overrides_for(tmp_path, "snips_slots") + [
+        "trainer.max_steps=4", "trainer.validate_every=2", "model.joint=false",
+        "model.byte_features=0"]), tmp_path / "run")
+    labeller = Labeller.from_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    words = [u.split() for u in ["play some music by nina simone", "what is the weather in oslo"]]
+    batches = evaluation_batches(LabelledSplit(words, None, None, {}), labeller.tokenizer)
+    predictions = predict(labeller.model, batches, labeller.tag_names, labeller.allowed)
+    assert predictions.labels is None and [len(t) for t in predictions.tags] == [6, 6]

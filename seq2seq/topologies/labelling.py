@@ -205,11 +205,11 @@ def predict(model: nn.Module, batches: LabelledBatches, tag_names: Optional[Sequ
                     tags += batch_tags
                     continue
                 tags += viterbi(scores, batch.word_mask, *constraints)
-            if label_logits is not None:
-                labels += label_logits.argmax(-1).tolist()
             elif tag_logits is not None:
                 best = tag_logits.argmax(-1)
                 tags += [row[:n].tolist() for row, n in zip(best, batch.word_mask.sum(1))]
+            if label_logits is not None:
+                labels += label_logits.argmax(-1).tolist()
     return Predictions(labels or None, tags or None, loss, units)
 
 
