@@ -97,8 +97,7 @@ class Translator:
             if task != "translate":
                 raise CheckpointError(f"{path}: a {task} checkpoint; ensembles are of "
                                       "translation checkpoints")
-            if TokenizerPair.from_state_dict(payload["tokenizers"]).state_dict() != \
-                    first.tokenizers.state_dict():
+            if payload["tokenizers"] != first.tokenizers.state_dict():
                 raise CheckpointError(f"{path}: its SentencePiece models differ from those of "
                                       f"{paths[0]}; an ensemble's members must share them")
             members.append(model_from_checkpoint(payload)[0])
