@@ -36,7 +36,6 @@ def load_predictor(path: str | Path | Sequence[str | Path], beam: Optional[int] 
                                               top_k=top_k)
         return lambda lines, offset=0: generator.generate(lines, line_offset=offset)
     from seq2seq.translate import Translator
-    search = dict(beam=beam, batch_size=batch_size, length_penalty=length_penalty)
-    translator = Translator.from_checkpoints(paths, **search) if len(paths) > 1 else \
-        Translator.from_checkpoint(path, payload=payload, **search)
+    translator = Translator.from_checkpoints(paths, payload, beam=beam, batch_size=batch_size,
+                                             length_penalty=length_penalty)
     return lambda lines, offset=0: translator.translate(lines, line_offset=offset)

@@ -84,12 +84,14 @@ class Translator:
         return cls(model, tokenizers, SearchSettings(**settings), max_input_length=max_input)
 
     @classmethod
-    def from_checkpoints(cls, paths: Sequence[str | Path], **search_overrides) -> "Translator":
+    def from_checkpoints(cls, paths: Sequence[str | Path], payload: Optional[dict] = None,
+                         **search_overrides) -> "Translator":
         """One checkpoint: ``from_checkpoint``. Several: their ensemble (``search.Ensemble``),
-        which needs the same tokenizers in all; search settings come from the first."""
+        which needs the same tokenizers in all; search settings come from the first
+        (``payload``: the first checkpoint's contents, if already loaded)."""
+        first = cls.from_checkpoint(paths[0], payload, **search_overrides)
         if len(paths) == 1:
-            return cls.from_checkpoint(paths[0], **search_overrides)
-        first = cls.from_checkpoint(paths[0], **search_overrides)
+            return first
         members = [first.model]
         for path in paths[1:]:
             payload = load_checkpoint(path)

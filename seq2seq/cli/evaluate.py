@@ -89,9 +89,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                       if p}}
         attention: list = []
         if args.checkpoint:
-            search = dict(beam=args.beam, length_penalty=args.length_penalty)
-            translator = Translator.from_checkpoints(members, **search) if len(members) > 1 \
-                else Translator.from_checkpoint(args.checkpoint, payload, **search)
+            translator = Translator.from_checkpoints(members, payload, beam=args.beam,
+                                                     length_penalty=args.length_penalty)
             hypotheses = translator.translate(sources)
             attention = translator.translate_detailed(sources[: args.attention_plots],
                                                       return_attention=True)

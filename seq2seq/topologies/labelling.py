@@ -119,6 +119,13 @@ def class_slots(labels: Sequence[str], tags: Sequence[Sequence[str]]) -> ClassSl
     return {label: sorted(slots) for label, slots in seen.items()}
 
 
+def joint_decoding_scores(slots: Optional[ClassSlots], labels: LabelVocab,
+                          tags: Optional[LabelVocab]) -> Optional[Tensor]:
+    """``class_tag_scores`` for a model's classes and tags; None (independent decoding) without
+    a class/slot table or without tags."""
+    return class_tag_scores(slots, labels.names, tags.names) if slots and tags else None
+
+
 def class_tag_scores(slots: ClassSlots, class_names: Sequence[str], tag_names: Sequence[str]
                      ) -> Tensor:
     """[C, T] additive scores: 0 where a tag may go with a class (O, and the B-/I- tags of the
@@ -221,7 +228,7 @@ class LabellingObjective:
                  slots: Optional[ClassSlots] = None) -> None:
         self.valid, self.labels, self.tags = valid, labels, tags
         self.tokenizer, self.valid_split, self.slots = tokenizer, valid_split, slots
-        self.allowed = class_tag_scores(slots, labels.names, tags.names) if slots and tags else None
+        self.allowed = joint_decoding_scores(slots, labels, tags)
         self.metrics = ("loss", "accuracy", "macro_f1") + (("slot_f1",) if tags else ())
 
     def loss(self, model: nn.Module, batch: LabelledBatch, teacher_forcing: float,
@@ -401,7 +408,7 @@ class Labeller:
         self.model, self.tokenizer, self.task = model.eval(), tokenizer, task
         self.labels, self.tags = labels, tags
         # Joint class + tag decoding, when the checkpoint was trained with it.
-        self.allowed = class_tag_scores(slots, labels.names, tags.names) if slots and tags else None
+        self.allowed = joint_decoding_scores(slots, labels, tags)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, payload: Optional[dict] = None) -> "Labeller":
