@@ -16,6 +16,7 @@ from torch import nn
 from seq2seq.config import build
 from seq2seq.data.corpus import CorpusFiles
 from seq2seq.errors import ConfigError
+from seq2seq.runtime import keep_freed_memory
 from seq2seq.tokenization import TokenizerPair, TokenizerSettings, build_tokenizers
 from seq2seq.training.distributed import Distributed, init_distributed, shutdown_distributed
 from seq2seq.training.averaging import average_checkpoints
@@ -93,6 +94,8 @@ def _run_training(cfg: DictConfig, run_dir: Path, overrides: list[str] | None,
     seed_everything(cfg.seed)
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
+    if cfg.get("keep_freed_memory"):
+        keep_freed_memory()
     topology = build(cfg.topology)  # e.g. seq2seq.topologies.translation.run
     return topology(cfg=cfg, run_dir=run_dir, overrides=list(overrides or []),
                     distributed=distributed)

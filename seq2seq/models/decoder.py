@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from seq2seq.errors import check_range
 from seq2seq.models.attention import AttentionName, build_attention
+from seq2seq.models.dropout import Dropout
 from seq2seq.models.encoder import EncoderOutput
 from seq2seq.models.rnn import Cell, build_rnn, check_rnn_options, has_cell_state, rnn_step
 from seq2seq.tokenization import PAD
@@ -81,7 +82,7 @@ class RNNDecoder(nn.Module):
         rnn_input = embedding_dim + (self.readout_size if input_feeding else 0) + \
             (context_size if self.attention is None else 0)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = build_rnn(cell, rnn_input, hidden_size, num_layers, False, dropout, residual,
                              implementation)
         self.bridge = nn.Linear(context_size, num_layers * hidden_size) if bridge else None

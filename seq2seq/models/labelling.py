@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from seq2seq.errors import check_choice, check_range
 from seq2seq.models.crf import CRF
+from seq2seq.models.dropout import Dropout
 from seq2seq.models.encoder import EncoderOutput, RNNEncoder
 from seq2seq.tokenization import EOS, PAD, UNK
 
@@ -47,7 +48,7 @@ class Pooling(nn.Module):
 
 
 def _head(size: int, hidden: int, outputs: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(size, hidden), nn.Tanh(), nn.Dropout(dropout),
+    return nn.Sequential(nn.Linear(size, hidden), nn.Tanh(), Dropout(dropout),
                          nn.Linear(hidden, outputs))
 
 
@@ -179,3 +180,4 @@ class SequenceTagger(nn.Module):
 def _at(states: Tensor, positions: Tensor) -> Tensor:
     """states [B, S, H] at positions [B, W] -> [B, W, H]."""
     return states.gather(1, positions.unsqueeze(-1).expand(-1, -1, states.size(-1)))
+

@@ -15,12 +15,12 @@ from __future__ import annotations
 from typing import Literal, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.errors import ConfigError, check_choice, check_range
 from seq2seq.models.cells import ReferenceLayer
+from seq2seq.models.dropout import Dropout, dropout as apply_dropout
 
 Cell = Literal["rnn", "rnn_relu", "gru", "lstm", "lstm_peephole"]
 CELLS: tuple[str, ...] = ("rnn", "rnn_relu", "gru", "lstm", "lstm_peephole")
@@ -87,7 +87,7 @@ def rnn_step(rnn: nn.RNNBase, x: Tensor, hidden: Tensor, cell: Optional[Tensor] 
             h = kernel(x, hidden[k], *weights)
         hs.append(h)
         # torch.nn applies its dropout to the outputs of every layer but the last
-        x = F.dropout(h, rnn.dropout, rnn.training) if k < rnn.num_layers - 1 else h
+        x = apply_dropout(h, rnn.dropout, rnn.training) if k < rnn.num_layers - 1 else h
     return x, torch.stack(hs), torch.stack(cs) if cs else None
 
 
@@ -110,7 +110,7 @@ class LayeredRNN(nn.Module):
         super().__init__()
         self.cell, self.hidden_size, self.residual = cell, hidden_size, residual
         self.directions = 2 if bidirectional else 1
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         output_size = hidden_size * self.directions
         make = (lambda i: ReferenceLayer(cell, i, hidden_size, bidirectional)) \
             if implementation == "reference" else \
@@ -161,3 +161,62 @@ class LayeredRNN(nn.Module):
         if c0 is not None:
             return out, final[0], final[1]
         return out, final, None
+
+
+def reversal_index(lengths: Tensor, length: int) -> Tensor:
+    """[B, S] positions that reverse each row's first ``lengths[b]`` steps and leave its padding
+    in place; applying it twice gives the identity."""
+    positions = torch.arange(length).unsqueeze(0)
+    reversed_positions = lengths.unsqueeze(1) - 1 - positions
+    return torch.where(reversed_positions >= 0, reversed_positions, positions)
+
+
+def _layer_run(rnn: nn.RNNBase, x: Tensor, layer: int, suffix: str) -> Tensor:
+    """One direction of one layer of a ``torch.nn`` RNN over a padded batch [B, S, I]."""
+    names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ())
+    params = [getattr(rnn, f"{name}_l{layer}{suffix}") for name in names]
+    h0 = x.new_zeros(1, x.size(0), rnn.hidden_size)
+    if isinstance(rnn, nn.LSTM):
+        out, _, _ = torch._VF.lstm(x, (h0, h0), params, rnn.bias, 1, 0.0, rnn.training, False, True)
+    elif isinstance(rnn, nn.GRU):
+        out, _ = torch._VF.gru(x, h0, params, rnn.bias, 1, 0.0, rnn.training, False, True)
+    else:
+        run = torch._VF.rnn_relu if rnn.nonlinearity == "relu" else torch._VF.rnn_tanh
+        out, _ = run(x, h0, params, rnn.bias, 1, 0.0, rnn.training, False, True)
+    return out
+
+
+def run_unpacked(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """What ``rnn`` gives on a packed batch, computed on the padded one [B, S, I] (right padding).
+
+    A packed bidirectional RNN runs step by step over shrinking batches on a CPU; the padded call
+    is one oneDNN kernel per layer and direction, 22 % faster for an encoder's forward and backward
+    on length-bucketed batches (BENCHMARKS.md). Padding after a row's last step cannot change its
+    real steps, so the forward direction runs as is; the backward direction runs on each row
+    reversed within its length and is reversed back. Returns the top layer's outputs [B, S, H *
+    directions] (zeros on padding, as ``pad_packed_sequence`` gives) and the final hidden states
+    [layers * directions, B, H] taken at each row's last real step, in ``torch.nn``'s order. The
+    LSTM cell state is not returned (callers here use h only).
+    """
+    batch, length = x.shape[:2]
+    last = (lengths - 1).view(batch, 1, 1).expand(-1, 1, rnn.hidden_size)
+    directions = ["", "_reverse"] if rnn.bidirectional else [""]
+    reverse = reversal_index(lengths, length).unsqueeze(-1) if rnn.bidirectional else None
+    finals = []
+    for layer in range(rnn.num_layers):
+        if layer > 0:  # torch.nn's dropout between layers
+            x = apply_dropout(x, rnn.dropout, rnn.training)
+        outputs = []
+        for suffix in directions:
+            if suffix:
+                flipped = x.gather(1, reverse.expand(-1, -1, x.size(-1)))
+                out = _layer_run(rnn, flipped, layer, suffix)
+                finals.append(out.gather(1, last).squeeze(1))
+                out = out.gather(1, reverse.expand(-1, -1, out.size(-1)))
+            else:
+                out = _layer_run(rnn, x, layer, suffix)
+                finals.append(out.gather(1, last).squeeze(1))
+            outputs.append(out)
+        x = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
+    real = torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)
+    return x * real.unsqueeze(-1), torch.stack(finals)
