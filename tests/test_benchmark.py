@@ -15,3 +15,50 @@ def test_models_take_turns_on_the_same_batches():
     for name in "abc":
         assert results[name]["timed_steps"] == 3 and results[name]["tokens_per_batch"] == 30.0
         assert results[name]["tokens_per_second"] > 0
+
+
+FAKE_FLOOR = '''
+import os
+import torch
+from torch import nn
+PAD, UNK = 1, 0
+class Seq2Seq(nn.Module):
+    def __init__(self, vocab_size, kind):
+        super().__init__()
+        self.out = nn.Linear(1, vocab_size)
+    def forward(self, src, src_len, tgt_in):
+        with open(os.environ["FLOOR_LOG"], "a") as log:  # proves the child ran the step
+            log.write(f"{os.getpid()} {tuple(tgt_in.shape)}\\n")
+        return self.out(tgt_in.unsqueeze(-1).float())
+'''
+
+
+def test_floor_process_steps_the_floor_in_a_child_process(tmp_path, monkeypatch):
+    import os
+
+    from seq2seq.cli.benchmark import FloorProcess
+    from seq2seq.data.batching import make_batch
+
+    (tmp_path / "torch_floor.py").write_text(FAKE_FLOOR)
+    log = tmp_path / "steps.log"
+    monkeypatch.setenv("FLOOR_LOG", str(log))
+    floor = FloorProcess(str(tmp_path), 12, ["loop"], threads=1)
+    try:
+        batch = make_batch([[5, 6, 7], [8]], [[9, 10], [11, 5, 6]], [0, 1])
+        floor.step("loop")(batch)
+        floor.step("loop")(batch)
+    finally:
+        floor.close()
+    pids = [line.split()[0] for line in log.read_text().splitlines()]
+    assert len(pids) == 2 and pids[0] == pids[1] != str(os.getpid())
+    assert not floor.process.is_alive()
+
+
+def test_floor_process_reports_a_missing_floor(tmp_path):
+    import pytest
+
+    from seq2seq.cli.benchmark import FloorProcess
+    from seq2seq.errors import Seq2SeqError
+
+    with pytest.raises(Seq2SeqError, match="torch_floor.py: not found"):
+        FloorProcess(str(tmp_path), 12, ["loop"])

@@ -2,13 +2,16 @@
 
     python scripts/benchmark.py --data-root ../shared/data --out benchmark.json [--checkpoint PATH]
 
-Measures, in one process and on the same batches:
+Measures, on the same batches:
   (a) training throughput (target tokens per second: pieces + EOS, no padding) over --steps
       updates after --warmup, on length-sorted batches of 128 sentence pairs, for the reference
       model of ../shared/anchors/README.md (``model=reference``) and for the experiment's model;
   (b) the plain-PyTorch floor of ../shared/anchors/torch_floor.py on those batches, so the
-      framework's speed is a ratio measured side by side: the four models take turns batch by
-      batch, so a change in the machine's speed during the run affects them alike;
+      framework's speed is a ratio measured side by side: the models take turns batch by
+      batch, so a change in the machine's speed during the run affects them alike. The floor
+      runs in a plain child process (a script of its own, as its users run it: no process
+      settings of the framework), and its loop model also runs in this process, which has
+      seq2seq-train's ``keep_freed_memory``: two ratios, the second one conservative;
   (c) decoding test_2016_flickr at batch 64 with an output cap of 100: sentences and tokens per
       second, greedy and beam 5, model load excluded, with the BLEU of each, using --checkpoint
       or, without one, the reference model trained for --train-steps updates here.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import multiprocessing
 import random
 import resource
 import sys
@@ -33,6 +37,7 @@ import torch.nn.functional as F
 from seq2seq.data.batching import Batch, filter_pairs, length_batches, make_batch
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.bleu import score_corpus
+from seq2seq.runtime import keep_freed_memory
 from seq2seq.tokenization import PAD, UNK, TokenizerPair
 from seq2seq.training.checkpoint import build_model, load_checkpoint, model_from_checkpoint
 
@@ -57,6 +62,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="updates of the reference model when no --checkpoint is given")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--cache-dir", default=None, help="SentencePiece cache")
+    parser.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="glibc keeps freed memory, as seq2seq-train does (keep_freed_memory); "
+                             "the floor runs in this process and gains from it too")
     return parser.parse_args(argv)
 
 
@@ -133,6 +141,58 @@ def floor_step(floor: Any, vocab_size: int, kind: str):
     return step
 
 
+class FloorProcess:
+    """torch_floor.py's models in a child process of their own (plain PyTorch, default process
+    settings), stepped in lockstep with this one: ``step(kind)`` gives a function that sends a
+    batch, and returns when the child has done its update, so only one process computes at a
+    time and the rotating timing of ``time_steps`` applies unchanged."""
+
+    def __init__(self, anchors: str, vocab_size: int, kinds: Sequence[str],
+                 threads: Optional[int] = None) -> None:
+        load_floor(anchors)  # a missing file is reported here, not by the child
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter, nothing inherited
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_floor_server, daemon=True,
+                                       args=(child, anchors, vocab_size, list(kinds), threads))
+        self.process.start()
+        self._receive()  # the child has built its models
+
+    def _receive(self) -> Any:
+        try:
+            reply = self.conn.recv()
+        except EOFError:
+            raise Seq2SeqError("the torch_floor.py child process died; run it alone to see why")
+        if isinstance(reply, str) and reply.startswith("error"):
+            raise Seq2SeqError(f"torch_floor.py child process: {reply}")
+        return reply
+
+    def step(self, kind: str):
+        def run(batch: Batch) -> None:
+            self.conn.send((kind, batch))
+            self._receive()
+        return run
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join(timeout=30)
+
+
+def _floor_server(conn: Any, anchors: str, vocab_size: int, kinds: list[str],
+                  threads: Optional[int]) -> None:
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        floor = load_floor(anchors)
+        steps = {kind: floor_step(floor, vocab_size, kind) for kind in kinds}
+        conn.send("ready")
+        while (message := conn.recv()) is not None:
+            kind, batch = message
+            steps[kind](batch)
+            conn.send("done")
+    except Exception as err:  # reported to the parent, which raises it
+        conn.send(f"error: {type(err).__name__}: {err}")
+
+
 def load_floor(anchors: str) -> Any:
     path = Path(anchors) / "torch_floor.py"
     if not path.is_file():
@@ -166,6 +226,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.keep_freed_memory = args.keep_freed_memory and keep_freed_memory()
     try:
         results = run(args)
     except Seq2SeqError as err:
@@ -191,6 +252,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     batches = sorted_batches(src, tgt, args.batch, args.warmup + args.steps)
     vocab = tokenizers.tgt.vocab_size
     results: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                               "keep_freed_memory": args.keep_freed_memory,
                                "batch_sentences": args.batch, "vocab_size": vocab}
 
     torch.manual_seed(42)
@@ -198,12 +260,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     reference = build_model(compose(["model=reference"]).model, vocab, vocab)
     torch.manual_seed(42)
     own = build_model(cfg.model, vocab, vocab)
-    floor = load_floor(args.anchors)
-    results.update(time_steps({"reference": framework_step(reference),
-                               "experiment_model": framework_step(own),
-                               "floor_loop": floor_step(floor, vocab, "loop"),
-                               "floor_fused": floor_step(floor, vocab, "fused")},
-                              batches, args.warmup))
+    floor_process = FloorProcess(args.anchors, vocab, ("loop", "fused"), args.threads)
+    try:
+        results.update(time_steps({
+            "reference": framework_step(reference),
+            "experiment_model": framework_step(own),
+            "floor_loop": floor_process.step("loop"),
+            "floor_fused": floor_process.step("fused"),
+            "floor_loop_same_process": floor_step(load_floor(args.anchors), vocab, "loop")},
+            batches, args.warmup))
+    finally:
+        floor_process.close()
     results["reference"]["params"] = sum(p.numel() for p in reference.parameters())
     results["experiment_model"]["params"] = sum(p.numel() for p in own.parameters())
 
@@ -225,6 +292,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         floor_fused_tokens_per_second=results["floor_fused"]["tokens_per_second"],
         ratio_to_floor=round(results["reference"]["tokens_per_second"]
                              / results["floor_loop"]["tokens_per_second"], 3),
+        ratio_to_floor_same_process=round(
+            results["reference"]["tokens_per_second"]
+            / results["floor_loop_same_process"]["tokens_per_second"], 3),
         greedy_tokens_per_second=results["greedy"]["tokens_per_second"],
         beam5_tokens_per_second=results["beam5"]["tokens_per_second"],
         peak_rss_mib=peak_rss_mib())
@@ -244,7 +314,10 @@ def print_table(r: dict[str, Any]) -> None:
              "tok/s"),
             ("train: torch_floor loop", r["floor_loop"]["tokens_per_second"], "tok/s"),
             ("train: torch_floor fused", r["floor_fused"]["tokens_per_second"], "tok/s"),
+            ("train: torch_floor loop, in this process", r["floor_loop_same_process"]["tokens_per_second"],
+             "tok/s"),
             ("train: reference / floor loop", r["ratio_to_floor"], "x"),
+            ("train: reference / floor loop in this process", r["ratio_to_floor_same_process"], "x"),
             ("decode greedy, batch 64", r["greedy"]["tokens_per_second"],
              f"tok/s ({r['greedy']['sentences_per_second']} sent/s, BLEU {r['greedy']['bleu']})"),
             ("decode beam 5, batch 64", r["beam5"]["tokens_per_second"],
