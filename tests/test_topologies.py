@@ -88,8 +88,9 @@ def test_classify_end_to_end(intent_run):
 
 
 @pytest.mark.parametrize("output", [["model.crf=false", "model.byte_features=0", "model.word_dropout=0"],
-                                    ["model.byte_features=8"]],  # the experiment's CRF, word dropout
-                         ids=["softmax", "crf_bytes"])
+                                    ["model.byte_features=8"],  # the experiment's CRF, word dropout
+                                    ["model.byte_features=0", "model.lexicon_features=8"]],
+                         ids=["softmax", "crf_bytes", "crf_lexicon"])
 def test_tag_end_to_end_scores_words_not_pieces(tmp_path, output):
     run_training(compose_train(overrides_for(tmp_path, "snips_slots") + ["trainer.max_steps=60"]
                                + output), tmp_path / "run")

@@ -127,29 +127,34 @@ MAX_WORD_BYTES = 24  # byte-level word features read a word's first 24 UTF-8 byt
 
 
 class WordPieces(NamedTuple):
-    """An utterance's piece ids, the position of each word's first piece, and each word's UTF-8
+    """An utterance's piece ids, the position of each word's first piece, each word's UTF-8
     bytes (for byte-level word features; bytes, not characters, so there is no character
-    vocabulary to build and save)."""
+    vocabulary to build and save) and, for a tagger with a slot lexicon, each word's lexicon
+    feature ids (``seq2seq/data/lexicon.py``)."""
 
     ids: list[int]
     starts: list[int]
     word_bytes: list[bytes]
+    lexicon: Optional[list[list[int]]] = None
 
 
 def encode_words(tokenizer: SentencePieceTokenizer, utterances: Sequence[Sequence[str]],
-                 max_pieces: Optional[int] = None) -> list[WordPieces]:
+                 max_pieces: Optional[int] = None,
+                 lexicon: Optional[Sequence[list[list[int]]]] = None) -> list[WordPieces]:
     """Tokenize each word on its own (as it would be after a space), keeping word boundaries.
-    With ``max_pieces``, a long word keeps its first pieces only, so no word is lost."""
+    With ``max_pieces``, a long word keeps its first pieces only, so no word is lost.
+    ``lexicon``: each utterance's lexicon features, kept with its pieces."""
     vocabulary = sorted({w for words in utterances for w in words})
     pieces_of = dict(zip(vocabulary, tokenizer.encode(vocabulary)))
     out = []
-    for words in utterances:
+    for n, words in enumerate(utterances):
         ids: list[int] = []
         starts: list[int] = []
         for word in words:
             starts.append(len(ids))
             ids.extend((pieces_of[word] or [UNK])[:max_pieces])
-        out.append(WordPieces(ids, starts, [w.encode("utf-8")[:MAX_WORD_BYTES] for w in words]))
+        out.append(WordPieces(ids, starts, [w.encode("utf-8")[:MAX_WORD_BYTES] for w in words],
+                              None if lexicon is None else lexicon[n]))
     return out
 
 
@@ -163,6 +168,7 @@ class LabelledBatch(NamedTuple):
     labels: Tensor       # [B] class ids (IGNORE without labels)
     indices: Tensor      # [B] position of each utterance in its split
     word_bytes: Tensor   # [B, W, L] each word's UTF-8 bytes + 1 (0 is padding)
+    word_lexicon: Optional[Tensor] = None  # [B, W, K] lexicon feature ids (0 pads), if any
 
     @property
     def num_tgt_tokens(self) -> int:
@@ -188,7 +194,21 @@ def make_labelled_batch(pieces: Sequence[WordPieces], tags: Optional[Sequence[Se
     word_bytes = torch.tensor([[[x + 1 for x in raw] + blank[len(raw):] for raw in p.word_bytes]
                                + [blank] * (starts.size(1) - len(p.word_bytes)) for p in pieces])
     return LabelledBatch(src, src_len, starts, ends, word_mask, tag_ids, label_ids,
-                         torch.as_tensor(list(indices)), word_bytes)
+                         torch.as_tensor(list(indices)), word_bytes,
+                         _lexicon_ids(pieces, starts.size(1)))
+
+
+def _lexicon_ids(pieces: Sequence[WordPieces], words: int) -> Optional[Tensor]:
+    """[B, W, K] the words' lexicon feature ids, 0-padded; None when the pieces carry none."""
+    if any(p.lexicon is None for p in pieces):
+        return None
+    most = max((len(ids) for p in pieces for ids in p.lexicon), default=0)
+    out = torch.zeros(len(pieces), words, max(most, 1), dtype=torch.long)
+    for row, p in enumerate(pieces):
+        for word, ids in enumerate(p.lexicon):
+            if ids:
+                out[row, word, : len(ids)] = torch.as_tensor(ids)
+    return out
 
 
 class LabelledBatches(BucketedBatches):

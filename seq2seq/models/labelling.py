@@ -66,8 +66,8 @@ class SequenceClassifier(nn.Module):
         self.classifier = _head(self.encoder.output_size, hidden_size, num_labels, dropout)
 
     def forward(self, src: Tensor, src_len: Tensor, word_starts: Optional[Tensor] = None,
-                word_ends: Optional[Tensor] = None, word_bytes: Optional[Tensor] = None
-                ) -> Tensor:
+                word_ends: Optional[Tensor] = None, word_bytes: Optional[Tensor] = None,
+                word_lexicon: Optional[Tensor] = None) -> Tensor:
         """Class logits [B, num_labels]."""
         return self.classifier(self.pooling(self.encoder(src, src_len)))
 
@@ -120,21 +120,30 @@ class SequenceTagger(nn.Module):
     over the tag scores (trained on whole-sequence likelihood, decoded by Viterbi);
     ``word_dropout`` replaces each word's pieces by UNK with that probability in training, so the
     model learns to tag a name from its context and spelling, as it must for names it never saw.
+    ``lexicon_features`` > 0 adds that many dimensions per word from its slot-lexicon matches
+    (``seq2seq/data/lexicon.py``; ``num_lexicon`` feature ids, given by the topology): the sum
+    of a learned vector per (slot type, B/I) match.
     """
 
     def __init__(self, src_vocab_size: int, num_tags: int, encoder: Callable[..., RNNEncoder],
                  num_labels: int = 0, joint: bool = False, pooling: PoolingName = "attention",
                  hidden_size: int = 256, dropout: float = 0.3, word_state: WordState = "span",
-                 byte_features: int = 0, crf: bool = False, word_dropout: float = 0.0) -> None:
+                 byte_features: int = 0, crf: bool = False, word_dropout: float = 0.0,
+                 lexicon_features: int = 0, num_lexicon: int = 0) -> None:
         super().__init__()
         check_range("model.hidden_size", hidden_size, 1)
         check_choice("model.word_state", word_state, ("first", "span"))
         check_range("model.dropout", dropout, 0.0, 1.0)
         check_range("model.byte_features", byte_features, 0)
         check_range("model.word_dropout", word_dropout, 0.0, 1.0)
+        check_range("model.lexicon_features", lexicon_features, 0)
         self.word_dropout = word_dropout
         self.bytes = ByteWordFeatures(byte_features) if byte_features else None
-        self.encoder = encoder(vocab_size=src_vocab_size, extra_input_size=byte_features)
+        # The sum of the matched features' vectors: a linear map of the multi-hot matches.
+        self.lexicon = nn.EmbeddingBag(num_lexicon + 1, lexicon_features, mode="sum",
+                                       padding_idx=0) if lexicon_features and num_lexicon else None
+        extra_size = byte_features + (lexicon_features if self.lexicon is not None else 0)
+        self.encoder = encoder(vocab_size=src_vocab_size, extra_input_size=extra_size)
         self.span = word_state == "span" and self.encoder.bidirectional
         size = self.encoder.output_size
         self.joint = joint and num_labels > 0
@@ -144,20 +153,18 @@ class SequenceTagger(nn.Module):
         self.crf = CRF(num_tags) if crf else None
 
     def forward(self, src: Tensor, src_len: Tensor, word_starts: Tensor,
-                word_ends: Optional[Tensor] = None, word_bytes: Optional[Tensor] = None
-                ) -> TaggerOutput:
+                word_ends: Optional[Tensor] = None, word_bytes: Optional[Tensor] = None,
+                word_lexicon: Optional[Tensor] = None) -> TaggerOutput:
         """Tag scores per word (the CRF's emissions when it has one), and class logits."""
         dropping = self.training and self.word_dropout > 0
-        owners = piece_words(word_starts, src.size(1)) if dropping or self.bytes is not None else None
+        word_features = self.word_features(word_bytes, word_lexicon)  # [B, W, F] or None
+        owners = piece_words(word_starts, src.size(1)) \
+            if dropping or word_features is not None else None
         if dropping:
             dropped = torch.rand(word_starts.shape) < self.word_dropout               # [B, W]
             in_dropped_word = dropped.gather(1, owners)
             src = src.masked_fill(in_dropped_word & (src != PAD) & (src != EOS), UNK)
-        extra = None
-        if self.bytes is not None:
-            if word_bytes is None:
-                raise ValueError("this tagger has byte features: pass word_bytes")
-            extra = _at(self.bytes(word_bytes), owners)  # [B, W, F] -> [B, S, F]
+        extra = None if word_features is None else _at(word_features, owners)  # [B, S, F]
         encoded = self.encoder(src, src_len, extra)
         words = self.word_states(encoded.states, word_starts, word_ends)
         label_logits = None
@@ -166,6 +173,22 @@ class SequenceTagger(nn.Module):
             label_logits = self.classifier(utterance)
             words = torch.cat([words, utterance.unsqueeze(1).expand_as(words)], dim=-1)
         return TaggerOutput(self.tagger(words), label_logits)
+
+    def word_features(self, word_bytes: Optional[Tensor], word_lexicon: Optional[Tensor]
+                      ) -> Optional[Tensor]:
+        """[B, W, F] the byte-CNN and lexicon features of each word, or None without either."""
+        parts = []
+        if self.bytes is not None:
+            if word_bytes is None:
+                raise ValueError("this tagger has byte features: pass word_bytes")
+            parts.append(self.bytes(word_bytes))
+        if self.lexicon is not None:
+            if word_lexicon is None:
+                raise ValueError("this tagger has lexicon features: pass word_lexicon")
+            batch, words, most = word_lexicon.shape
+            bags = self.lexicon(word_lexicon.reshape(batch * words, most))
+            parts.append(bags.view(batch, words, -1))
+        return torch.cat(parts, -1) if parts else None
 
     def word_states(self, states: Tensor, word_starts: Tensor, word_ends: Optional[Tensor]
                     ) -> Tensor:

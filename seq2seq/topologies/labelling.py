@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from seq2seq.config import build
 from seq2seq.data.labelled import (IGNORE, LabelledBatch, LabelledBatches, LabelledCorpus,
                                    LabelledSplit, LabelVocab, WordPieces, encode_words)
+from seq2seq.data.lexicon import SlotLexicon, bio_spans, cross_fitted_features
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.evaluation.labels import classification_scores, labelling_sections, slot_scores
 from seq2seq.evaluation.plots import plot_confusion
@@ -52,7 +53,8 @@ def prepare_labelled(cfg: DictConfig, needs: Sequence[str]) -> tuple[LabelledCor
 
 def model_outputs(model: nn.Module, batch: LabelledBatch) -> tuple[Optional[Tensor], Optional[Tensor]]:
     """(class logits [B, L] or None, tag logits [B, W, T] or None), whichever the model gives."""
-    out = model(batch.src, batch.src_len, batch.word_starts, batch.word_ends, batch.word_bytes)
+    out = model(batch.src, batch.src_len, batch.word_starts, batch.word_ends, batch.word_bytes,
+                batch.word_lexicon)
     if isinstance(out, Tensor):
         return out, None
     return out.label_logits, out.tag_logits
@@ -225,9 +227,11 @@ class LabellingObjective:
 
     def __init__(self, valid: LabelledBatches, labels: LabelVocab, tags: Optional[LabelVocab],
                  tokenizer: SentencePieceTokenizer, valid_split: LabelledSplit,
-                 slots: Optional[ClassSlots] = None) -> None:
+                 slots: Optional[ClassSlots] = None, lexicon: Optional[SlotLexicon] = None
+                 ) -> None:
         self.valid, self.labels, self.tags = valid, labels, tags
         self.tokenizer, self.valid_split, self.slots = tokenizer, valid_split, slots
+        self.lexicon = lexicon
         self.allowed = joint_decoding_scores(slots, labels, tags)
         self.metrics = ("loss", "accuracy", "macro_f1") + (("slot_f1",) if tags else ())
 
@@ -247,7 +251,8 @@ class LabellingObjective:
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"tokenizers": TokenizerPair(self.tokenizer, self.tokenizer).state_dict(),
                 "labels": self.labels.names, "tags": None if self.tags is None else self.tags.names,
-                "class_slots": self.slots}
+                "class_slots": self.slots,
+                "lexicon": None if self.lexicon is None else self.lexicon.state_dict()}
 
 
 def score_predictions(predictions: Predictions, split: LabelledSplit, labels: LabelVocab,
@@ -268,8 +273,26 @@ def score_predictions(predictions: Predictions, split: LabelledSplit, labels: La
 MAX_PIECES_PER_WORD = 8  # a longer "word" (a URL, a typo run) keeps its first pieces
 
 
-def _encode_split(split: LabelledSplit, tokenizer: SentencePieceTokenizer) -> list[WordPieces]:
-    return encode_words(tokenizer, split.words, MAX_PIECES_PER_WORD)
+def _encode_split(split: LabelledSplit, tokenizer: SentencePieceTokenizer,
+                  lexicon: Optional[SlotLexicon] = None) -> list[WordPieces]:
+    features = None if lexicon is None else [lexicon.features(w) for w in split.words]
+    return encode_words(tokenizer, split.words, MAX_PIECES_PER_WORD, features)
+
+
+LEXICON_FOLDS = 5  # training utterances get lexicon features from the other 4/5 of the split
+
+
+def slot_lexicon(cfg: DictConfig, train: LabelledSplit) -> tuple[Optional[SlotLexicon],
+                                                                 Optional[list]]:
+    """The training split's slot lexicon and its cross-fitted features for the training
+    utterances, when the model has lexicon features (``model.lexicon_features`` > 0)."""
+    if not (tags_model(cfg.model) and cfg.model.get("lexicon_features", 0) and train.tags):
+        return None, None
+    types = sorted({name for t in train.tags for name, _, _ in bio_spans(t)})
+    lexicon = SlotLexicon.build(train.words, train.tags, types)
+    features = cross_fitted_features(train.words, train.tags, types, LEXICON_FOLDS, cfg.seed)
+    log.info("slot lexicon: %d entries of %d slot types", len(lexicon.entries), len(types))
+    return lexicon, features
 
 
 def tags_model(model_cfg: DictConfig | dict) -> bool:
@@ -278,11 +301,12 @@ def tags_model(model_cfg: DictConfig | dict) -> bool:
 
 
 def build_labelling_model(model_cfg: DictConfig | dict, vocab_size: int, num_labels: int,
-                          num_tags: int) -> nn.Module:
+                          num_tags: int, lexicon: Optional[SlotLexicon] = None) -> nn.Module:
     if isinstance(model_cfg, dict):
         model_cfg = OmegaConf.create(model_cfg)
     if tags_model(model_cfg):
-        return build(model_cfg, src_vocab_size=vocab_size, num_tags=num_tags, num_labels=num_labels)
+        return build(model_cfg, src_vocab_size=vocab_size, num_tags=num_tags, num_labels=num_labels,
+                     num_lexicon=lexicon.num_features if lexicon else 0)
     return build(model_cfg, src_vocab_size=vocab_size, num_labels=num_labels)
 
 
@@ -316,7 +340,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     tag_vocab = LabelVocab.build([t for seq in train.tags for t in seq] + [OUTSIDE]) \
         if want_tags else None
     limit = cfg.data.get("limit_train")
-    pieces = _encode_split(train, tokenizer)[:limit]
+    lexicon, train_features = slot_lexicon(cfg, train)
+    pieces = encode_words(tokenizer, train.words, MAX_PIECES_PER_WORD, train_features)[:limit]
     train_labels = label_vocab.encode(train.labels[:limit], str(train.files.get("labels"))) \
         if want_labels else None
     train_tags = [tag_vocab.encode(t, str(train.files["tags"])) for t in train.tags[:limit]] \
@@ -329,14 +354,15 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
                               trainer_cfg.max_sentences, distributed.rank, distributed.world_size)
     # Validation batches carry the gold labels too, for the validation loss.
     valid_batches = LabelledBatches(
-        _encode_split(valid, tokenizer),
+        _encode_split(valid, tokenizer, lexicon),
         [tag_vocab.encode_known(t) for t in valid.tags] if want_tags else None,
         label_vocab.encode_known(valid.labels) if want_labels else None, 10**9, seed=0)
     model = build_labelling_model(cfg.model, tokenizer.vocab_size, len(label_vocab),
-                                  len(tag_vocab) if tag_vocab else 0)
+                                  len(tag_vocab) if tag_vocab else 0, lexicon)
     slots = class_slots(train.labels, train.tags) \
         if joint_decoding and joint and want_labels and want_tags else None
-    objective = LabellingObjective(valid_batches, label_vocab, tag_vocab, tokenizer, valid, slots)
+    objective = LabellingObjective(valid_batches, label_vocab, tag_vocab, tokenizer, valid, slots,
+                                   lexicon)
     state = train_model(cfg, run_dir, model, objective, batches, distributed)
     if not distributed.is_main:
         return {}
@@ -358,16 +384,17 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     return report
 
 
-def evaluation_batches(split: LabelledSplit, tokenizer: SentencePieceTokenizer) -> LabelledBatches:
+def evaluation_batches(split: LabelledSplit, tokenizer: SentencePieceTokenizer,
+                       lexicon: Optional[SlotLexicon] = None) -> LabelledBatches:
     """The split's utterances, for prediction in corpus order (labels are scored as strings)."""
-    return LabelledBatches(_encode_split(split, tokenizer), None, None,
+    return LabelledBatches(_encode_split(split, tokenizer, lexicon), None, None,
                            batch_tokens=10**9, seed=0)
 
 
 def labelling_report(labeller: "Labeller", test: LabelledSplit, report_dir: Path,
                      errors: int = 10) -> dict[str, Any]:
     """Scores on ``test`` with their details, a confusion-matrix PNG, and the first errors."""
-    batches = evaluation_batches(test, labeller.tokenizer)
+    batches = evaluation_batches(test, labeller.tokenizer, labeller.lexicon)
     report: dict[str, Any] = {"topology": labeller.task, "test_set": str(test.files["text"]),
                               "num_examples": len(test)}
     predictions = predict(labeller.model, batches, labeller.tag_names, labeller.allowed)
@@ -404,9 +431,10 @@ class Labeller:
 
     def __init__(self, model: nn.Module, tokenizer: SentencePieceTokenizer, task: Task,
                  labels: LabelVocab, tags: Optional[LabelVocab],
-                 slots: Optional[ClassSlots] = None) -> None:
+                 slots: Optional[ClassSlots] = None, lexicon: Optional[SlotLexicon] = None
+                 ) -> None:
         self.model, self.tokenizer, self.task = model.eval(), tokenizer, task
-        self.labels, self.tags = labels, tags
+        self.labels, self.tags, self.lexicon = labels, tags, lexicon
         # Joint class + tag decoding, when the checkpoint was trained with it.
         self.allowed = joint_decoding_scores(slots, labels, tags)
 
@@ -421,10 +449,12 @@ class Labeller:
         tokenizer = TokenizerPair.from_state_dict(payload["tokenizers"]).src
         labels = LabelVocab(payload["labels"])
         tags = LabelVocab(payload["tags"]) if payload.get("tags") else None
+        lexicon = SlotLexicon.from_state_dict(payload["lexicon"]) \
+            if payload.get("lexicon") else None
         model = build_labelling_model(config.model, tokenizer.vocab_size, len(labels),
-                                      len(tags) if tags else 0)
+                                      len(tags) if tags else 0, lexicon)
         model.load_state_dict(payload["model"])
-        return cls(model, tokenizer, task, labels, tags, payload.get("class_slots"))
+        return cls(model, tokenizer, task, labels, tags, payload.get("class_slots"), lexicon)
 
     @property
     def tag_names(self) -> Optional[list[str]]:
@@ -439,8 +469,8 @@ class Labeller:
         out = [""] * len(utterances)
         if not filled:
             return out
-        label_ids, tag_ids, _, _ = predict(self.model, evaluation_batches(split, self.tokenizer),
-                                           self.tag_names, self.allowed)
+        batches = evaluation_batches(split, self.tokenizer, self.lexicon)
+        label_ids, tag_ids, _, _ = predict(self.model, batches, self.tag_names, self.allowed)
         for k, i in enumerate(filled):
             parts = []
             if label_ids is not None:
