@@ -282,15 +282,16 @@ def _encode_split(split: LabelledSplit, tokenizer: SentencePieceTokenizer,
 LEXICON_FOLDS = 5  # training utterances get lexicon features from the other 4/5 of the split
 
 
-def slot_lexicon(cfg: DictConfig, train: LabelledSplit) -> tuple[Optional[SlotLexicon],
-                                                                 Optional[list]]:
-    """The training split's slot lexicon and its cross-fitted features for the training
-    utterances, when the model has lexicon features (``model.lexicon_features`` > 0)."""
+def slot_lexicon(cfg: DictConfig, train: LabelledSplit, limit: Optional[int] = None
+                 ) -> tuple[Optional[SlotLexicon], Optional[list]]:
+    """The slot lexicon of the first ``limit`` training utterances (all by default) and their
+    cross-fitted features, when the model has lexicon features (``model.lexicon_features`` > 0)."""
     if not (tags_model(cfg.model) and cfg.model.get("lexicon_features", 0) and train.tags):
         return None, None
-    types = sorted({name for t in train.tags for name, _, _ in bio_spans(t)})
-    lexicon = SlotLexicon.build(train.words, train.tags, types)
-    features = cross_fitted_features(train.words, train.tags, types, LEXICON_FOLDS, cfg.seed)
+    words, tags = train.words[:limit], train.tags[:limit]
+    types = sorted({name for t in tags for name, _, _ in bio_spans(t)})
+    lexicon = SlotLexicon.build(words, tags, types)
+    features = cross_fitted_features(words, tags, types, LEXICON_FOLDS, cfg.seed)
     log.info("slot lexicon: %d entries of %d slot types", len(lexicon.entries), len(types))
     return lexicon, features
 
@@ -340,8 +341,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     tag_vocab = LabelVocab.build([t for seq in train.tags for t in seq] + [OUTSIDE]) \
         if want_tags else None
     limit = cfg.data.get("limit_train")
-    lexicon, train_features = slot_lexicon(cfg, train)
-    pieces = encode_words(tokenizer, train.words, MAX_PIECES_PER_WORD, train_features)[:limit]
+    lexicon, train_features = slot_lexicon(cfg, train, limit)
+    pieces = encode_words(tokenizer, train.words[:limit], MAX_PIECES_PER_WORD, train_features)
     train_labels = label_vocab.encode(train.labels[:limit], str(train.files.get("labels"))) \
         if want_labels else None
     train_tags = [tag_vocab.encode(t, str(train.files["tags"])) for t in train.tags[:limit]] \
