@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from seq2seq.config import build
 from seq2seq.data.labelled import (IGNORE, LabelledBatch, LabelledBatches, LabelledCorpus,
                                    LabelledSplit, LabelVocab, WordPieces, encode_words)
-from seq2seq.data.lexicon import SlotLexicon, bio_spans, cross_fitted_features
+from seq2seq.data.lexicon import SlotLexicon, cross_fitted_features
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.evaluation.labels import classification_scores, labelling_sections, slot_scores
 from seq2seq.evaluation.plots import plot_confusion
@@ -289,10 +289,10 @@ def slot_lexicon(cfg: DictConfig, train: LabelledSplit, limit: Optional[int] = N
     if not (tags_model(cfg.model) and cfg.model.get("lexicon_features", 0) and train.tags):
         return None, None
     words, tags = train.words[:limit], train.tags[:limit]
-    types = sorted({name for t in tags for name, _, _ in bio_spans(t)})
-    lexicon = SlotLexicon.build(words, tags, types)
-    features = cross_fitted_features(words, tags, types, LEXICON_FOLDS, cfg.seed)
-    log.info("slot lexicon: %d entries of %d slot types", len(lexicon.entries), len(types))
+    lexicon = SlotLexicon.build(words, tags)
+    # The folds' lexicons use the full lexicon's slot types, so feature ids mean the same.
+    features = cross_fitted_features(words, tags, lexicon.types, LEXICON_FOLDS, cfg.seed)
+    log.info("slot lexicon: %d entries of %d slot types", len(lexicon.entries), len(lexicon.types))
     return lexicon, features
 
 
