@@ -23,6 +23,7 @@ from tqdm import tqdm
 from seq2seq.errors import ConfigError, Seq2SeqError, check_range
 from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from seq2seq.training.distributed import Distributed
+from seq2seq.training.ema import WeightAverage
 from seq2seq.training.metrics_log import MetricsLog, plot_learning_curve
 from seq2seq.training.schedules import TeacherForcingSchedule
 
@@ -55,6 +56,8 @@ class TrainerSettings:
     progress_bar: bool = True
     keep_checkpoints: int = 2               # step_N.pt files kept besides last.pt and best.pt
     average_last: int = 0                   # >= 2: after training, average the last N step_N.pt
+    ema_decay: float = 0.0                  # > 0: validate, keep and test a moving average of
+                                            # the weights (ema.py); 0: the weights themselves
     max_nonfinite: int = 5                  # consecutive NaN/inf losses skipped before stopping
     teacher_forcing: TeacherForcingSchedule = field(default_factory=TeacherForcingSchedule)
 
@@ -73,6 +76,9 @@ class TrainerSettings:
                               f"checkpoints kept; set trainer.keep_checkpoints >= "
                               f"{self.average_last} (it is {self.keep_checkpoints})")
         check_range("trainer.max_nonfinite", self.max_nonfinite, 1)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"trainer.ema_decay={self.ema_decay!r}: expected 0 (off) or a "
+                              "value below 1, such as 0.999")
 
 
 @dataclass
@@ -164,16 +170,20 @@ class Trainer:
             self.optimizer, mode=mode, factor=settings.lr_decay_factor,
             patience=settings.lr_patience, min_lr=settings.min_lr)
         self.state = TrainState(world_size=distributed.world_size)
+        self.ema = WeightAverage(model, settings.ema_decay) if settings.ema_decay > 0 else None
         self._signal: Optional[int] = None
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
         """What a checkpoint holds. Collective under torchrun: every rank's RNG state goes in."""
         rng_ranks = self.dist.gather(rng_state())
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "trainer": asdict(self.state),
-                "config": self.config, **self.objective.checkpoint_extras(),
-                "rng": rng_ranks[0], "rng_ranks": rng_ranks}
+        payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                   "scheduler": self.scheduler.state_dict(), "trainer": asdict(self.state),
+                   "config": self.config, **self.objective.checkpoint_extras(),
+                   "rng": rng_ranks[0], "rng_ranks": rng_ranks}
+        if self.ema is not None:
+            payload["ema"] = self.ema.state_dict()
+        return payload
 
     def save_last(self) -> Path:
         payload = self._payload()
@@ -183,6 +193,10 @@ class Trainer:
 
     def _save_best(self) -> None:
         payload = self._payload()
+        if self.ema is not None:
+            # best.pt holds the weights that were validated: the average. (Its "ema" entry and
+            # optimizer state still let it resume, as from last.pt.)
+            payload["model"] = self.ema.model_state(self.model)
         if self.dist.is_main:
             save_checkpoint(self.checkpoints.best, payload)
 
@@ -192,6 +206,12 @@ class Trainer:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
+        if self.ema is not None and "ema" in payload:
+            self.ema.load_state_dict(payload["ema"], str(path))
+        elif self.ema is not None:
+            log.warning("%s has no weight average (trained without trainer.ema_decay): the "
+                        "average starts from its weights", path)
+            self.ema = WeightAverage(self.model, self.settings.ema_decay)
         self.state = TrainState(**payload["trainer"])
         self.state.stop_reason = ""
         rng_ranks = payload.get("rng_ranks") or [payload["rng"]]
@@ -239,6 +259,8 @@ class Trainer:
         if math.isfinite(value):
             self._scale_and_clip(1.0 / max(tokens, 1))
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update()
         return value, tokens, [f > 0 for f in flag_sums]
 
     def _scale_and_clip(self, scale: float) -> None:
@@ -274,8 +296,13 @@ class Trainer:
 
     # -- validation ----------------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
+        """The objective's figures for the weights being kept: the average, with ema_decay."""
         self.model.eval()
-        metrics = self.objective.validate(self.model)
+        if self.ema is None:
+            metrics = self.objective.validate(self.model)
+        else:
+            with self.ema.swapped_in():
+                metrics = self.objective.validate(self.model)
         for option, name in (("early_stopping_metric", self.settings.early_stopping_metric),
                              ("lr_metric", self.lr_metric)):
             if name not in metrics:
