@@ -165,13 +165,18 @@ class Trainer:
         # A smooth metric (validation loss) can drive the LR while a noisy one (greedy BLEU)
         # picks the best checkpoint: BLEU noise alone would halve the LR too early.
         self.lr_metric = settings.lr_metric or settings.early_stopping_metric
-        mode = "min" if self.lr_metric in LOWER_IS_BETTER else "max"
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode=mode, factor=settings.lr_decay_factor,
-            patience=settings.lr_patience, min_lr=settings.min_lr)
+        self.scheduler = self._plateau()
         self.state = TrainState(world_size=distributed.world_size)
         self.ema = WeightAverage(model, settings.ema_decay) if settings.ema_decay > 0 else None
         self._signal: Optional[int] = None
+
+    def _plateau(self) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
+        """Halve (lr_decay_factor) the LR when ``lr_metric`` stalls; it starts from the
+        optimizer's current LR."""
+        mode = "min" if self.lr_metric in LOWER_IS_BETTER else "max"
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode=mode, factor=self.settings.lr_decay_factor,
+            patience=self.settings.lr_patience, min_lr=self.settings.min_lr)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
@@ -205,7 +210,17 @@ class Trainer:
         payload = load_checkpoint(path)
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
+        saved = payload.get("config", {}).get("trainer", {})
+        saved_metric = saved.get("lr_metric") or saved.get("early_stopping_metric")
+        if saved_metric in (None, self.lr_metric):
+            self.scheduler.load_state_dict(payload["scheduler"])
+        else:
+            # The plateau's memory (best value, bad epochs) is of the other figure: start afresh
+            # at the LR the run had reached.
+            self.scheduler = self._plateau()
+            log.warning("%s watched %s for the LR plateau, this run watches %s: the plateau "
+                        "starts afresh at lr %.2g", path, saved_metric, self.lr_metric,
+                        self.optimizer.param_groups[0]["lr"])
         if self.ema is not None and "ema" in payload:
             self.ema.load_state_dict(payload["ema"], str(path))
         elif self.ema is not None:
