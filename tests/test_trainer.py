@@ -78,3 +78,18 @@ def test_one_pass_scaling_and_clipping_matches_torch(tmp_path, clip):
         nn.utils.clip_grad_norm_(twin.parameters(), clip)
     for ours, theirs in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(ours.grad, theirs.grad)
+
+
+def test_resuming_with_another_lr_metric_starts_the_plateau_afresh(tmp_path):
+    trainer, rates = learning_rates(tmp_path)  # the plateau on BLEU halved the LR once
+    trainer.config = {"trainer": {"lr_metric": None, "early_stopping_metric": "bleu"}}
+    trainer.save_last()
+    resumed = Trainer(TrainerSettings(lr=1.0, lr_patience=1, lr_metric="loss"),
+                      torch.nn.Linear(2, 1), FixedFigures([]), tmp_path, {})
+    resumed.resume(tmp_path / "checkpoints" / "last.pt")
+    assert resumed.optimizer.param_groups[0]["lr"] == rates[-1] == 0.5
+    assert resumed.scheduler.mode == "min" and resumed.scheduler.best == float("inf")
+    same = Trainer(TrainerSettings(lr=1.0, lr_patience=1), torch.nn.Linear(2, 1),
+                   FixedFigures([]), tmp_path, {})
+    same.resume(tmp_path / "checkpoints" / "last.pt")
+    assert same.scheduler.mode == "max" and same.scheduler.best == 20.0  # its memory kept
