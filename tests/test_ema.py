@@ -97,6 +97,7 @@ def test_the_trainer_validates_and_keeps_the_average_and_resumes_it(tmp_path):
     torch.testing.assert_close(best["model"]["weight"], average)     # the validated weights
     torch.testing.assert_close(last["model"]["weight"], model.weight.detach())  # to resume
     torch.testing.assert_close(last["ema"]["weights"]["weight"], average)
+    assert "ema" not in best  # best.pt is for translating
 
     resumed, resumed_model = trainer_with_average(tmp_path)
     resumed.resume(tmp_path / "checkpoints" / "last.pt")

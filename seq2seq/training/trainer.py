@@ -199,9 +199,10 @@ class Trainer:
     def _save_best(self) -> None:
         payload = self._payload()
         if self.ema is not None:
-            # best.pt holds the weights that were validated: the average. (Its "ema" entry and
-            # optimizer state still let it resume, as from last.pt.)
+            # best.pt holds the weights that were validated: the average (runs resume from
+            # last.pt, which keeps the weights and the average apart).
             payload["model"] = self.ema.model_state(self.model)
+            del payload["ema"]
         if self.dist.is_main:
             save_checkpoint(self.checkpoints.best, payload)
 
