@@ -44,9 +44,24 @@ class TokenizerSettings:
     # Let SentencePiece shrink the vocabulary when the corpus is too small for vocab_size.
     hard_vocab_limit: bool = False
     max_sentences: int = 0  # 0: train on every line
+    # Subword regularization of the training data (Kudo, 2018; BPE-dropout, Provilkov et al., 2020):
+    # each epoch re-encodes the training pairs with a sampled segmentation. 0 = off. Unigram: the
+    # smoothing exponent of the sampling distribution; BPE: the probability of dropping a merge.
+    # They change how the model is used, not the SentencePiece model, so they stay out of its cache key.
+    sampling_alpha: float = 0.0
+    sampling_nbest: int = -1  # unigram: sample among the n best segmentations; -1: among all
 
     def __post_init__(self) -> None:
         check_choice("tokenizer.model_type", self.model_type, ("unigram", "bpe", "char", "word"))
+        if not 0.0 <= self.sampling_alpha <= 1.0:
+            raise ConfigError(f"tokenizer.sampling_alpha={self.sampling_alpha}: expected a number in "
+                              "[0, 1] (0 turns subword sampling off)")
+        if self.sampling_alpha > 0 and self.model_type not in ("unigram", "bpe"):
+            raise ConfigError(f"tokenizer.sampling_alpha needs model_type unigram or bpe, not "
+                              f"{self.model_type!r}")
+        if self.sampling_nbest == 0 or self.sampling_nbest < -1:
+            raise ConfigError(f"tokenizer.sampling_nbest={self.sampling_nbest}: expected -1 (all "
+                              "segmentations) or a positive count")
         if self.vocab_size <= len(SPECIALS):
             raise ConfigError(
                 f"tokenizer.vocab_size={self.vocab_size} is too small; it must be larger than the "
@@ -77,6 +92,16 @@ class SentencePieceTokenizer:
         """Token ids of each line, without bos/eos."""
         return self._sp.encode(list(lines), out_type=int)
 
+    def encode_sampled(self, lines: Sequence[str], alpha: float, nbest: int, seed: int
+                       ) -> list[list[int]]:
+        """Token ids of each line with a segmentation sampled by SentencePiece (subword
+        regularization), the same for the same ``seed``."""
+        # SentencePiece's sampler is one global generator; with one thread the draw order, and so
+        # the result, is fixed by the seed (several threads interleave their draws).
+        spm.set_random_generator_seed(seed)
+        return self._sp.encode(list(lines), out_type=int, enable_sampling=True, alpha=alpha,
+                               nbest_size=nbest, num_threads=1)
+
     def encode_pieces(self, lines: Sequence[str]) -> list[list[str]]:
         """Piece strings of each line (for reports and attention plots)."""
         return self._sp.encode(list(lines), out_type=str)
@@ -90,7 +115,8 @@ class SentencePieceTokenizer:
 
 
 def _fingerprint(files: Sequence[Path], settings: TokenizerSettings) -> str:
-    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode())
+    trained_by = {k: v for k, v in asdict(settings).items() if not k.startswith("sampling_")}
+    digest = hashlib.sha256(json.dumps(trained_by, sort_keys=True).encode())
     for path in files:
         digest.update(path.name.encode())
         with open(path, "rb") as handle:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -135,19 +135,70 @@ class ParallelBatches(BucketedBatches):
         return make_batch([self.src[i] for i in ids], [self.tgt[i] for i in ids], ids)
 
 
-def filter_pairs(src: list[list[int]], tgt: list[list[int]], max_length: int,
-                 name: str = "train") -> tuple[list[list[int]], list[list[int]]]:
-    """Drop pairs with an empty side or a side over ``max_length`` pieces, logging the counts."""
-    keep_src, keep_tgt, empty, too_long = [], [], 0, 0
-    for s, t in zip(src, tgt):
+class ResampledParallelBatches(ParallelBatches):
+    """Parallel batches whose pairs are re-encoded every epoch by ``resample(epoch)`` (subword
+    sampling), so each epoch sees other segmentations of the same sentences.
+
+    ``resample`` must return the same pairs in the same order, and the same result for the same
+    epoch, so that a resumed run replays the epoch it stopped in. A sampled pair with an empty side
+    or a side over ``max_length`` pieces falls back to its pair in ``src``/``tgt``.
+    """
+
+    def __init__(self, src: list[list[int]], tgt: list[list[int]],
+                 resample: Callable[[int], tuple[list[list[int]], list[list[int]]]],
+                 max_length: int, batch_tokens: int, seed: int, max_sentences: int | None = None,
+                 rank: int = 0, world_size: int = 1) -> None:
+        super().__init__(src, tgt, batch_tokens, seed, max_sentences, rank, world_size)
+        self.fixed_src, self.fixed_tgt = src, tgt
+        self.resample, self.max_length = resample, max_length
+        self.sampled_epoch: int | None = None
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        if epoch != self.sampled_epoch:
+            self.src, self.tgt = self._sampled_pairs(epoch)
+            self.lengths = [max(len(s), len(t)) + 1 for s, t in zip(self.src, self.tgt)]
+            self.sampled_epoch = epoch
+        return super().plan(epoch)
+
+    def _sampled_pairs(self, epoch: int) -> tuple[list[list[int]], list[list[int]]]:
+        src, tgt = self.resample(epoch)
+        if len(src) != len(self.fixed_src) or len(tgt) != len(self.fixed_tgt):
+            raise ValueError(f"resample({epoch}) returned {len(src)}/{len(tgt)} sequences for "
+                             f"{len(self.fixed_src)} pairs")
+        out_src, out_tgt = [], []
+        for s, t, fixed_s, fixed_t in zip(src, tgt, self.fixed_src, self.fixed_tgt):
+            usable = s and t and len(s) <= self.max_length and len(t) <= self.max_length
+            out_src.append(s if usable else fixed_s)
+            out_tgt.append(t if usable else fixed_t)
+        return out_src, out_tgt
+
+    def in_order(self, batch_size: int = 64) -> Iterator:
+        """Every pair once, in corpus order, with its fixed (most likely) segmentation."""
+        for start in range(0, len(self.fixed_src), batch_size):
+            ids = range(start, min(start + batch_size, len(self.fixed_src)))
+            yield make_batch([self.fixed_src[i] for i in ids], [self.fixed_tgt[i] for i in ids], ids)
+
+
+def kept_pairs(src: list[list[int]], tgt: list[list[int]], max_length: int,
+               name: str = "train") -> list[int]:
+    """Indices of the pairs with no empty side and no side over ``max_length`` pieces; logs the
+    counts of the others."""
+    keep, empty, too_long = [], 0, 0
+    for i, (s, t) in enumerate(zip(src, tgt)):
         if not s or not t:
             empty += 1
         elif len(s) > max_length or len(t) > max_length:
             too_long += 1
         else:
-            keep_src.append(s)
-            keep_tgt.append(t)
+            keep.append(i)
     if empty or too_long:
         log.info("%s: dropped %d pairs with an empty side and %d pairs over %d pieces; %d kept",
-                 name, empty, too_long, max_length, len(keep_src))
-    return keep_src, keep_tgt
+                 name, empty, too_long, max_length, len(keep))
+    return keep
+
+
+def filter_pairs(src: list[list[int]], tgt: list[list[int]], max_length: int,
+                 name: str = "train") -> tuple[list[list[int]], list[list[int]]]:
+    """Drop pairs with an empty side or a side over ``max_length`` pieces, logging the counts."""
+    keep = kept_pairs(src, tgt, max_length, name)
+    return [src[i] for i in keep], [tgt[i] for i in keep]

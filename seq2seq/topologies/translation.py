@@ -12,7 +12,8 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from seq2seq.data.batching import Batch, ParallelBatches, filter_pairs, make_batch
+from seq2seq.data.batching import (Batch, ParallelBatches, ResampledParallelBatches, kept_pairs,
+                                   make_batch)
 from seq2seq.data.corpus import write_lines
 from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.evaluation.report import evaluation_report, line_count
@@ -89,20 +90,38 @@ class TranslationObjective:
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distributed
         ) -> dict[str, Any]:
     """Train a translation model, translate the test split and write the BLEU report."""
-    from seq2seq.pipeline import choose_test_checkpoint, prepare, train_model  # shared steps
+    from seq2seq.pipeline import (  # shared steps
+        choose_test_checkpoint, prepare, tokenizer_settings, train_model)
 
     with distributed.main_first():  # rank 0 fills the corpus and tokenizer caches
         files, tokenizers = prepare(cfg)
     train, valid = files.read(files.train), files.read(files.valid)
     limit = cfg.data.get("limit_train")
-    src_ids, tgt_ids = filter_pairs(tokenizers.src.encode(train.src[:limit]),
-                                    tokenizers.tgt.encode(train.tgt[:limit]),
-                                    cfg.data.max_length)
+    src_all, tgt_all = tokenizers.src.encode(train.src[:limit]), tokenizers.tgt.encode(train.tgt[:limit])
+    keep = kept_pairs(src_all, tgt_all, cfg.data.max_length)
+    src_ids, tgt_ids = [src_all[i] for i in keep], [tgt_all[i] for i in keep]
     log.info("train: %d pairs from %s; valid: %d pairs; vocab %d/%d", len(src_ids), files.root,
              len(valid), tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
     trainer_cfg = cfg.trainer
-    batches = ParallelBatches(src_ids, tgt_ids, trainer_cfg.batch_tokens, cfg.seed,
-                              trainer_cfg.max_sentences, distributed.rank, distributed.world_size)
+    sharding = (trainer_cfg.batch_tokens, cfg.seed, trainer_cfg.max_sentences, distributed.rank,
+                distributed.world_size)
+    sampling = tokenizer_settings(cfg.tokenizer)
+    if sampling.sampling_alpha > 0:
+        src_lines, tgt_lines = [train.src[i] for i in keep], [train.tgt[i] for i in keep]
+
+        def resample(epoch: int) -> tuple[list[list[int]], list[list[int]]]:
+            seed = cfg.seed * 100_003 + epoch  # the same segmentations for an epoch on resume
+            return tuple(tokenizer.encode_sampled(lines, sampling.sampling_alpha,
+                                                  sampling.sampling_nbest, seed)
+                         for tokenizer, lines in ((tokenizers.src, src_lines),
+                                                  (tokenizers.tgt, tgt_lines)))
+
+        log.info("subword sampling of the training pairs each epoch: alpha %g, nbest %d",
+                 sampling.sampling_alpha, sampling.sampling_nbest)
+        batches = ResampledParallelBatches(src_ids, tgt_ids, resample, cfg.data.max_length,
+                                           *sharding)
+    else:
+        batches = ParallelBatches(src_ids, tgt_ids, *sharding)
     n_valid = trainer_cfg.valid_max_sentences or len(valid)
     valid_data = ValidationData(tokenizers.src.encode(valid.src[:n_valid]),
                                 tokenizers.tgt.encode(valid.tgt[:n_valid]), valid.tgt[:n_valid])
