@@ -1,6 +1,7 @@
 import torch
 
-from seq2seq.data.batching import ParallelBatches, filter_pairs, length_batches, make_batch
+from seq2seq.data.batching import (ParallelBatches, ResampledParallelBatches, filter_pairs,
+                                   length_batches, make_batch)
 from seq2seq.tokenization import BOS, EOS, PAD
 
 
@@ -50,3 +51,30 @@ def test_filter_pairs_drops_empty_and_long(caplog):
 def test_pad_positions_hold_pad_id():
     batch = make_batch([[4] * 3, [4]], [[5], [5] * 4], [0, 1])
     assert (batch.src == PAD).sum() == 2 and batch.src.dtype == torch.long
+
+
+def test_resampled_batches_take_each_epochs_pairs_and_replay_them():
+    src = [[4 + i % 5] * (1 + i % 6) for i in range(60)]
+    calls = []
+
+    def resample(epoch):  # epoch e: every sequence gains e tokens; pair 0 gets an empty side
+        calls.append(epoch)
+        out = [seq + [9] * epoch for seq in src]
+        out[0] = []
+        return out, out
+
+    batches = ResampledParallelBatches(src, src, resample, max_length=8, batch_tokens=40, seed=3)
+    pairs = {i: (s.tolist(), t.tolist()) for b in batches.epoch(2)
+             for i, s, t in zip(b.indices.tolist(), b.src, b.tgt_out)}
+    assert sorted(pairs) == list(range(60))  # every pair, once
+    assert pairs[1][0][:4] == [5, 5, 9, 9]  # epoch 2's segmentation ...
+    assert pairs[0][0][:2] == [4, EOS]  # ... but the fixed pair where a sampled side is empty
+    assert pairs[5][0] == [4] * 6 + [9, 9, EOS]  # at max_length: kept
+    too_long = [i for i in range(60) if len(src[i]) + 2 > 8]  # sampled pair over max_length
+    assert all(pairs[i][0][:len(src[i]) + 1] == src[i] + [EOS] for i in too_long)
+    full = [b.indices.tolist() for b in batches.epoch(2)]
+    assert [b.indices.tolist() for b in batches.epoch(2, start=2)] == full[2:]  # resumable
+    assert calls == [2]  # one sampling per epoch, however often its plan is asked for
+    batches.num_batches(3)
+    assert calls == [2, 3]
+    assert [b.src.tolist() for b in batches.in_order(16)][0][0] == src[0] + [EOS] + [PAD] * 5

@@ -27,19 +27,34 @@ def params(run: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run / "checkpoints" / "last.pt")["model"]
 
 
-def test_stop_and_resume_equals_training_straight_through(tmp_path):
-    straight = compose_train(tiny_overrides(tmp_path) + FAST + ["trainer.max_steps=8"])
+@pytest.mark.parametrize("extra, stop, total", [
+    ([], 4, 8),
+    # Subword sampling: stop after the first epoch (a few large batches each), in an epoch whose
+    # sampled segmentations the resumed run must draw again.
+    (["tokenizer.sampling_alpha=0.3", "trainer.batch_tokens=4000",
+      "trainer.max_epochs=5"], 7, 10),
+])
+def test_stop_and_resume_equals_training_straight_through(tmp_path, extra, stop, total):
+    base = tiny_overrides(tmp_path) + FAST + extra
+    straight = compose_train(base + [f"trainer.max_steps={total}"])
     run_training(straight, tmp_path / "straight")
-    first_half = compose_train(tiny_overrides(tmp_path) + FAST + ["trainer.max_steps=4"])
+    first_half = compose_train(base + [f"trainer.max_steps={stop}"])
     run_training(first_half, tmp_path / "resumed")
-    assert load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")["trainer"]["step"] == 4
-    second_half = compose_train(tiny_overrides(tmp_path) + FAST + ["trainer.max_steps=8",
-                                                                   "resume=true"])
+    state = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")["trainer"]
+    assert state["step"] == stop
+    if extra:
+        assert state["epoch"] >= 1 and state["batch_in_epoch"] > 0
+    second_half = compose_train(base + [f"trainer.max_steps={total}", "resume=true"])
     run_training(second_half, tmp_path / "resumed")
     a, b = params(tmp_path / "straight"), params(tmp_path / "resumed")
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name  # bitwise on CPU
+    if extra:  # and the sampling did change what was trained on
+        unsampled = compose_train(tiny_overrides(tmp_path) + FAST + [f"trainer.max_steps={total}"])
+        run_training(unsampled, tmp_path / "unsampled")
+        c = params(tmp_path / "unsampled")
+        assert not all(torch.equal(a[name], c[name]) for name in a)
 
 
 def test_only_the_last_k_step_checkpoints_are_kept(tmp_path):

@@ -56,3 +56,34 @@ def test_foreign_model_ids_rejected(tiny_corpus, tmp_path):
                                    minloglevel=2)  # sentencepiece's default ids: unk 0, bos 1
     with pytest.raises(ConfigError, match="special ids"):
         SentencePieceTokenizer.load(tmp_path / "m.model")
+
+
+def test_sampled_encoding_is_seeded_and_decodes_to_the_line(tiny_corpus, cache_dir):
+    files = [tiny_corpus / "train.en", tiny_corpus / "train.de"]
+    tok = train_sentencepiece(files, TokenizerSettings(vocab_size=120), cache_dir)
+    lines = ["we have twenty-one green birds", "sie kauft einen Hund"] * 10
+    first = tok.encode_sampled(lines, alpha=0.1, nbest=-1, seed=7)
+    assert first == tok.encode_sampled(lines, alpha=0.1, nbest=-1, seed=7)
+    assert first != tok.encode_sampled(lines, alpha=0.1, nbest=-1, seed=8)
+    assert first != tok.encode(lines)  # other segmentations ...
+    assert tok.decode(first) == lines  # ... of the same text
+
+
+def test_sampling_settings_do_not_change_the_cached_model(tiny_corpus, tmp_path):
+    files = [tiny_corpus / "train.en"]
+    plain = train_sentencepiece(files, TokenizerSettings(vocab_size=100), tmp_path)
+    sampled = train_sentencepiece(files, TokenizerSettings(vocab_size=100, sampling_alpha=0.2),
+                                  tmp_path)
+    assert sampled.model_proto == plain.model_proto
+    assert len(list(tmp_path.glob("spm-*.model"))) == 1  # reused, not retrained
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"sampling_alpha": 1.5}, "tokenizer.sampling_alpha=1.5"),
+    ({"sampling_alpha": -0.1}, "tokenizer.sampling_alpha=-0.1"),
+    ({"sampling_alpha": 0.1, "model_type": "char"}, "needs model_type unigram or bpe"),
+    ({"sampling_nbest": 0}, "tokenizer.sampling_nbest=0"),
+])
+def test_bad_sampling_options_are_config_errors(options, message):
+    with pytest.raises(ConfigError, match=message):
+        TokenizerSettings(**options)

@@ -285,6 +285,15 @@ def test_auxiliary_tags_need_a_joint_tagger(tmp_path):
         run_training(cfg, tmp_path / "run")
 
 
+@pytest.mark.parametrize("experiment", ["snips_intent", "snips_slots", "snips_generate"])
+def test_subword_sampling_is_refused_outside_translation(tmp_path, experiment):
+    from seq2seq.errors import ConfigError
+    cfg = compose_train(overrides_for(tmp_path, experiment) + ["tokenizer.sampling_alpha=0.2"])
+    with pytest.raises(ConfigError, match="sampling_alpha=0.2: subword sampling is for "
+                                          "topology=translate"):
+        run_training(cfg, tmp_path / "run")
+
+
 def test_evaluate_scores_label_files_without_a_checkpoint(tmp_path, capsys):
     from seq2seq.cli.evaluate import main as evaluate_main
     gold, hyp = tmp_path / "gold.txt", tmp_path / "hyp.txt"

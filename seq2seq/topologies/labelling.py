@@ -44,10 +44,14 @@ def prepare_labelled(cfg: DictConfig, needs: Sequence[str]) -> tuple[LabelledCor
     """Check the corpus files are there and train (or reuse) the tokenizer on the training text."""
     from seq2seq.pipeline import tokenizer_settings
 
+    settings = tokenizer_settings(cfg.tokenizer)
+    if settings.sampling_alpha > 0:  # pieces are tied to word tags here; sampling is not wired in
+        raise ConfigError(f"tokenizer.sampling_alpha={settings.sampling_alpha}: subword sampling "
+                          f"is for topology=translate; set it to 0 for topology={cfg.topology.task}")
     corpus = corpus_from_config(cfg.data)
     corpus.check_exist(needs)
-    tokenizer = train_sentencepiece([corpus.path(corpus.train, corpus.text_file)],
-                                    tokenizer_settings(cfg.tokenizer), cfg.tokenizer.cache_dir)
+    tokenizer = train_sentencepiece([corpus.path(corpus.train, corpus.text_file)], settings,
+                                    cfg.tokenizer.cache_dir)
     return corpus, tokenizer
 
 
