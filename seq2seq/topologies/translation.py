@@ -103,14 +103,14 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     log.info("train: %d pairs from %s; valid: %d pairs; vocab %d/%d", len(src_ids), files.root,
              len(valid), tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
     trainer_cfg = cfg.trainer
-    sharding = (trainer_cfg.batch_tokens, cfg.seed, trainer_cfg.max_sentences, distributed.rank,
+    batching = (trainer_cfg.batch_tokens, cfg.seed, trainer_cfg.max_sentences, distributed.rank,
                 distributed.world_size)
     sampling = tokenizer_settings(cfg.tokenizer)
     if sampling.sampling_alpha > 0:
         src_lines, tgt_lines = [train.src[i] for i in keep], [train.tgt[i] for i in keep]
 
         def resample(epoch: int) -> tuple[list[list[int]], list[list[int]]]:
-            seed = cfg.seed * 100_003 + epoch  # the same segmentations for an epoch on resume
+            seed = (cfg.seed * 100_003 + epoch) % 2**32  # an epoch's pieces are the same on resume
             return tuple(tokenizer.encode_sampled(lines, sampling.sampling_alpha,
                                                   sampling.sampling_nbest, seed)
                          for tokenizer, lines in ((tokenizers.src, src_lines),
@@ -119,9 +119,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         log.info("subword sampling of the training pairs each epoch: alpha %g, nbest %d",
                  sampling.sampling_alpha, sampling.sampling_nbest)
         batches = ResampledParallelBatches(src_ids, tgt_ids, resample, cfg.data.max_length,
-                                           *sharding)
+                                           *batching)
     else:
-        batches = ParallelBatches(src_ids, tgt_ids, *sharding)
+        batches = ParallelBatches(src_ids, tgt_ids, *batching)
     n_valid = trainer_cfg.valid_max_sentences or len(valid)
     valid_data = ValidationData(tokenizers.src.encode(valid.src[:n_valid]),
                                 tokenizers.tgt.encode(valid.tgt[:n_valid]), valid.tgt[:n_valid])
