@@ -126,10 +126,15 @@ class ParallelBatches(BucketedBatches):
     def __init__(self, src: list[list[int]], tgt: list[list[int]], batch_tokens: int,
                  seed: int, max_sentences: int | None = None, rank: int = 0,
                  world_size: int = 1) -> None:
-        # +1 for the EOS (source, target) or BOS (decoder input) each side gets.
-        lengths = [max(len(s), len(t)) + 1 for s, t in zip(src, tgt)]
-        super().__init__(lengths, batch_tokens, seed, max_sentences, rank, world_size)
+        super().__init__(self.pair_lengths(src, tgt), batch_tokens, seed, max_sentences, rank,
+                         world_size)
         self.src, self.tgt = src, tgt
+
+    @staticmethod
+    def pair_lengths(src: list[list[int]], tgt: list[list[int]]) -> list[int]:
+        """The length each pair is bucketed by: its longer side, +1 for the EOS (source, target)
+        or BOS (decoder input) each side gets."""
+        return [max(len(s), len(t)) + 1 for s, t in zip(src, tgt)]
 
     def batch(self, ids: Sequence[int]) -> Batch:
         return make_batch([self.src[i] for i in ids], [self.tgt[i] for i in ids], ids)
@@ -156,7 +161,7 @@ class ResampledParallelBatches(ParallelBatches):
     def plan(self, epoch: int) -> list[list[int]]:
         if epoch != self.sampled_epoch:
             self.src, self.tgt = self._sampled_pairs(epoch)
-            self.lengths = [max(len(s), len(t)) + 1 for s, t in zip(self.src, self.tgt)]
+            self.lengths = self.pair_lengths(self.src, self.tgt)
             self.sampled_epoch = epoch
         return super().plan(epoch)
 
