@@ -1,4 +1,4 @@
-"""Evaluation reports and sweep leaderboards, from a tiny two-run Hydra multirun."""
+"""Evaluation reports and sweep leaderboards, from a tiny two-run Hydra multirun (run in parallel)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from tests.test_smoke import run_cli, tiny_overrides
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("sweep")
-    result = run_cli("train.py", "-m", *tiny_overrides(tmp), "trainer.max_steps=8",
-                     "model.attention=none,bahdanau", f"hydra.sweep.dir={tmp / 'multirun'}")
+    # Side by side on Hydra's joblib launcher (one process and one thread per run), the way
+    # BENCHMARKS.md trains the members of an ensemble.
+    result = run_cli("train.py", "-m", *tiny_overrides(tmp), "trainer.max_steps=8", "num_threads=1",
+                     "model.attention=none,bahdanau", f"hydra.sweep.dir={tmp / 'multirun'}",
+                     "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     return tmp / "multirun"
 
