@@ -154,6 +154,25 @@ def test_translate_and_evaluate_with_an_ensemble(trained_run, tmp_path):
     assert " + " in report["checkpoint"] and report["length_penalty"] == 0.6
 
 
+def test_evaluate_reports_the_decoding_time_of_the_whole_test_set(trained_run, tmp_path, monkeypatch):
+    from seq2seq.cli import evaluate
+    real = Translator.translate_detailed
+
+    def timed(self, sentences, *args, **kwargs):  # a stand-in clock: one second per sentence
+        out = real(self, sentences, *args, **kwargs)
+        self.last_seconds = float(len(sentences))
+        return out
+
+    monkeypatch.setattr(Translator, "translate_detailed", timed)
+    numbers = trained_run.parent / "numbers"
+    test_lines = len(read_lines(numbers / "test.en"))
+    assert evaluate.main(["--checkpoint", str(trained_run / "checkpoints" / "best.pt"),
+                          "--src", str(numbers / "test.en"), "--ref", str(numbers / "test.de"),
+                          "--attention-plots", "2", "--report-dir", str(tmp_path)]) == 0
+    # Not the time of the short attention pass that follows the test set's translation.
+    assert json.loads((tmp_path / "report.json").read_text())["decode_seconds"] == test_lines
+
+
 def test_an_ensemble_member_of_another_topology_is_named(trained_run, tmp_path):
     from seq2seq.errors import CheckpointError
     from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint

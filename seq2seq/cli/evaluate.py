@@ -92,12 +92,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             translator = Translator.from_checkpoints(members, payload, beam=args.beam,
                                                      length_penalty=args.length_penalty)
             hypotheses = translator.translate(sources)
+            decode_seconds = translator.last_seconds  # before the attention pass below resets it
             attention = translator.translate_detailed(sources[: args.attention_plots],
                                                       return_attention=True)
             facts.update(checkpoint=" + ".join(members), beam=translator.search.beam,
                          length_penalty=translator.search.length_penalty,
                          num_params=count_parameters(translator.model),
-                         decode_seconds=round(translator.last_seconds, 2))
+                         decode_seconds=round(decode_seconds, 2))
             hyp_path = write_lines(Path(args.report_dir) / "hypotheses.txt", hypotheses)
             facts["hypothesis_file"] = str(hyp_path)
         else:
