@@ -1,4 +1,5 @@
 import gzip
+import os
 
 import pytest
 
@@ -85,3 +86,22 @@ def test_download_multi30k_from_local_url(tmp_path):
     with pytest.raises(DataError, match="could not download"):
         download_multi30k(tmp_path / "cache2", url=served.as_uri() + "/nothing-{name}.gz")
     assert not list((tmp_path / "cache2").iterdir())  # nothing half-written
+
+
+def test_two_writers_of_the_same_file_do_not_take_each_others_temporary_file(tmp_path, monkeypatch):
+    # The runs of a parallel multirun generate the built-in corpus into one folder at once: here a
+    # second writer completes the same file between the first one's write and its rename.
+    target = tmp_path / "train.en"
+    real_replace = os.replace
+    interrupted = []
+
+    def replace(src, dst):
+        if not interrupted:
+            interrupted.append(True)
+            write_lines(target, ["the other writer"])
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    write_lines(target, ["this writer"])
+    assert target.read_text() == "this writer\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["train.en"]  # no temporary file left

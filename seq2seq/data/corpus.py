@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,11 +104,23 @@ def require_files(paths: list[Path]) -> None:
                         "(set data.root to the folder that holds them)")
 
 
-def write_lines(path: str | Path, lines: list[str]) -> Path:
-    """Write one line per item, under a temporary name renamed into place when complete."""
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` under a temporary name of its own, renamed into place when complete: a
+    reader never sees half a file, and processes writing the same file at once (the runs of a
+    parallel multirun generating one corpus) do not take each other's temporary files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
+
+
+def write_lines(path: str | Path, lines: list[str]) -> Path:
+    """Write one line per item, atomically (``write_text_atomic``)."""
+    return write_text_atomic(path, "".join(line + "\n" for line in lines))

@@ -11,11 +11,12 @@ reordering and agreement, and so exercises attention, while needing no files and
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 
 from num2words import num2words
+
+from seq2seq.data.corpus import write_lines, write_text_atomic
 
 # (english singular, english plural, german singular, german plural, german gender)
 NOUNS = [
@@ -93,8 +94,6 @@ def write_number_corpus(
             seen.add(src)
             pairs.append((src, tgt))
         for lang, side in ((src_lang, 0), (tgt_lang, 1)):
-            tmp = root / f".{split}.{lang}.tmp"
-            tmp.write_text("".join(p[side] + "\n" for p in pairs), encoding="utf-8")
-            os.replace(tmp, root / f"{split}.{lang}")
-    meta.write_text(json.dumps(settings))
+            write_lines(root / f"{split}.{lang}", [p[side] for p in pairs])
+    write_text_atomic(meta, json.dumps(settings))
     return root

@@ -9,12 +9,11 @@ by chrF; run facts; library versions.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from seq2seq.data.corpus import write_text_atomic
 from seq2seq.evaluation.analysis import best_and_worst, bleu_by_length
 from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.evaluation.plots import plot_attention, plot_length_buckets
@@ -77,13 +76,6 @@ def evaluation_report(sources: Sequence[str], references: Sequence[str],
     return report
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def write_report(report: dict[str, Any], report_dir: str | Path, html: bool = False,
                  content: list[Section] | None = None) -> list[Path]:
     """Write ``report.json`` and ``report.md`` (and ``report.html``), each atomically; ``content``
@@ -91,9 +83,9 @@ def write_report(report: dict[str, Any], report_dir: str | Path, html: bool = Fa
     folder = Path(report_dir)
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "report.json", folder / "report.md"]
-    _write_atomic(written[0], json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
-    _write_atomic(written[1], render_markdown(report, content))
+    write_text_atomic(written[0], json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
+    write_text_atomic(written[1], render_markdown(report, content))
     if html:
         written.append(folder / "report.html")
-        _write_atomic(written[2], render_html(report, folder, content))
+        write_text_atomic(written[2], render_html(report, folder, content))
     return written
