@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from seq2seq.data.batching import Batch, filter_pairs, length_batches, make_batch
+from seq2seq.data.corpus import write_text_atomic
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.runtime import keep_freed_memory
@@ -232,7 +233,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Seq2SeqError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
     print_table(results)
     print(f"written: {args.out}")
     return 0

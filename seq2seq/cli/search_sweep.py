@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from seq2seq.data.corpus import read_lines
+from seq2seq.data.corpus import read_lines, write_text_atomic
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.bleu import check_aligned, score_corpus
 from seq2seq.translate import SearchSettings, Translator
@@ -71,7 +71,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{r['beam']:>4} {r['length_penalty']:>5} {r['bleu']:>6.2f} {r['bleu_lowercased']:>7.2f} "
               f"{r['chrf']:>6.2f} {r['length_ratio']:>6.3f} {r['seconds']:>6.1f}")
     if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+        write_text_atomic(args.out, json.dumps(rows, indent=2) + "\n")
     return 0
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from seq2seq.data.corpus import read_lines
+from seq2seq.data.corpus import read_lines, write_text_atomic
 from seq2seq.errors import DataError
 from seq2seq.evaluation.plots import plot_validation_curves
 from seq2seq.evaluation.significance import paired_bootstrap
@@ -87,10 +88,11 @@ def write_leaderboard(rows: list[dict[str, Any]], runs: list[Run], out_dir: str 
     """leaderboard.md, leaderboard.csv and validation_bleu.png in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "leaderboard.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out / "leaderboard.csv", table.getvalue())
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
     lines = ["# Leaderboard", "", "Sorted by test BLEU; the last column is a paired bootstrap "
              "test (sacrebleu, BLEU) of each run against the best one.", "",
@@ -104,7 +106,7 @@ def write_leaderboard(rows: list[dict[str, Any]], runs: list[Run], out_dir: str 
             f"{fmt(row['num_params'], ',')} | {fmt(row['train_seconds'], ',.0f')} | "
             f"{fmt(row['train_tokens_per_second'], ',.0f')} | {_mark(row)} |")
     lines += ["", "![validation BLEU](validation_bleu.png)", ""]
-    (out / "leaderboard.md").write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(out / "leaderboard.md", "\n".join(lines))
     curves = {}
     for run in runs:
         metrics = run.folder / "metrics.csv"
