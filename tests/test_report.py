@@ -17,7 +17,7 @@ from tests.test_smoke import run_cli, tiny_overrides
 def sweep(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("sweep")
     # Side by side on Hydra's joblib launcher (one process and one thread per run), the way
-    # BENCHMARKS.md trains the members of an ensemble.
+    # README trains the members of an ensemble.
     result = run_cli("train.py", "-m", *tiny_overrides(tmp), "trainer.max_steps=8", "num_threads=1",
                      "model.attention=none,bahdanau", f"hydra.sweep.dir={tmp / 'multirun'}",
                      "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
