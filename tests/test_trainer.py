@@ -93,3 +93,25 @@ def test_resuming_with_another_lr_metric_starts_the_plateau_afresh(tmp_path):
                    FixedFigures([]), tmp_path, {})
     same.resume(tmp_path / "checkpoints" / "last.pt")
     assert same.scheduler.mode == "max" and same.scheduler.best == 20.0  # its memory kept
+
+
+def test_the_budgets_last_minutes_anneal_the_lr_linearly_instead_of_the_plateau(tmp_path):
+    # A 10-minute budget whose last 4 minutes anneal; BLEU falls at every validation, so the
+    # plateau (patience 0) halves the LR each time it is in charge.
+    settings = TrainerSettings(lr=1.0, lr_patience=0, min_lr=0.01, max_minutes=10,
+                               lr_anneal_minutes=4, early_stopping_patience=10)
+    trainer = Trainer(settings, nn.Linear(2, 1), FixedFigures(WOBBLE), tmp_path, {})
+    rates = []
+    for minutes in (3, 5, 7, 10):
+        trainer._after_validation(trainer.validate(), final=False, elapsed_seconds=60 * minutes)
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+    # 3 min: best so far; 5 min: the plateau halves; 7 min (3 of 4 minutes left): 0.5 * 3/4,
+    # where the plateau would have halved again; 10 min: min_lr.
+    assert rates == [1.0, 0.5, 0.375, 0.01]
+    assert trainer.state.anneal_from_lr == 0.5  # saved in last.pt: a resumed run goes on alike
+
+
+@pytest.mark.parametrize("max_minutes", [None, 4])
+def test_annealing_needs_a_longer_time_budget(max_minutes):
+    with pytest.raises(ConfigError, match="trainer.lr_anneal_minutes=5 .* trainer.max_minutes"):
+        TrainerSettings(max_minutes=max_minutes, lr_anneal_minutes=5)

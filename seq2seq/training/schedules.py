@@ -1,4 +1,4 @@
-"""Schedules over training steps: the teacher-forcing ratio."""
+"""Schedules over training: the teacher-forcing ratio by step, the LR over a time budget's end."""
 
 from __future__ import annotations
 
@@ -45,3 +45,13 @@ class TeacherForcingSchedule:
             return self.start * (max(self.end, 1e-6) / self.start) ** progress
         k = max(self.decay_steps / 10.0, 1.0)
         return self.end + (self.start - self.end) * k / (k + math.exp(min(step / k, 700.0)))
+
+
+def annealed_lr(start_lr: float, min_lr: float, remaining_seconds: float,
+                window_seconds: float) -> float:
+    """The LR with ``remaining_seconds`` of a time budget left, falling linearly from
+    ``start_lr`` (at ``window_seconds`` left) to ``min_lr`` (at none left): the budget-aware
+    linear decay of Li et al. (2020, "Budgeted Training"), which ends a run at a low LR whenever
+    the budget, not a plateau, is what stops it."""
+    fraction = min(max(remaining_seconds / window_seconds, 0.0), 1.0)
+    return max(min_lr, start_lr * fraction)

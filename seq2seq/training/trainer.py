@@ -25,7 +25,7 @@ from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_che
 from seq2seq.training.distributed import Distributed
 from seq2seq.training.ema import WeightAverage
 from seq2seq.training.metrics_log import MetricsLog, plot_learning_curve
-from seq2seq.training.schedules import TeacherForcingSchedule
+from seq2seq.training.schedules import TeacherForcingSchedule, annealed_lr
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ class TrainerSettings:
     lr_patience: int = 2
     lr_metric: Optional[str] = None         # what the plateau watches; None: early_stopping_metric
     min_lr: float = 1e-5
+    lr_anneal_minutes: float = 0.0          # > 0 (with max_minutes): over the budget's last N
+                                            # minutes the LR falls linearly to min_lr instead
     validate_every: int = 0                 # steps between validations; 0 = after every epoch
     valid_beam: int = 1
     valid_max_sentences: Optional[int] = None
@@ -76,6 +78,12 @@ class TrainerSettings:
                               f"checkpoints kept; set trainer.keep_checkpoints >= "
                               f"{self.average_last} (it is {self.keep_checkpoints})")
         check_range("trainer.max_nonfinite", self.max_nonfinite, 1)
+        check_range("trainer.lr_anneal_minutes", self.lr_anneal_minutes, 0.0)
+        if self.lr_anneal_minutes > 0 and not (self.max_minutes and
+                                               self.lr_anneal_minutes < self.max_minutes):
+            raise ConfigError(f"trainer.lr_anneal_minutes={self.lr_anneal_minutes} is the end of "
+                              "a time budget: it needs trainer.max_minutes set and larger "
+                              f"(it is {self.max_minutes})")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"trainer.ema_decay={self.ema_decay!r}: expected 0 (off) or a "
                               "value below 1, such as 0.999")
@@ -97,6 +105,7 @@ class TrainState:
     train_seconds: float = 0.0
     train_tokens: int = 0
     validated_step: int = -1
+    anneal_from_lr: float = 0.0     # the LR when lr_anneal_minutes began (0: not yet)
     nonfinite_in_a_row: int = 0
     nonfinite_total: int = 0
     stop_reason: str = ""
@@ -326,7 +335,8 @@ class Trainer:
                                   f"topology: choose from {', '.join(sorted(metrics))}")
         return metrics
 
-    def _after_validation(self, metrics: dict[str, float], final: bool) -> bool:
+    def _after_validation(self, metrics: dict[str, float], final: bool,
+                          elapsed_seconds: float = 0.0) -> bool:
         """Keep the best model; unless ``final``, decay the LR and say whether to stop early.
         The final validation (of steps since the last one) leaves the schedule alone, so a run
         stopped by its budget and resumed trains exactly like one that never stopped."""
@@ -341,7 +351,7 @@ class Trainer:
             self._save_best()
         if final:
             return False
-        self.scheduler.step(metrics[self.lr_metric])
+        self._update_lr(metrics, elapsed_seconds)
         s.bad_validations = 0 if improved else s.bad_validations + 1
         self.save_last()
         if s.bad_validations >= settings.early_stopping_patience:
@@ -350,19 +360,41 @@ class Trainer:
             return True
         return False
 
+    def _update_lr(self, metrics: dict[str, float], elapsed_seconds: float) -> None:
+        """The plateau halves the LR when ``lr_metric`` stalls; in the budget's last
+        ``lr_anneal_minutes`` the LR falls linearly to ``min_lr`` instead, set after each
+        validation (a staircase of one step per validation) from rank 0's clock, so that every
+        rank sets the same LR."""
+        settings, s = self.settings, self.state
+        if settings.lr_anneal_minutes > 0:
+            window = 60 * settings.lr_anneal_minutes
+            remaining = 60 * settings.max_minutes - elapsed_seconds
+            if remaining <= window:
+                if not s.anneal_from_lr:
+                    s.anneal_from_lr = self.optimizer.param_groups[0]["lr"]
+                    log.info("step %d: the budget's last %g minutes: the LR falls linearly from "
+                             "%.2g to %.2g", s.step, settings.lr_anneal_minutes, s.anneal_from_lr,
+                             settings.min_lr)
+                lr = annealed_lr(s.anneal_from_lr, settings.min_lr, remaining, window)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                return
+        self.scheduler.step(metrics[self.lr_metric])
+
     def _validate_and_log(self, metrics_log: Optional[MetricsLog], started: float,
                           final: bool = False) -> bool:
-        # Rank 0 validates; the others wait for its figures so that every rank takes the same
-        # LR-decay and early-stopping decisions.
-        metrics = self.dist.broadcast(self.validate() if self.dist.is_main else None)
+        # Rank 0 validates and reads the clock; the others wait for its figures so that every
+        # rank takes the same LR-decay and early-stopping decisions.
+        metrics, elapsed = self.dist.broadcast(
+            (self.validate(), time.perf_counter() - started) if self.dist.is_main else None)
         self.state.validated_step = self.state.step
         lr = self.optimizer.param_groups[0]["lr"]
         if metrics_log is not None:
             metrics_log.write(step=self.state.step, epoch=self.state.epoch, split="valid", lr=lr,
-                              elapsed_seconds=time.perf_counter() - started, **metrics)
+                              elapsed_seconds=elapsed, **metrics)
         log.info("step %d: valid %s (lr %.2g)", self.state.step,
                  " ".join(f"{k} {v:.4g}" for k, v in metrics.items()), lr)
-        return self._after_validation(metrics, final)
+        return self._after_validation(metrics, final, elapsed)
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, batches: Any) -> TrainState:
