@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 from seq2seq.config import build
 from omegaconf import OmegaConf
 
@@ -50,6 +51,20 @@ def test_default_config_builds():
     cfg = compose_train([])
     assert cfg.data.generator is not None  # the default needs no files
     build_everything(cfg)
+
+
+@pytest.mark.parametrize("experiment,source", [("multi30k_en_de", "en"), ("multi30k_de_en", "de")])
+def test_multi30k_experiments_build_the_measured_recipe(experiment, source):
+    # BENCHMARKS.md's 90-minute figures are for this model: input feeding, tied embeddings.
+    cfg = compose_train([f"experiment={experiment}"])
+    assert cfg.topology._target_.endswith("translation.run") and cfg.data.src_lang == source
+    assert cfg.trainer.max_minutes == 90 and cfg.trainer.ema_decay > 0
+    model = build_model(cfg.model, 50, 60)
+    decoder = model.decoder
+    assert decoder.input_feeding and decoder.output_layer.weight is decoder.embedding.weight
+    src, tgt = torch.randint(4, 50, (2, 7)), torch.randint(4, 60, (2, 5))
+    logits = model(src, torch.tensor([7, 5]), tgt).logits
+    assert logits.shape == (2, 5, 60) and torch.isfinite(logits).all()
 
 
 @pytest.mark.parametrize("attention", ["none", "bahdanau", "luong"])

@@ -18,7 +18,6 @@ from seq2seq.search import greedy_search, sampler
 from seq2seq.tokenization import EOS
 from seq2seq.topologies.labelling import (bio_transitions, class_slots, class_tag_scores,
                                           joint_decode, viterbi)
-from seq2seq.training.checkpoint import build_model
 from tests.conftest import ROOT, compose_train, require_shared
 from tests.test_smoke import run_cli
 
@@ -244,20 +243,6 @@ def test_experiment_configs_name_the_topologies():
         cfg = compose_train([f"experiment={experiment}"])
         assert cfg.topology.task == task and cfg.data.root.endswith("snips")
     assert (ROOT / "conf" / "topology" / "translate.yaml").is_file()
-
-
-@pytest.mark.parametrize("experiment,source", [("multi30k_en_de", "en"), ("multi30k_de_en", "de")])
-def test_multi30k_experiments_build_the_measured_recipe(experiment, source):
-    # BENCHMARKS.md's 90-minute figures are for this model: input feeding, tied embeddings.
-    cfg = compose_train([f"experiment={experiment}"])
-    assert cfg.topology._target_.endswith("translation.run") and cfg.data.src_lang == source
-    assert cfg.trainer.max_minutes == 90 and cfg.trainer.ema_decay > 0
-    model = build_model(cfg.model, 50, 60)
-    decoder = model.decoder
-    assert decoder.input_feeding and decoder.output_layer.weight is decoder.embedding.weight
-    src, tgt = torch.randint(4, 50, (2, 7)), torch.randint(4, 60, (2, 5))
-    logits = model(src, torch.tensor([7, 5]), tgt).logits
-    assert logits.shape == (2, 5, 60) and torch.isfinite(logits).all()
 
 
 def test_span_word_state_reads_the_whole_word_in_both_directions():
