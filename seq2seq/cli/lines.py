@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator, TextIO
+
+from seq2seq.atomic import atomic_file
 
 
 def read_lines(stream: BinaryIO, name: str, warn: TextIO = sys.stderr) -> Iterator[str]:
@@ -29,22 +29,16 @@ class AtomicOutput:
     def __init__(self, path: str | None, default: TextIO | None = None) -> None:
         self.path = Path(path) if path else None
         self.default = default or sys.stdout
-        self._tmp: str | None = None
+        self._file = None
 
     def __enter__(self) -> TextIO:
         if self.path is None:
             return self.default
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        self._handle = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
-        return self._handle
+        self._file = atomic_file(self.path)
+        return self._file.__enter__()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.path is None:
             self.default.flush()
             return
-        self._handle.close()
-        if exc_type is None:
-            os.replace(self._tmp, self.path)
-        else:
-            Path(self._tmp).unlink(missing_ok=True)
+        self._file.__exit__(exc_type, exc, tb)  # renames, or removes and lets the error go on

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from seq2seq.atomic import atomic_file
 from seq2seq.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -105,20 +104,10 @@ def require_files(paths: list[Path]) -> None:
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` under a temporary name of its own, renamed into place when complete: a
-    reader never sees half a file, and processes writing the same file at once (the runs of a
-    parallel multirun generating one corpus) do not take each other's temporary files."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``text`` to ``path`` whole or not at all (``seq2seq.atomic.atomic_file``)."""
+    with atomic_file(path) as handle:
+        handle.write(text)
+    return Path(path)
 
 
 def write_lines(path: str | Path, lines: list[str]) -> Path:

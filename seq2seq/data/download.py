@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
 import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Sequence
 
+from seq2seq.atomic import atomic_file
 from seq2seq.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -38,13 +37,11 @@ def download_multi30k(
                 continue
             source = url.format(name=name)
             log.info("Downloading %s", source)
-            fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{name}.")
             try:
                 with urllib.request.urlopen(source, timeout=timeout) as response, \
-                        gzip.GzipFile(fileobj=response) as unzipped, os.fdopen(fd, "wb") as out:
+                        gzip.GzipFile(fileobj=response) as unzipped, \
+                        atomic_file(target, "wb") as out:
                     shutil.copyfileobj(unzipped, out)
-                os.replace(tmp, target)
             except (OSError, EOFError) as err:
-                Path(tmp).unlink(missing_ok=True)
                 raise DataError(f"could not download {source} to {target}: {err}") from err
     return root

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from seq2seq.config import build
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from seq2seq.atomic import atomic_file
 from seq2seq.errors import CheckpointError
 from seq2seq.tokenization import TokenizerPair
 
@@ -27,18 +27,8 @@ VERSION = 1
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, flushed to
     disk, then renamed over the target, so a kill at any moment leaves the old file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb", fsync=True) as handle:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, handle)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
