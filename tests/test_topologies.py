@@ -17,7 +17,7 @@ from seq2seq.pipeline import run_training
 from seq2seq.search import greedy_search, sampler
 from seq2seq.tokenization import EOS
 from seq2seq.topologies.labelling import (bio_transitions, class_slots, class_tag_scores,
-                                          joint_decode, viterbi)
+                                          joint_decode, summed_loss, viterbi)
 from tests.conftest import ROOT, compose_train, require_shared
 from tests.test_smoke import run_cli
 
@@ -276,6 +276,28 @@ def test_classify_with_auxiliary_slot_tags_outputs_classes_only(tmp_path):
     result = run_cli("translate.py", "--checkpoint", str(tmp_path / "run" / "checkpoints" / "best.pt"),
                      stdin=b"play some music by nina simone\n")
     assert result.returncode == 0 and result.stdout.decode() == "PlayMusic\n"
+
+
+def test_class_loss_weight_scales_the_class_term_only():
+    from seq2seq.data.labelled import WordPieces
+    from seq2seq.models.crf import CRF
+    pieces = [WordPieces([5, 6, 7], [0, 2], [b"ab", b"c"]), WordPieces([8], [0], [b"d"])]
+    batch = make_labelled_batch(pieces, [[0, 1], [2]], [1, 0], [0, 1])
+    torch.manual_seed(0)
+    label_logits, tag_logits, crf = torch.randn(2, 3), torch.randn(2, 2, 3), CRF(3)
+    for tagger in (None, crf):  # softmax tags, then CRF tags
+        tags_only = summed_loss(None, tag_logits, batch, 0.0, tagger)
+        both = summed_loss(label_logits, tag_logits, batch, 0.0, tagger)
+        tripled = summed_loss(label_logits, tag_logits, batch, 0.0, tagger, class_weight=3.0)
+        assert torch.allclose(tripled - tags_only, 3 * (both - tags_only))
+        assert float(both - tags_only) > 0
+
+
+def test_class_loss_weight_must_be_positive(tmp_path):
+    from seq2seq.errors import ConfigError
+    cfg = compose_train(overrides_for(tmp_path, "snips_intent") + ["topology.class_loss_weight=0"])
+    with pytest.raises(ConfigError, match="topology.class_loss_weight=0: expected a number > 0"):
+        run_training(cfg, tmp_path / "run")
 
 
 def test_auxiliary_tags_need_a_joint_tagger(tmp_path):

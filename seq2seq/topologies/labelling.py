@@ -163,13 +163,16 @@ def joint_decode(label_logits: Tensor, tag_scores: Tensor, mask: Tensor, start: 
 
 
 def summed_loss(label_logits: Optional[Tensor], tag_logits: Optional[Tensor],
-                batch: LabelledBatch, smoothing: float, crf: Optional[CRF] = None) -> Tensor:
+                batch: LabelledBatch, smoothing: float, crf: Optional[CRF] = None,
+                class_weight: float = 1.0) -> Tensor:
     """Cross-entropy summed over the batch's gold classes and gold word tags (none: 0); with a
-    ``crf``, the tags' loss is the negative log-likelihood of each gold tag sequence."""
+    ``crf``, the tags' loss is the negative log-likelihood of each gold tag sequence. A joint
+    model's class term is multiplied by ``class_weight``."""
     total = torch.zeros(())
     if label_logits is not None and bool((batch.labels != IGNORE).any()):
-        total = total + F.cross_entropy(label_logits, batch.labels, ignore_index=IGNORE,
-                                        reduction="sum", label_smoothing=smoothing)
+        total = total + class_weight * F.cross_entropy(
+            label_logits, batch.labels, ignore_index=IGNORE, reduction="sum",
+            label_smoothing=smoothing)
     if tag_logits is not None and crf is not None:
         total = total + crf.nll(tag_logits, batch.tags, batch.word_mask)
     elif tag_logits is not None:
@@ -231,18 +234,18 @@ class LabellingObjective:
 
     def __init__(self, valid: LabelledBatches, labels: LabelVocab, tags: Optional[LabelVocab],
                  tokenizer: SentencePieceTokenizer, valid_split: LabelledSplit,
-                 slots: Optional[ClassSlots] = None, lexicon: Optional[SlotLexicon] = None
-                 ) -> None:
+                 slots: Optional[ClassSlots] = None, lexicon: Optional[SlotLexicon] = None,
+                 class_loss_weight: float = 1.0) -> None:
         self.valid, self.labels, self.tags = valid, labels, tags
         self.tokenizer, self.valid_split, self.slots = tokenizer, valid_split, slots
-        self.lexicon = lexicon
+        self.lexicon, self.class_loss_weight = lexicon, class_loss_weight
         self.allowed = joint_decoding_scores(slots, labels, tags)
         self.metrics = ("loss", "accuracy", "macro_f1") + (("slot_f1",) if tags else ())
 
     def loss(self, model: nn.Module, batch: LabelledBatch, teacher_forcing: float,
              smoothing: float) -> Tensor:
         return summed_loss(*model_outputs(model, batch), batch, smoothing,
-                           getattr(model, "crf", None))
+                           getattr(model, "crf", None), self.class_loss_weight)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         predictions = predict(model, self.valid, self.tags.names if self.tags else None,
@@ -316,8 +319,8 @@ def build_labelling_model(model_cfg: DictConfig | dict, vocab_size: int, num_lab
 
 
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distributed,
-        task: Task = "classify", auxiliary_tags: bool = False, joint_decoding: bool = True
-        ) -> dict[str, Any]:
+        task: Task = "classify", auxiliary_tags: bool = False, joint_decoding: bool = True,
+        class_loss_weight: float = 1.0) -> dict[str, Any]:
     """Train a classifier or a tagger, score it on the test split and write the report.
 
     ``auxiliary_tags`` (classify): train a joint tagger (``model=tagger``) on the slot tags too,
@@ -325,6 +328,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     ``joint_decoding``: a model that gives classes and BIO tags decodes them together, keeping
     to the slot types seen with each class in training (``joint_decode``); the checkpoint
     carries those slot types, so prediction does the same.
+    ``class_loss_weight``: a joint model's training loss is this times the class cross-entropy
+    plus the tags' loss (validation and test figures do not depend on it).
     """
     from seq2seq.pipeline import choose_test_checkpoint, train_model
     from seq2seq.topologies.translation import training_facts
@@ -333,6 +338,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         raise ConfigError(f"topology.task={task!r}: expected classify or tag")
     if auxiliary_tags and not (tags_model(cfg.model) and cfg.model.get("joint", False)):
         raise ConfigError("topology.auxiliary_tags=true needs model=tagger with model.joint=true")
+    if not class_loss_weight > 0:
+        raise ConfigError(f"topology.class_loss_weight={class_loss_weight}: expected a number > 0")
     joint = tags_model(cfg.model) and bool(cfg.model.get("joint", False))
     want_labels, want_tags = task == "classify" or joint, task == "tag" or auxiliary_tags
     needs = [cfg.data.text_file] + ([cfg.data.label_file] if want_labels else []) \
@@ -367,7 +374,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     slots = class_slots(train.labels, train.tags) \
         if joint_decoding and joint and want_labels and want_tags else None
     objective = LabellingObjective(valid_batches, label_vocab, tag_vocab, tokenizer, valid, slots,
-                                   lexicon)
+                                   lexicon, class_loss_weight)
     state = train_model(cfg, run_dir, model, objective, batches, distributed)
     if not distributed.is_main:
         return {}
