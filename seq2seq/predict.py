@@ -17,7 +17,8 @@ Predict = Callable[[Sequence[str], int], list[str]]  # (lines, line_offset) -> o
 
 def load_predictor(path: str | Path | Sequence[str | Path], beam: Optional[int] = None,
                    batch_size: Optional[int] = None, temperature: Optional[float] = None,
-                   top_k: Optional[int] = None, length_penalty: Optional[float] = None) -> Predict:
+                   top_k: Optional[int] = None, length_penalty: Optional[float] = None,
+                   precision: Optional[str] = None) -> Predict:
     """The predictor of a checkpoint, or of an ensemble of translation checkpoints."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     path = paths[0]
@@ -37,5 +38,5 @@ def load_predictor(path: str | Path | Sequence[str | Path], beam: Optional[int] 
         return lambda lines, offset=0: generator.generate(lines, line_offset=offset)
     from seq2seq.translate import Translator
     translator = Translator.from_checkpoints(paths, payload, beam=beam, batch_size=batch_size,
-                                             length_penalty=length_penalty)
+                                             length_penalty=length_penalty, precision=precision)
     return lambda lines, offset=0: translator.translate(lines, line_offset=offset)

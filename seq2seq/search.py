@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from seq2seq.errors import check_range
 from seq2seq.models.decoder import DecoderState, Memory
+from seq2seq.precision import autocast, resolve_precision
 from seq2seq.tokenization import BOS, EOS, PAD
 
 
@@ -50,8 +51,10 @@ class ModelStepper:
 
     def step(self, prev_tokens: Tensor, state: SearchState):
         out = self.model.decoder.step(prev_tokens, state.decoder, state.memory)
+        # fp32 scores and attention whatever the model's precision: beam scores are sums
+        attention = None if out.attention is None else out.attention.float()
         return (torch.log_softmax(out.logits.float(), dim=-1), SearchState(out.state, state.memory),
-                out.attention)
+                attention)
 
 
 class Ensemble(nn.Module):
@@ -243,12 +246,13 @@ def beam_search(stepper: Stepper, state, batch_size: int, max_len: Tensor, beam:
 
 def decode(model, src: Tensor, src_len: Tensor, beam: int = 1, alpha: float = 0.0,
            max_length_ratio: float = 2.0, max_length: int = 200,
-           return_attention: bool = False) -> list[Hypothesis]:
+           return_attention: bool = False, precision: str = "fp32") -> list[Hypothesis]:
     """Translate a batch with an EncoderDecoder (or an ``Ensemble``): greedy when ``beam == 1``,
-    else beam search."""
+    else beam search. ``precision``: of the model's matrix multiplies (seq2seq/precision.py);
+    scores are summed in fp32 either way."""
     check_range("beam", beam, 1)
     stepper = stepper_for(model)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(resolve_precision(precision)):
         state = stepper.start(src, src_len)
         limits = max_output_lengths(src_len, max_length_ratio, max_length)
         if beam == 1:

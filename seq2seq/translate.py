@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from seq2seq.data.batching import make_batch
 from seq2seq.errors import CheckpointError, check_range
+from seq2seq.precision import check_precision
 from seq2seq.search import Ensemble, Hypothesis, decode
 from seq2seq.tokenization import TokenizerPair
 from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint, model_from_checkpoint
@@ -28,9 +29,11 @@ class SearchSettings:
     max_length_ratio: float = 2.0  # output at most ratio x source pieces ...
     max_length: int = 200          # ... and never more than this
     batch_size: int = 64
+    precision: str = "fp32"        # fp32 | bf16 (CPU autocast) | auto (seq2seq/precision.py)
 
     def __post_init__(self) -> None:
         check_range("search.beam", self.beam, 1)
+        check_precision("search.precision", self.precision)
         check_range("search.batch_size", self.batch_size, 1)
         check_range("search.max_length_ratio", self.max_length_ratio, 0.0)
         check_range("search.max_length", self.max_length, 1)
@@ -45,7 +48,8 @@ def translate_ids(model: nn.Module, sources: Sequence[Sequence[int]], search: Se
         chunk = order[start : start + search.batch_size]
         batch = make_batch([sources[i] for i in chunk], None, chunk)
         hyps = decode(model, batch.src, batch.src_len, search.beam, search.length_penalty,
-                      search.max_length_ratio, search.max_length, return_attention)
+                      search.max_length_ratio, search.max_length, return_attention,
+                      precision=search.precision)
         for i, hyp in zip(chunk, hyps):
             results[i] = hyp
     return results  # type: ignore[return-value]

@@ -41,3 +41,17 @@ def test_logits_are_left_untouched():
 def test_shapes_are_checked():
     with pytest.raises(ValueError, match="expected logits"):
         smoothed_cross_entropy(torch.randn(2, 3, 4), torch.tensor([1, 2]))
+
+
+def test_bf16_logits_give_an_fp32_loss_and_a_bf16_gradient():
+    # Under trainer.precision=bf16 the output layer hands over bf16 logits; the summed loss of a
+    # batch (~15,000 here, where bf16 steps by 64) must be summed in fp32.
+    torch.manual_seed(0)
+    logits = (3 * torch.randn(2000, 50)).bfloat16().requires_grad_()
+    targets = torch.randint(0, 50, (2000,))
+    ours = smoothed_cross_entropy(logits, targets, 0.1)
+    ours.backward()
+    assert ours.dtype == torch.float32 and logits.grad.dtype == torch.bfloat16
+    log_probs = torch.log_softmax(logits.detach(), dim=-1).double()  # as the function has them
+    summed = -(0.9 * log_probs.gather(1, targets.unsqueeze(1)).sum() + 0.1 * log_probs.mean(-1).sum())
+    assert float(ours.detach()) == pytest.approx(float(summed), rel=1e-6)

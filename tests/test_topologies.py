@@ -89,8 +89,9 @@ def test_classify_end_to_end(intent_run):
 
 @pytest.mark.parametrize("output", [["model.crf=false", "model.byte_features=0", "model.word_dropout=0"],
                                     ["model.byte_features=8"],  # the experiment's CRF, word dropout
-                                    ["model.byte_features=0", "model.lexicon_features=8"]],
-                         ids=["softmax", "crf_bytes", "crf_lexicon"])
+                                    ["model.byte_features=0", "model.lexicon_features=8"],
+                                    ["model.byte_features=8", "trainer.precision=bf16"]],
+                         ids=["softmax", "crf_bytes", "crf_lexicon", "crf_bytes_bf16"])
 def test_tag_end_to_end_scores_words_not_pieces(tmp_path, output):
     run_training(compose_train(overrides_for(tmp_path, "snips_slots") + ["trainer.max_steps=60"]
                                + output), tmp_path / "run")

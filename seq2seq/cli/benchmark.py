@@ -15,6 +15,8 @@ Measures, on the same batches:
   (c) decoding test_2016_flickr at batch 64 with an output cap of 100: sentences and tokens per
       second, greedy and beam 5, model load excluded, with the BLEU of each, using --checkpoint
       or, without one, the reference model trained for --train-steps updates here.
+With a bf16 precision (--precision, or the experiment's trainer/search.precision resolving to
+it), the framework's training steps and decoding are also timed in fp32 in the same run.
 Prints a table and writes the figures as JSON. Run it alone: the machine has 2 cores.
 """
 
@@ -38,6 +40,7 @@ from seq2seq.data.batching import Batch, filter_pairs, length_batches, make_batc
 from seq2seq.data.corpus import write_text_atomic
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.bleu import score_corpus
+from seq2seq.precision import PRECISIONS, resolve_precision
 from seq2seq.runtime import keep_freed_memory
 from seq2seq.tokenization import PAD, UNK, TokenizerPair
 from seq2seq.training.checkpoint import build_model, load_checkpoint, model_from_checkpoint
@@ -61,6 +64,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=128, help="sentence pairs per batch")
     parser.add_argument("--train-steps", type=int, default=150,
                         help="updates of the reference model when no --checkpoint is given")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="of the framework's training steps and decoding (default: the "
+                             "experiment's trainer.precision and search.precision); when it "
+                             "comes out bf16, the fp32 figures are measured beside it")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--cache-dir", default=None, help="SentencePiece cache")
     parser.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
@@ -108,14 +115,15 @@ def time_steps(steps: dict[str, Any], batches: list[Batch], warmup: int) -> dict
                    "tokens_per_batch": round(tokens / max(timed, 1), 1)} for name in names}
 
 
-def framework_step(model: torch.nn.Module):
+def framework_step(model: torch.nn.Module, precision: str = "fp32"):
     """One update as the framework's trainer does it (loss, backward, clip, Adam)."""
     from seq2seq.topologies.translation import TranslationObjective, ValidationData
     from seq2seq.training.trainer import Trainer, TrainerSettings
     from seq2seq.translate import SearchSettings
 
     objective = TranslationObjective(None, ValidationData([], [], []), SearchSettings())
-    trainer = Trainer(TrainerSettings(lr=1e-3, clip_norm=1.0), model, objective, "/dev/null", {})
+    trainer = Trainer(TrainerSettings(lr=1e-3, clip_norm=1.0, precision=precision), model,
+                      objective, "/dev/null", {})
     return lambda batch: trainer.train_step([batch])
 
 
@@ -205,11 +213,11 @@ def load_floor(anchors: str) -> Any:
 
 
 def decoding(model, tokenizers: TokenizerPair, sources: list[str], references: list[str],
-             beam: int) -> dict[str, float]:
+             beam: int, precision: str = "fp32") -> dict[str, float]:
     """Decode the test set at batch 64 with an output cap of 100 pieces; model load excluded."""
     from seq2seq.translate import SearchSettings, Translator
     search = SearchSettings(beam=beam, length_penalty=1.0, max_length_ratio=100.0, max_length=100,
-                            batch_size=64)
+                            batch_size=64, precision=precision)
     translator = Translator(model, tokenizers, search)
     detailed = translator.translate_detailed(sources)
     seconds = translator.last_seconds
@@ -256,35 +264,52 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                "keep_freed_memory": args.keep_freed_memory,
                                "batch_sentences": args.batch, "vocab_size": vocab}
 
-    torch.manual_seed(42)
+    train_precision = resolve_precision(args.precision or cfg.trainer.get("precision", "fp32"),
+                                        "trainer.precision")
+    decode_precision = resolve_precision(args.precision or cfg.search.get("precision", "fp32"),
+                                         "search.precision")
+    results.update(train_precision=train_precision, decode_precision=decode_precision)
+
     # The reference model alone: an experiment's model settings would otherwise merge into it.
-    reference = build_model(compose(["model=reference"]).model, vocab, vocab)
-    torch.manual_seed(42)
-    own = build_model(cfg.model, vocab, vocab)
+    models = {"reference": compose(["model=reference"]).model, "experiment_model": cfg.model}
+    # bf16 is timed beside fp32 (each from the same initial weights), so that what it buys is a
+    # ratio measured in the same run.
+    steps: dict[str, Any] = {}
+    params: dict[str, int] = {}
+    for name, model_cfg in models.items():
+        for suffix, precision in precision_variants(train_precision).items():
+            torch.manual_seed(42)
+            model = build_model(model_cfg, vocab, vocab)
+            params[name] = sum(p.numel() for p in model.parameters())
+            steps[name + suffix] = framework_step(model, precision)
+            if name == "reference" and not suffix:
+                reference = model
     floor_process = FloorProcess(args.anchors, vocab, ("loop", "fused"), args.threads)
     try:
         results.update(time_steps({
-            "reference": framework_step(reference),
-            "experiment_model": framework_step(own),
+            **steps,
             "floor_loop": floor_process.step("loop"),
             "floor_fused": floor_process.step("fused"),
             "floor_loop_same_process": floor_step(load_floor(args.anchors), vocab, "loop")},
             batches, args.warmup))
     finally:
         floor_process.close()
-    results["reference"]["params"] = sum(p.numel() for p in reference.parameters())
-    results["experiment_model"]["params"] = sum(p.numel() for p in own.parameters())
+    for name in models:
+        results[name]["params"] = params[name]
 
     test = files.read(files.test)
     if args.checkpoint:
         model, tokenizers, _ = model_from_checkpoint(load_checkpoint(args.checkpoint))
         results["decoding_model"] = str(args.checkpoint)
     else:
-        model = brief_training(reference, src, tgt, args.batch, args.train_steps)
+        model = brief_training(reference, src, tgt, args.batch, args.train_steps, train_precision)
         results["decoding_model"] = f"reference model after {args.train_steps} updates"
     model.eval()
-    results["greedy"] = decoding(model, tokenizers, test.src, test.tgt, beam=1)
-    results["beam5"] = decoding(model, tokenizers, test.src, test.tgt, beam=5)
+    # fp32 first in each pair, so the bf16 figure does not gain from a colder start.
+    variants = list(precision_variants(decode_precision).items())[::-1]
+    for key, beam in (("greedy", 1), ("beam5", 5)):
+        for suffix, precision in variants:
+            results[key + suffix] = decoding(model, tokenizers, test.src, test.tgt, beam, precision)
 
     results.update(
         train_tokens_per_second=results["reference"]["tokens_per_second"],
@@ -296,34 +321,50 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ratio_to_floor_same_process=round(
             results["reference"]["tokens_per_second"]
             / results["floor_loop_same_process"]["tokens_per_second"], 3),
+        **({} if "reference_fp32" not in results else {"ratio_to_floor_fp32": round(
+            results["reference_fp32"]["tokens_per_second"]
+            / results["floor_loop"]["tokens_per_second"], 3)}),
         greedy_tokens_per_second=results["greedy"]["tokens_per_second"],
         beam5_tokens_per_second=results["beam5"]["tokens_per_second"],
         peak_rss_mib=peak_rss_mib())
     return results
 
 
-def brief_training(model, src, tgt, size: int, steps: int):
-    step = framework_step(model)
+def precision_variants(precision: str) -> dict[str, str]:
+    """Key suffix -> precision of what is measured: the chosen precision under the plain keys
+    and, when that is bf16, fp32 under ``_fp32`` keys too."""
+    return {"": precision} if precision == "fp32" else {"": precision, "_fp32": "fp32"}
+
+
+def brief_training(model, src, tgt, size: int, steps: int, precision: str = "fp32"):
+    step = framework_step(model, precision)
     for batch in sorted_batches(src, tgt, size, steps, seed=7):
         step(batch)
     return model
 
 
 def print_table(r: dict[str, Any]) -> None:
-    rows = [("train: reference model (framework)", r["reference"]["tokens_per_second"], "tok/s"),
-            ("train: experiment model (framework)", r["experiment_model"]["tokens_per_second"],
-             "tok/s"),
-            ("train: torch_floor loop", r["floor_loop"]["tokens_per_second"], "tok/s"),
-            ("train: torch_floor fused", r["floor_fused"]["tokens_per_second"], "tok/s"),
-            ("train: torch_floor loop, in this process", r["floor_loop_same_process"]["tokens_per_second"],
-             "tok/s"),
-            ("train: reference / floor loop", r["ratio_to_floor"], "x"),
-            ("train: reference / floor loop in this process", r["ratio_to_floor_same_process"], "x"),
-            ("decode greedy, batch 64", r["greedy"]["tokens_per_second"],
-             f"tok/s ({r['greedy']['sentences_per_second']} sent/s, BLEU {r['greedy']['bleu']})"),
-            ("decode beam 5, batch 64", r["beam5"]["tokens_per_second"],
-             f"tok/s ({r['beam5']['sentences_per_second']} sent/s, BLEU {r['beam5']['bleu']})"),
-            ("peak RSS", r["peak_rss_mib"], "MiB")]
+    train, decode = r.get("train_precision", "fp32"), r.get("decode_precision", "fp32")
+    rows = []
+    for suffix, precision in precision_variants(train).items():
+        for name, label in (("reference", "reference model"), ("experiment_model", "experiment model")):
+            rows.append((f"train: {label} (framework, {precision})",
+                         r[name + suffix]["tokens_per_second"], "tok/s"))
+    rows += [("train: torch_floor loop", r["floor_loop"]["tokens_per_second"], "tok/s"),
+             ("train: torch_floor fused", r["floor_fused"]["tokens_per_second"], "tok/s"),
+             ("train: torch_floor loop, in this process",
+              r["floor_loop_same_process"]["tokens_per_second"], "tok/s"),
+             (f"train: reference ({train}) / floor loop", r["ratio_to_floor"], "x"),
+             (f"train: reference ({train}) / floor loop in this process",
+              r["ratio_to_floor_same_process"], "x")]
+    if "ratio_to_floor_fp32" in r:
+        rows.append(("train: reference (fp32) / floor loop", r["ratio_to_floor_fp32"], "x"))
+    for suffix, precision in precision_variants(decode).items():
+        for key, label in (("greedy", "greedy"), ("beam5", "beam 5")):
+            d = r[key + suffix]
+            rows.append((f"decode {label}, batch 64 ({precision})", d["tokens_per_second"],
+                         f"tok/s ({d['sentences_per_second']} sent/s, BLEU {d['bleu']})"))
+    rows.append(("peak RSS", r["peak_rss_mib"], "MiB"))
     width = max(len(name) for name, _, _ in rows)
     print(f"{'measure':<{width}}  {'value':>10}  unit")
     for name, value, unit in rows:

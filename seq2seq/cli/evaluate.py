@@ -26,6 +26,7 @@ from seq2seq.data.corpus import read_lines, write_lines
 from seq2seq.errors import CheckpointError, DataError, Seq2SeqError
 from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
+from seq2seq.precision import add_precision_option, resolve_precision
 from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint
 from seq2seq.translate import Translator
 
@@ -43,6 +44,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--beam", type=int, default=None, help="beam width (with checkpoints)")
     parser.add_argument("--length-penalty", type=float, default=None,
                         help="GNMT length penalty alpha (with checkpoints); default: the checkpoint's")
+    add_precision_option(parser, "translation: matrix multiplies in fp32 or bf16, or the faster "
+                                 "here (auto); default: the checkpoint's search.precision")
     parser.add_argument("--report-dir", default=".", help="where the report files go")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--attention-plots", type=int, default=3,
@@ -90,13 +93,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         attention: list = []
         if args.checkpoint:
             translator = Translator.from_checkpoints(members, payload, beam=args.beam,
-                                                     length_penalty=args.length_penalty)
+                                                     length_penalty=args.length_penalty,
+                                                     precision=args.precision)
             hypotheses = translator.translate(sources)
             decode_seconds = translator.last_seconds  # before the attention pass below resets it
             attention = translator.translate_detailed(sources[: args.attention_plots],
                                                       return_attention=True)
             facts.update(checkpoint=" + ".join(members), beam=translator.search.beam,
                          length_penalty=translator.search.length_penalty,
+                         decode_precision=resolve_precision(translator.search.precision),
                          num_params=count_parameters(translator.model),
                          decode_seconds=round(decode_seconds, 2))
             hyp_path = write_lines(Path(args.report_dir) / "hypotheses.txt", hypotheses)
@@ -107,7 +112,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         baseline = None
         if args.baseline and args.baseline.endswith(".pt"):
             baseline = Translator.from_checkpoint(args.baseline, beam=args.beam,
-                                                  length_penalty=args.length_penalty).translate(sources)
+                                                  length_penalty=args.length_penalty,
+                                                  precision=args.precision).translate(sources)
         elif args.baseline:
             baseline = read_aligned(args.baseline, references, "--baseline")
         report = evaluation_report(

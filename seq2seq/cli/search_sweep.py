@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 from seq2seq.data.corpus import read_lines, write_text_atomic
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.bleu import check_aligned, score_corpus
+from seq2seq.precision import add_precision_option
 from seq2seq.translate import SearchSettings, Translator
 
 
@@ -55,13 +56,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--length-penalties", type=float, nargs="+", default=[1.0],
                         help="GNMT length penalties (alpha) to try; 0 ranks by raw log-probability")
     parser.add_argument("--out", help="also write the rows to this JSON file")
+    add_precision_option(parser, "matrix multiplies in fp32 or bf16, or the faster here (auto); "
+                                 "default: the checkpoint's search.precision")
     args = parser.parse_args(argv)
     if min(args.beams) < 1:
         parser.error(f"--beams {args.beams}: expected widths >= 1")
     try:
         sources, references = read_lines(Path(args.src)), read_lines(Path(args.ref))
         check_aligned(sources, references, "sources")
-        translator = Translator.from_checkpoint(args.checkpoint)
+        translator = Translator.from_checkpoint(args.checkpoint, precision=args.precision)
         rows = sweep(translator, sources, references, args.beams, args.length_penalties)
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

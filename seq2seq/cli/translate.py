@@ -17,6 +17,7 @@ from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, TextIO
 
 from seq2seq.cli.lines import AtomicOutput, read_lines
 from seq2seq.errors import Seq2SeqError
+from seq2seq.precision import add_precision_option
 from seq2seq.predict import load_predictor
 
 
@@ -30,6 +31,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="beam width (1 = greedy); default: the checkpoint's search.beam")
     parser.add_argument("--length-penalty", type=float, default=None,
                         help="GNMT length penalty alpha; default: the checkpoint's search.length_penalty")
+    add_precision_option(parser, "translation: matrix multiplies in fp32 or bf16, or the faster "
+                                 "here (auto); default: the checkpoint's search.precision")
     parser.add_argument("--batch-size", type=int, default=None, help="sentences per batch")
     parser.add_argument("--temperature", type=float, default=None,
                         help="generate: sampling temperature (0 = greedy)")
@@ -54,7 +57,7 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[BinaryIO] = None,
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     try:
         predict = load_predictor(args.checkpoint, beam=args.beam, batch_size=args.batch_size,
-                                 length_penalty=args.length_penalty,
+                                 length_penalty=args.length_penalty, precision=args.precision,
                                  temperature=args.temperature, top_k=args.top_k)
         source = open(args.input, "rb") if args.input else (stdin or sys.stdin.buffer)
         chunk = 1 if source.isatty() else max(1, args.chunk)

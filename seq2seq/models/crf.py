@@ -34,6 +34,7 @@ class CRF(nn.Module):
         row with an IGNORE tag on a real word (a tag unseen in training) has no gold path and is
         left out.
         """
+        emissions = emissions.float()  # bf16 under trainer.precision=bf16: sum paths in fp32
         complete = ((tags != IGNORE) | ~mask).all(1) & mask[:, 0]
         if not bool(complete.any()):
             return emissions.sum() * 0.0

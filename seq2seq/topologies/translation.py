@@ -18,6 +18,7 @@ from seq2seq.data.corpus import write_lines
 from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
+from seq2seq.precision import resolve_precision
 from seq2seq.tokenization import PAD, TokenizerPair
 from seq2seq.training.cross_entropy import smoothed_cross_entropy
 from seq2seq.training.checkpoint import build_model
@@ -149,6 +150,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         n_bootstrap=report_cfg.bootstrap_resamples, samples=report_cfg.samples,
         html=report_cfg.html, source_file=str(test.src_path), hypothesis_file=hyp_file.name,
         checkpoint=str(best), beam=translator.search.beam,
+        decode_precision=resolve_precision(translator.search.precision, "search.precision"),
         num_params=count_parameters(model), **training_facts(state),
         best_valid_bleu=state.best_bleu, train_pairs=len(src_ids),
         decode_seconds=round(decode_seconds, 2),
@@ -165,4 +167,5 @@ def training_facts(state: Any) -> dict[str, Any]:
     """The training figures every report carries."""
     return dict(train_seconds=round(state.train_seconds, 1), train_tokens=state.train_tokens,
                 train_tokens_per_second=round(state.train_tokens / max(state.train_seconds, 1e-9), 1),
-                steps=state.step, best_step=state.best_step, stop_reason=state.stop_reason)
+                steps=state.step, best_step=state.best_step, stop_reason=state.stop_reason,
+                train_precision=state.precision)

@@ -21,10 +21,13 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, logits: Tensor, targets: Tensor, smoothing: float) -> Tensor:
         log_probs = torch.log_softmax(logits, dim=-1)
-        gold = log_probs.gather(1, targets.unsqueeze(1)).sum()
+        # Summed in fp32 at least: a bf16 sum of ~2,000 token losses (under autocast) would be
+        # rounded to a multiple of 32 or so (the gradient below does not depend on it).
+        total = torch.promote_types(logits.dtype, torch.float32)
+        gold = log_probs.gather(1, targets.unsqueeze(1)).sum(dtype=total)
         loss = -(1.0 - smoothing) * gold
-        if smoothing > 0:
-            loss = loss - smoothing * log_probs.mean(dim=-1).sum()
+        if smoothing > 0:  # the mean over classes, summed over rows
+            loss = loss - smoothing * log_probs.sum(dtype=total) / log_probs.size(-1)
         ctx.save_for_backward(log_probs, targets)
         ctx.smoothing = smoothing
         return loss

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from seq2seq.errors import ConfigError, Seq2SeqError, check_range
+from seq2seq.precision import autocast, check_precision, resolve_precision
 from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from seq2seq.training.distributed import Distributed
 from seq2seq.training.ema import WeightAverage
@@ -61,6 +62,8 @@ class TrainerSettings:
     ema_decay: float = 0.0                  # > 0: validate, keep and test a moving average of
                                             # the weights (ema.py); 0: the weights themselves
     max_nonfinite: int = 5                  # consecutive NaN/inf losses skipped before stopping
+    precision: str = "fp32"                 # fp32 | bf16 (the forward pass under CPU autocast)
+                                            # | auto (the faster here: seq2seq/precision.py)
     teacher_forcing: TeacherForcingSchedule = field(default_factory=TeacherForcingSchedule)
 
     def __post_init__(self) -> None:
@@ -84,6 +87,7 @@ class TrainerSettings:
             raise ConfigError(f"trainer.lr_anneal_minutes={self.lr_anneal_minutes} is the end of "
                               "a time budget: it needs trainer.max_minutes set and larger "
                               f"(it is {self.max_minutes})")
+        check_precision("trainer.precision", self.precision)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"trainer.ema_decay={self.ema_decay!r}: expected 0 (off) or a "
                               "value below 1, such as 0.999")
@@ -109,6 +113,7 @@ class TrainState:
     nonfinite_in_a_row: int = 0
     nonfinite_total: int = 0
     stop_reason: str = ""
+    precision: str = ""             # what trainer.precision resolved to (the latest, if resumed)
 
 
 class TrainingInterrupted(Seq2SeqError):
@@ -176,6 +181,10 @@ class Trainer:
         self.lr_metric = settings.lr_metric or settings.early_stopping_metric
         self.scheduler = self._plateau()
         self.state = TrainState(world_size=distributed.world_size)
+        # Rank 0 decides what auto means, so that all ranks compute alike.
+        self.precision = distributed.broadcast(
+            resolve_precision(settings.precision, "trainer.precision") if distributed.is_main
+            else None)
         self.ema = WeightAverage(model, settings.ema_decay) if settings.ema_decay > 0 else None
         self._signal: Optional[int] = None
 
@@ -239,6 +248,9 @@ class Trainer:
             self.ema = WeightAverage(self.model, self.settings.ema_decay)
         self.state = TrainState(**payload["trainer"])
         self.state.stop_reason = ""
+        if self.state.precision and self.state.precision != self.precision:
+            log.warning("%s was trained in %s, this run continues in %s (trainer.precision)",
+                        path, self.state.precision, self.precision)
         rng_ranks = payload.get("rng_ranks") or [payload["rng"]]
         world = self.dist.world_size
         if self.state.world_size != world:
@@ -273,7 +285,8 @@ class Trainer:
         ratio = self.settings.teacher_forcing.ratio(self.state.step)
         loss_sum, tokens = 0.0, 0
         for batch in batches:
-            loss = self.objective.loss(self.model, batch, ratio, self.settings.label_smoothing)
+            with autocast(self.precision):
+                loss = self.objective.loss(self.model, batch, ratio, self.settings.label_smoothing)
             loss.backward()
             loss_sum += float(loss.detach())
             tokens += batch.num_tgt_tokens
@@ -403,6 +416,7 @@ class Trainer:
         SIGINT/SIGTERM let the current step finish, save last.pt and raise TrainingInterrupted.
         """
         settings, s = self.settings, self.state
+        s.precision = self.precision
         metrics_log = MetricsLog(self.run_dir, extra_columns=tuple(self.objective.metrics)) \
             if self.dist.is_main else None
         started = time.perf_counter() - s.train_seconds

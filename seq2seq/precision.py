@@ -1,0 +1,78 @@
+"""Numeric precision of the forward pass: fp32, bf16 under CPU autocast, or whichever of the two
+multiplies matrices faster on this machine (``auto``).
+
+bf16 pays only on some CPUs, and their flags do not tell which: the AMD EPYC (Zen 4) and the
+Intel Xeon measured for BENCHMARKS.md both report ``avx512_bf16``, yet an output-layer-sized
+matmul runs 2.6x faster in bf16 on the first and at 0.7x the fp32 speed on the second. So
+``auto`` times that matmul both ways, once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+import torch
+
+from seq2seq.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "auto")
+AUTO_MIN_SPEEDUP = 1.25  # bf16 must beat fp32 by this much: a near tie is not worth the rounding
+
+
+def check_precision(option: str, value: str) -> None:
+    """A ConfigError naming ``option`` unless ``value`` is one of PRECISIONS."""
+    if value not in PRECISIONS:
+        raise ConfigError(f"{option}={value!r}: expected one of {', '.join(PRECISIONS)}")
+
+
+def resolve_precision(value: str, option: str = "precision") -> str:
+    """``fp32`` or ``bf16``: ``value`` itself, or for ``auto`` the faster on this machine."""
+    check_precision(option, value)
+    return auto_precision() if value == "auto" else value
+
+
+@functools.lru_cache(maxsize=1)
+def auto_precision() -> str:
+    """What ``auto`` means in this process: timed once, logged once."""
+    speedup = bf16_matmul_speedup()
+    chosen = "bf16" if speedup >= AUTO_MIN_SPEEDUP else "fp32"
+    log.info("precision auto: %s (a bf16 matmul runs at %.2fx the fp32 speed here)", chosen,
+             speedup)
+    return chosen
+
+
+def bf16_matmul_speedup(rows: int = 1024, inner: int = 512, cols: int = 4096,
+                        repeats: int = 3) -> float:
+    """fp32 time / bf16 time of one output-layer-sized matmul (best of ``repeats``), ~0.2 s."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(rows, inner, generator=generator)
+    b = torch.randn(inner, cols, generator=generator)
+
+    def best_seconds(x: torch.Tensor, y: torch.Tensor) -> float:
+        x @ y  # the first call picks and caches kernels
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            x @ y
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best_seconds(a, b) / best_seconds(a.bfloat16(), b.bfloat16())
+
+
+def autocast(precision: str) -> torch.autocast:
+    """The forward pass's context for a resolved precision. bf16: CPU autocast, which runs
+    matmuls and RNN layers in bfloat16 (and what follows them on their bf16 outputs), while the
+    weights, gradients and optimizer state stay fp32."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"resolve precision {precision!r} first (resolve_precision)")
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def add_precision_option(parser, help_text: str) -> None:
+    """The ``--precision`` option of a command-line tool (default None: the checkpoint's)."""
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help=help_text)
