@@ -73,6 +73,8 @@ def autocast(precision: str) -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def add_precision_option(parser, help_text: str) -> None:
-    """The ``--precision`` option of a command-line tool (default None: the checkpoint's)."""
+def add_precision_option(parser, help_text: str = (
+        "translation: matrix multiplies in fp32 or bf16, or the faster here (auto); default: "
+        "the checkpoint's search.precision")) -> None:
+    """The ``--precision`` option of a command-line tool (default None: the tool's own)."""
     parser.add_argument("--precision", choices=PRECISIONS, default=None, help=help_text)

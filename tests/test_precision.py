@@ -54,10 +54,13 @@ def batch():
     return make_batch([[4, 5, 6, 7], [8, 9]], [[10, 4, 5], [6, 7, 8, 9]], [0, 1])  # ids < V = 11
 
 
+def model_and_objective() -> tuple[torch.nn.Module, TranslationObjective]:
+    model = tiny_model(input_feeding=True).train()  # seeded, no dropout: the same every call
+    return model, TranslationObjective(None, ValidationData([], [], []), SearchSettings())
+
+
 def one_update(precision: str, tmp_path) -> tuple[float, torch.nn.Module]:
-    torch.manual_seed(0)
-    model = tiny_model(input_feeding=True).train()
-    objective = TranslationObjective(None, ValidationData([], [], []), SearchSettings())
+    model, objective = model_and_objective()
     trainer = Trainer(TrainerSettings(lr=1e-2, precision=precision), model, objective,
                       tmp_path, {})
     loss, tokens, _ = trainer.train_step([batch()])
@@ -73,9 +76,7 @@ def test_the_trainer_runs_the_forward_pass_in_bf16_and_keeps_fp32_weights(tmp_pa
 
 
 def gradients(precision: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    torch.manual_seed(0)
-    model = tiny_model(input_feeding=True).train()
-    objective = TranslationObjective(None, ValidationData([], [], []), SearchSettings())
+    model, objective = model_and_objective()
     with autocast(precision):
         loss = objective.loss(model, batch(), 1.0, 0.1)
     loss.backward()

@@ -40,7 +40,7 @@ from seq2seq.data.batching import Batch, filter_pairs, length_batches, make_batc
 from seq2seq.data.corpus import write_text_atomic
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.bleu import score_corpus
-from seq2seq.precision import PRECISIONS, resolve_precision
+from seq2seq.precision import add_precision_option, resolve_precision
 from seq2seq.runtime import keep_freed_memory
 from seq2seq.tokenization import PAD, UNK, TokenizerPair
 from seq2seq.training.checkpoint import build_model, load_checkpoint, model_from_checkpoint
@@ -64,10 +64,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=128, help="sentence pairs per batch")
     parser.add_argument("--train-steps", type=int, default=150,
                         help="updates of the reference model when no --checkpoint is given")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="of the framework's training steps and decoding (default: the "
-                             "experiment's trainer.precision and search.precision); when it "
-                             "comes out bf16, the fp32 figures are measured beside it")
+    add_precision_option(parser, "of the framework's training steps and decoding (default: the "
+                                 "experiment's trainer.precision and search.precision); when it "
+                                 "comes out bf16, the fp32 figures are measured beside it")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--cache-dir", default=None, help="SentencePiece cache")
     parser.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,

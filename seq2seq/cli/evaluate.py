@@ -44,8 +44,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--beam", type=int, default=None, help="beam width (with checkpoints)")
     parser.add_argument("--length-penalty", type=float, default=None,
                         help="GNMT length penalty alpha (with checkpoints); default: the checkpoint's")
-    add_precision_option(parser, "translation: matrix multiplies in fp32 or bf16, or the faster "
-                                 "here (auto); default: the checkpoint's search.precision")
+    add_precision_option(parser)
     parser.add_argument("--report-dir", default=".", help="where the report files go")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--attention-plots", type=int, default=3,

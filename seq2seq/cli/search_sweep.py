@@ -56,8 +56,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--length-penalties", type=float, nargs="+", default=[1.0],
                         help="GNMT length penalties (alpha) to try; 0 ranks by raw log-probability")
     parser.add_argument("--out", help="also write the rows to this JSON file")
-    add_precision_option(parser, "matrix multiplies in fp32 or bf16, or the faster here (auto); "
-                                 "default: the checkpoint's search.precision")
+    add_precision_option(parser)
     args = parser.parse_args(argv)
     if min(args.beams) < 1:
         parser.error(f"--beams {args.beams}: expected widths >= 1")

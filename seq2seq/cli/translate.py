@@ -31,8 +31,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="beam width (1 = greedy); default: the checkpoint's search.beam")
     parser.add_argument("--length-penalty", type=float, default=None,
                         help="GNMT length penalty alpha; default: the checkpoint's search.length_penalty")
-    add_precision_option(parser, "translation: matrix multiplies in fp32 or bf16, or the faster "
-                                 "here (auto); default: the checkpoint's search.precision")
+    add_precision_option(parser)
     parser.add_argument("--batch-size", type=int, default=None, help="sentences per batch")
     parser.add_argument("--temperature", type=float, default=None,
                         help="generate: sampling temperature (0 = greedy)")
