@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.errors import ConfigError, check_choice, check_range
-from seq2seq.models.cells import ReferenceLayer
+from seq2seq.models.cells import ReferenceLayer, cell_step
 from seq2seq.models.dropout import Dropout, dropout as apply_dropout
 
 Cell = Literal["rnn", "rnn_relu", "gru", "lstm", "lstm_peephole"]
@@ -68,8 +68,9 @@ def rnn_step(rnn: nn.RNNBase, x: Tensor, hidden: Tensor, cell: Optional[Tensor] 
 
     ``first_layer`` = (weight, gates): part of layer 0's input projection is already done.
     ``gates`` [B, G] holds W_known · known_inputs + b_ih, and x is only the rest of the input,
-    multiplied by ``weight`` (the other columns of W_ih). The kernels add a [B, G] bias as they
-    add b_ih, so the result is the same as with the whole input.
+    multiplied by ``weight`` (the other columns of W_ih). The CPU kernels add a [B, G] bias as
+    they add b_ih, so the result is the same as with the whole input; CUDA's fused kernels take
+    only a [G] bias, so there that layer runs through the cell's equations (``cell_step``).
     """
     hs, cs = [], []
     for k in range(rnn.num_layers):
@@ -77,7 +78,12 @@ def rnn_step(rnn: nn.RNNBase, x: Tensor, hidden: Tensor, cell: Optional[Tensor] 
                    getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
         if k == 0 and first_layer is not None:
             weights = (first_layer[0], weights[1], first_layer[1], weights[3])
-        if isinstance(rnn, nn.LSTM):
+        if k == 0 and first_layer is not None and x.device.type != "cpu":
+            h, c = cell_step(_cell_name(rnn), x, hidden[k], None if cell is None else cell[k],
+                             *weights)
+            if c is not None:
+                cs.append(c)
+        elif isinstance(rnn, nn.LSTM):
             h, c = torch.lstm_cell(x, (hidden[k], cell[k]), *weights)
             cs.append(c)
         elif isinstance(rnn, nn.GRU):
@@ -89,6 +95,15 @@ def rnn_step(rnn: nn.RNNBase, x: Tensor, hidden: Tensor, cell: Optional[Tensor] 
         # torch.nn applies its dropout to the outputs of every layer but the last
         x = apply_dropout(h, rnn.dropout, rnn.training) if k < rnn.num_layers - 1 else h
     return x, torch.stack(hs), torch.stack(cs) if cs else None
+
+
+def _cell_name(rnn: nn.RNNBase) -> str:
+    """The ``cells.cell_step`` name of a ``torch.nn`` RNN's cell."""
+    if isinstance(rnn, nn.LSTM):
+        return "lstm"
+    if isinstance(rnn, nn.GRU):
+        return "gru"
+    return "rnn_relu" if rnn.nonlinearity == "relu" else "rnn"
 
 
 def build_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
