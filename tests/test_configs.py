@@ -51,6 +51,8 @@ def test_every_option_composes_and_builds(group, option):
 def test_default_config_builds():
     cfg = compose_train([])
     assert cfg.data.generator is not None  # the default needs no files
+    # one pass over the corpus, however busy the machine: a clock cap would cut it short there
+    assert cfg.trainer.max_epochs == 1 and cfg.trainer.max_minutes is None
     build_everything(cfg)
 
 
