@@ -291,7 +291,7 @@ def test_class_loss_weight_scales_the_class_term_only():
         both = summed_loss(label_logits, tag_logits, batch, 0.0, tagger)
         tripled = summed_loss(label_logits, tag_logits, batch, 0.0, tagger, class_weight=3.0)
         assert torch.allclose(tripled - tags_only, 3 * (both - tags_only))
-        assert float(both - tags_only) > 0
+        assert (both - tags_only).item() > 0
 
 
 def test_class_loss_weight_must_be_positive(tmp_path):
