@@ -122,15 +122,14 @@ def test_a_batch_of_input_gates_through_the_equations_equals_the_cpu_kernels(cel
     # rnn_step's first_layer=(weight, gates) hands the CPU cell kernels a [B, G] bias; on CUDA
     # (whose fused kernels take only [G]) the same step goes through cells.cell_step instead.
     from seq2seq.models.cells import cell_step
-    from seq2seq.models.rnn import _cell_name
+    from seq2seq.models.rnn import CELL_KERNELS, _cell_name
     torch.manual_seed(0)
     module = torch_rnn(cell, 6, 5)
     x, h = torch.randn(4, 6), torch.randn(4, 5)
     c = torch.randn(4, 5) if cell == "lstm" else None
     gates = torch.randn(4, module.weight_ih_l0.size(0))  # per-row bias, as _embedding_gates makes
     weights = (module.weight_ih_l0, module.weight_hh_l0, gates, module.bias_hh_l0)
-    kernel = {"rnn": torch.rnn_tanh_cell, "rnn_relu": torch.rnn_relu_cell,
-              "gru": torch.gru_cell, "lstm": torch.lstm_cell}[cell]
+    kernel = CELL_KERNELS[cell]
     expected = kernel(x, (h, c), *weights) if c is not None else (kernel(x, h, *weights), None)
     got = cell_step(_cell_name(module), x, h, c, *weights)
     torch.testing.assert_close(got[0], expected[0], atol=1e-6, rtol=0)

@@ -56,6 +56,11 @@ def torch_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
     return {"gru": nn.GRU, "lstm": nn.LSTM}[cell](input_size, hidden_size, **options)
 
 
+# torch's fused one-step kernels, by the cell's name in cells.cell_step
+CELL_KERNELS = {"rnn": torch.rnn_tanh_cell, "rnn_relu": torch.rnn_relu_cell,
+                "gru": torch.gru_cell, "lstm": torch.lstm_cell}
+
+
 def rnn_step(rnn: nn.RNNBase, x: Tensor, hidden: Tensor, cell: Optional[Tensor] = None,
              first_layer: Optional[tuple[Tensor, Tensor]] = None
              ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
@@ -72,25 +77,22 @@ def rnn_step(rnn: nn.RNNBase, x: Tensor, hidden: Tensor, cell: Optional[Tensor] 
     they add b_ih, so the result is the same as with the whole input; CUDA's fused kernels take
     only a [G] bias, so there that layer runs through the cell's equations (``cell_step``).
     """
+    name = _cell_name(rnn)
     hs, cs = [], []
     for k in range(rnn.num_layers):
         weights = (getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}"),
                    getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}"))
+        c_k = None if cell is None else cell[k]
         if k == 0 and first_layer is not None:
             weights = (first_layer[0], weights[1], first_layer[1], weights[3])
         if k == 0 and first_layer is not None and x.device.type != "cpu":
-            h, c = cell_step(_cell_name(rnn), x, hidden[k], None if cell is None else cell[k],
-                             *weights)
-            if c is not None:
-                cs.append(c)
-        elif isinstance(rnn, nn.LSTM):
-            h, c = torch.lstm_cell(x, (hidden[k], cell[k]), *weights)
-            cs.append(c)
-        elif isinstance(rnn, nn.GRU):
-            h = torch.gru_cell(x, hidden[k], *weights)
+            h, c = cell_step(name, x, hidden[k], c_k, *weights)
+        elif name == "lstm":
+            h, c = CELL_KERNELS[name](x, (hidden[k], c_k), *weights)
         else:
-            kernel = torch.rnn_relu_cell if rnn.nonlinearity == "relu" else torch.rnn_tanh_cell
-            h = kernel(x, hidden[k], *weights)
+            h, c = CELL_KERNELS[name](x, hidden[k], *weights), None
+        if c is not None:
+            cs.append(c)
         hs.append(h)
         # torch.nn applies its dropout to the outputs of every layer but the last
         x = apply_dropout(h, rnn.dropout, rnn.training) if k < rnn.num_layers - 1 else h
