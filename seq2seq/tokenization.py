@@ -163,6 +163,11 @@ class TokenizerPair(NamedTuple):
     src: SentencePieceTokenizer
     tgt: SentencePieceTokenizer
 
+    @property
+    def joint(self) -> bool:
+        """Whether both sides share one SentencePiece model (the same id is the same piece)."""
+        return self.src is self.tgt or self.src.model_proto == self.tgt.model_proto
+
     def state_dict(self) -> dict:
         return {"src": self.src.model_proto, "tgt": self.tgt.model_proto}
 

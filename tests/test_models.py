@@ -16,12 +16,13 @@ V, E, H = 11, 4, 3
 
 
 def tiny_model(cell="gru", attention="bahdanau", bidirectional=True, input_feeding=False,
-               layers=1, tie=False) -> EncoderDecoder:
+               layers=1, tie=False, share=False, src_vocab=V, src_embedding=E) -> EncoderDecoder:
     torch.manual_seed(0)
-    encoder = lambda vocab_size: RNNEncoder(vocab_size, cell, E, H, layers, bidirectional, 0.0)  # noqa
+    encoder = lambda vocab_size: RNNEncoder(  # noqa: E731
+        vocab_size, cell, src_embedding, H, layers, bidirectional, 0.0)
     decoder = lambda vocab_size, context_size, attention: RNNDecoder(  # noqa: E731
         vocab_size, context_size, cell, E, 5, layers, 0.0, attention, input_feeding, True, tie)
-    return EncoderDecoder(encoder, decoder, V, V, attention).eval()
+    return EncoderDecoder(encoder, decoder, src_vocab, V, attention, share).eval()
 
 
 @pytest.mark.parametrize("cell,bidirectional,layers",
@@ -152,6 +153,29 @@ def test_teacher_forcing_ratio_zero_feeds_own_predictions(input_feeding):
 def test_tied_embeddings_share_the_weight():
     model = tiny_model(tie=True)
     assert model.decoder.output_layer.weight is model.decoder.embedding.weight
+
+
+def test_shared_embeddings_are_one_matrix_for_all_three_roles():
+    model = tiny_model(tie=True, share=True).train()
+    shared = model.decoder.embedding.weight
+    assert model.encoder.embedding.weight is shared and model.decoder.output_layer.weight is shared
+    assert sum(p is shared for p in model.parameters()) == 1  # the optimizer sees it once
+    src, src_len = torch.tensor([[4, 5, 6, 3], [7, 3, 0, 0]]), torch.tensor([4, 2])
+    model(src, src_len, torch.tensor([[2, 8], [2, 9]])).logits.sum().backward()
+    # The gradient gathers all three uses: rows only the source reads (4, 5, 6) get one too.
+    assert shared.grad[[4, 5, 6]].abs().sum() > 0
+    restored = tiny_model(tie=True, share=True)
+    restored.load_state_dict(model.state_dict())
+    assert restored.encoder.embedding.weight is restored.decoder.embedding.weight
+    torch.testing.assert_close(restored.encoder.embedding.weight, shared.detach())
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"src_vocab": V + 1}, "one vocabulary for both sides.*12 source and 11 target"),
+    ({"src_embedding": E + 2}, "model.encoder.embedding_dim == model.decoder.embedding_dim")])
+def test_shared_embeddings_need_one_vocabulary_and_size(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        tiny_model(share=True, **kwargs)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])

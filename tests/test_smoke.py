@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq.data.corpus import read_lines
+from seq2seq.errors import ConfigError
 from seq2seq.pipeline import run_training
 from seq2seq.training.metrics_log import read_metrics
 from seq2seq.translate import Translator
@@ -121,6 +122,23 @@ def test_train_script_reports_bad_data_clearly(tmp_path):
                      f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode != 0
     assert "nowhere/train.en" in result.stderr.decode() + result.stdout.decode()
+
+
+def test_shared_embeddings_train_and_reload_shared(tmp_path):
+    shared = tiny_overrides(tmp_path) + ["model.share_embeddings=true",
+                                         "model.decoder.tie_embeddings=true"]
+    run_training(compose_train(shared + ["trainer.max_steps=3"]), tmp_path / "run")
+    model = Translator.from_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt").model
+    assert model.encoder.embedding.weight is model.decoder.embedding.weight
+    assert model.decoder.output_layer.weight is model.decoder.embedding.weight
+
+
+def test_shared_embeddings_need_a_joint_tokenizer(tmp_path):
+    cfg = compose_train(tiny_overrides(tmp_path) + ["model.share_embeddings=true",
+                                                     "tokenizer.joint=false"])
+    with pytest.raises(ConfigError, match="model.share_embeddings=true.*tokenizer.joint=true"):
+        run_training(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before any training
 
 
 def test_search_sweep_scores_each_setting(trained_run, tmp_path):

@@ -32,9 +32,11 @@ def test_round_trip_and_cache(tiny_corpus, cache_dir):
 def test_joint_and_separate(tiny_corpus, cache_dir, model_type):
     src, tgt = [tiny_corpus / "train.en"], [tiny_corpus / "train.de"]
     joint = build_tokenizers(src, tgt, TokenizerSettings(model_type, 100, joint=True), cache_dir)
-    assert joint.src is joint.tgt
+    assert joint.src is joint.tgt and joint.joint
+    assert TokenizerPair.from_state_dict(joint.state_dict()).joint
     separate = build_tokenizers(src, tgt, TokenizerSettings(model_type, 80, joint=False), cache_dir)
     assert separate.src.model_proto != separate.tgt.model_proto
+    assert not separate.joint
     restored = TokenizerPair.from_state_dict(separate.state_dict())
     assert restored.tgt.encode(["drei Katzen"]) == separate.tgt.encode(["drei Katzen"])
 

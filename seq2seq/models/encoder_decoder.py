@@ -6,21 +6,44 @@ from typing import Callable, Optional
 
 from torch import Tensor, nn
 
+from seq2seq.errors import ConfigError
 from seq2seq.models.attention import AttentionName
 from seq2seq.models.decoder import DecoderOutput, DecoderState, Memory, RNNDecoder
 from seq2seq.models.encoder import RNNEncoder
 
 
 class EncoderDecoder(nn.Module):
-    """An RNN encoder and an RNN decoder joined by a bridge and (optionally) attention."""
+    """An RNN encoder and an RNN decoder joined by a bridge and (optionally) attention.
+
+    ``share_embeddings``: the encoder reads its input through the decoder's embedding matrix
+    (with the decoder's ``tie_embeddings``, one matrix serves all three roles: Press & Wolf,
+    2017; fairseq's ``--share-all-embeddings``). It needs one vocabulary for both languages
+    (``tokenizer.joint=true``) and equal embedding sizes.
+    """
 
     def __init__(self, encoder: Callable[..., RNNEncoder], decoder: Callable[..., RNNDecoder],
                  src_vocab_size: int, tgt_vocab_size: int,
-                 attention: AttentionName = "bahdanau") -> None:
+                 attention: AttentionName = "bahdanau", share_embeddings: bool = False) -> None:
         super().__init__()
         self.encoder = encoder(vocab_size=src_vocab_size)
         self.decoder = decoder(vocab_size=tgt_vocab_size, context_size=self.encoder.output_size,
                                attention=attention)
+        if share_embeddings:
+            self._share_embeddings()
+
+    def _share_embeddings(self) -> None:
+        source, target = self.encoder.embedding, self.decoder.embedding
+        if source.num_embeddings != target.num_embeddings:
+            raise ConfigError(
+                "model.share_embeddings=true needs one vocabulary for both sides "
+                f"(tokenizer.joint=true); got {source.num_embeddings} source and "
+                f"{target.num_embeddings} target pieces")
+        if source.embedding_dim != target.embedding_dim:
+            raise ConfigError(
+                "model.share_embeddings=true needs model.encoder.embedding_dim == "
+                f"model.decoder.embedding_dim; got {source.embedding_dim} and "
+                f"{target.embedding_dim}")
+        self.encoder.embedding.weight = self.decoder.embedding.weight
 
     def encode(self, src: Tensor, src_len: Tensor) -> tuple[Memory, DecoderState]:
         """Encode a batch and prepare what decoding starts from."""

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from seq2seq.data.batching import (Batch, ParallelBatches, ResampledParallelBatches, kept_pairs,
                                    make_batch)
 from seq2seq.data.corpus import write_lines
+from seq2seq.errors import ConfigError
 from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
@@ -96,6 +97,10 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
 
     with distributed.main_first():  # rank 0 fills the corpus and tokenizer caches
         files, tokenizers = prepare(cfg)
+    if cfg.model.get("share_embeddings") and not tokenizers.joint:
+        raise ConfigError("model.share_embeddings=true: the two sides have separate SentencePiece "
+                          "models, so an id means another piece on each side; set "
+                          "tokenizer.joint=true")
     train, valid = files.read(files.train), files.read(files.valid)
     limit = cfg.data.get("limit_train")
     src_all, tgt_all = tokenizers.src.encode(train.src[:limit]), tokenizers.tgt.encode(train.tgt[:limit])
