@@ -80,6 +80,15 @@ def test_classify_end_to_end(intent_run):
     assert report["accuracy"] >= 90 and report["macro_f1"] >= 90  # two easy intents
     assert (intent_run / "confusion.png").stat().st_size > 0
     assert "## Intent classification" in (intent_run / "report.md").read_text()
+    # Every test prediction, a class per line, which evaluate scores to the same figure.
+    assert report["hypothesis_files"] == {"label": "test.hyp.label"}
+    gold = intent_run.parent / "corpus" / "test" / "label"
+    predicted = (intent_run / "test.hyp.label").read_text().splitlines()
+    assert len(predicted) == len(gold.read_text().splitlines()) == 24
+    result = run_cli("evaluate.py", "--hyp", str(intent_run / "test.hyp.label"), "--ref", str(gold),
+                     "--task", "classify", "--report-dir", str(intent_run.parent / "rescored"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert f"accuracy = {report['accuracy']:.2f}" in result.stdout.decode()
     checkpoint = str(intent_run / "checkpoints" / "best.pt")
     result = run_cli("translate.py", "--checkpoint", checkpoint,
                      stdin=b"play some music by nina simone\n\n \nwhat is the weather in oslo\n")
@@ -107,6 +116,14 @@ def test_tag_end_to_end_scores_words_not_pieces(tmp_path, output):
                      "--labels", str(data / "label"), "--report-dir", str(tmp_path / "eval"))
     assert result.returncode == 0, result.stderr.decode()
     assert "slot_f1 = " in result.stdout.decode()
+    # The run's and the evaluation's predictions, a tag sequence per line, rescore the same.
+    assert report["hypothesis_files"] == {"label": "test.hyp.label", "tags": "test.hyp.tags"}
+    assert (tmp_path / "eval" / "hypotheses.tags").read_text() == \
+        (tmp_path / "run" / "test.hyp.tags").read_text()
+    result = run_cli("evaluate.py", "--hyp", str(tmp_path / "run" / "test.hyp.tags"),
+                     "--ref", str(data / "seq.out"), "--task", "tag")
+    assert result.returncode == 0, result.stderr.decode()
+    assert f"slot_f1 = {report['slot_f1']:.2f}" in result.stdout.decode()
 
 
 def test_generate_end_to_end_with_a_judge(tmp_path, intent_run):

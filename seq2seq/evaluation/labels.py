@@ -109,6 +109,9 @@ def labelling_sections(report: dict[str, Any]) -> list[Section]:
     if report.get("errors"):
         out.append(Section("Errors (first test utterances the model gets wrong)",
                            [_examples_table(report["errors"])]))
+    if report.get("hypothesis_files"):
+        files = ", ".join(f"`{name}`" for name in report["hypothesis_files"].values())
+        out.append(Section("Predictions", [f"Every prediction, a line per test utterance: {files}."]))
     if report.get("learning_curve"):
         out.append(Section("Learning curve", [Image(report["learning_curve"], "learning curve")]))
     return out + run_sections(report, REPORT_KEYS)

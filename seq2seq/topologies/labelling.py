@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from seq2seq.config import build
+from seq2seq.data.corpus import write_lines
 from seq2seq.data.labelled import (IGNORE, LabelledBatch, LabelledBatches, LabelledCorpus,
                                    LabelledSplit, LabelVocab, WordPieces, encode_words)
 from seq2seq.data.lexicon import SlotLexicon, cross_fitted_features
@@ -382,7 +383,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     best, averaging = choose_test_checkpoint(cfg, run_dir, model, objective, state)
     labeller = Labeller.from_checkpoint(best)
     test = corpus.read(corpus.test, labels=want_labels, tags=want_tags)
-    report = labelling_report(labeller, test, run_dir, errors=max(cfg.report.samples, 10))
+    report = labelling_report(labeller, test, run_dir, errors=max(cfg.report.samples, 10),
+                              hypothesis_stem="test.hyp")
     report.update(
         checkpoint=str(best), num_params=count_parameters(labeller.model), **training_facts(state),
         best_valid=state.best_metrics, train_utterances=len(pieces),
@@ -404,8 +406,12 @@ def evaluation_batches(split: LabelledSplit, tokenizer: SentencePieceTokenizer,
 
 
 def labelling_report(labeller: "Labeller", test: LabelledSplit, report_dir: Path,
-                     errors: int = 10) -> dict[str, Any]:
-    """Scores on ``test`` with their details, a confusion-matrix PNG, and the first errors."""
+                     errors: int = 10, hypothesis_stem: str = "hypotheses") -> dict[str, Any]:
+    """Scores on ``test`` with their details, a confusion-matrix PNG, and the first errors.
+
+    Every prediction goes to ``report_dir``, a line per utterance, in the corpus's own formats:
+    ``{hypothesis_stem}.label`` (one class) and ``{hypothesis_stem}.tags`` (one tag per word),
+    whichever the model predicts, so that ``seq2seq-evaluate --hyp`` can score them again."""
     batches = evaluation_batches(test, labeller.tokenizer, labeller.lexicon)
     report: dict[str, Any] = {"topology": labeller.task, "test_set": str(test.files["text"]),
                               "num_examples": len(test)}
@@ -428,11 +434,27 @@ def labelling_report(labeller: "Labeller", test: LabelledSplit, report_dir: Path
         if bad and len(wrong) < errors:
             wrong.append(row)
     report["errors"] = wrong
+    report["hypothesis_files"] = write_predictions(labeller, predictions, report_dir,
+                                                   hypothesis_stem)
     if "confusion_matrix" in report:
         report_dir.mkdir(parents=True, exist_ok=True)
         plot_confusion(report["confusion_matrix"], report["classes"], report_dir / "confusion.png")
         report["confusion_png"] = "confusion.png"
     return report
+
+
+def write_predictions(labeller: "Labeller", predictions: Predictions, folder: Path,
+                      stem: str) -> dict[str, str]:
+    """Write the predicted classes and tag sequences (those the model makes), a line per
+    utterance; returns {"label" | "tags": file name}."""
+    lines = {}
+    if predictions.labels is not None:
+        lines["label"] = [labeller.labels.names[i] for i in predictions.labels]
+    if predictions.tags is not None:
+        lines["tags"] = [" ".join(labeller.tags.decode(ids)) for ids in predictions.tags]
+    if lines:
+        folder.mkdir(parents=True, exist_ok=True)
+    return {kind: write_lines(folder / f"{stem}.{kind}", rows).name for kind, rows in lines.items()}
 
 
 class Labeller:
