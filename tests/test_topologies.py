@@ -121,7 +121,8 @@ def test_tag_end_to_end_scores_words_not_pieces(tmp_path, output):
     assert (tmp_path / "eval" / "hypotheses.tags").read_text() == \
         (tmp_path / "run" / "test.hyp.tags").read_text()
     result = run_cli("evaluate.py", "--hyp", str(tmp_path / "run" / "test.hyp.tags"),
-                     "--ref", str(data / "seq.out"), "--task", "tag")
+                     "--ref", str(data / "seq.out"), "--task", "tag",
+                     "--report-dir", str(tmp_path / "rescored"))
     assert result.returncode == 0, result.stderr.decode()
     assert f"slot_f1 = {report['slot_f1']:.2f}" in result.stdout.decode()
 
