@@ -418,24 +418,23 @@ def labelling_report(labeller: "Labeller", test: LabelledSplit, report_dir: Path
     predictions = predict(labeller.model, batches, labeller.tag_names, labeller.allowed)
     report["joint_decoding"] = labeller.allowed is not None
     report.update(score_predictions(predictions, test, labeller.labels, labeller.tags))
-    label_ids, tag_ids = predictions.labels, predictions.tags
+    names = predicted_names(labeller, predictions)
     wrong = []
     for i, words in enumerate(test.words):
         row: dict[str, Any] = {"line": i + 1, "utterance": " ".join(words)}
         bad = False
-        if label_ids is not None and test.labels is not None:
-            predicted = labeller.labels.names[label_ids[i]]
+        if "label" in names and test.labels is not None:
+            predicted = names["label"][i]
             row.update(gold=test.labels[i], predicted=predicted)
             bad = predicted != test.labels[i]
-        if tag_ids is not None and test.tags is not None and labeller.task == "tag":
-            predicted_tags = labeller.tags.decode(tag_ids[i])
+        if "tags" in names and test.tags is not None and labeller.task == "tag":
+            predicted_tags = names["tags"][i]
             row.update(gold_tags=" ".join(test.tags[i]), predicted_tags=" ".join(predicted_tags))
             bad = bad or predicted_tags != test.tags[i]
         if bad and len(wrong) < errors:
             wrong.append(row)
     report["errors"] = wrong
-    report["hypothesis_files"] = write_predictions(labeller, predictions, report_dir,
-                                                   hypothesis_stem)
+    report["hypothesis_files"] = write_predictions(names, report_dir, hypothesis_stem)
     if "confusion_matrix" in report:
         report_dir.mkdir(parents=True, exist_ok=True)
         plot_confusion(report["confusion_matrix"], report["classes"], report_dir / "confusion.png")
@@ -443,18 +442,25 @@ def labelling_report(labeller: "Labeller", test: LabelledSplit, report_dir: Path
     return report
 
 
-def write_predictions(labeller: "Labeller", predictions: Predictions, folder: Path,
-                      stem: str) -> dict[str, str]:
-    """Write the predicted classes and tag sequences (those the model makes), a line per
-    utterance; returns {"label" | "tags": file name}."""
-    lines = {}
+def predicted_names(labeller: "Labeller", predictions: Predictions) -> dict[str, list]:
+    """The predictions by name: {"label": a class per utterance, "tags": a tag list per
+    utterance}, with the kinds the model predicts."""
+    names: dict[str, list] = {}
     if predictions.labels is not None:
-        lines["label"] = [labeller.labels.names[i] for i in predictions.labels]
+        names["label"] = [labeller.labels.names[i] for i in predictions.labels]
     if predictions.tags is not None:
-        lines["tags"] = [" ".join(labeller.tags.decode(ids)) for ids in predictions.tags]
-    if lines:
+        names["tags"] = [labeller.tags.decode(ids) for ids in predictions.tags]
+    return names
+
+
+def write_predictions(names: dict[str, list], folder: Path, stem: str) -> dict[str, str]:
+    """Write ``predicted_names``'s classes and tag sequences, a line per utterance, to
+    ``{stem}.label`` and ``{stem}.tags``; returns {"label" | "tags": file name}."""
+    if names:
         folder.mkdir(parents=True, exist_ok=True)
-    return {kind: write_lines(folder / f"{stem}.{kind}", rows).name for kind, rows in lines.items()}
+    return {kind: write_lines(folder / f"{stem}.{kind}",
+                              [row if kind == "label" else " ".join(row) for row in rows]).name
+            for kind, rows in names.items()}
 
 
 class Labeller:
@@ -504,13 +510,13 @@ class Labeller:
         if not filled:
             return out
         batches = evaluation_batches(split, self.tokenizer, self.lexicon)
-        label_ids, tag_ids, _, _ = predict(self.model, batches, self.tag_names, self.allowed)
+        names = predicted_names(self, predict(self.model, batches, self.tag_names, self.allowed))
         for k, i in enumerate(filled):
             parts = []
-            if label_ids is not None:
-                parts.append(self.labels.names[label_ids[k]])
-            if tag_ids is not None and self.task == "tag":
-                parts.append(" ".join(self.tags.decode(tag_ids[k])))
+            if "label" in names:
+                parts.append(names["label"][k])
+            if "tags" in names and self.task == "tag":
+                parts.append(" ".join(names["tags"][k]))
             out[i] = "\t".join(parts)
         return out
 
