@@ -32,6 +32,9 @@ class SpecialIds(NamedTuple):
 SPECIALS = SpecialIds(pad=0, unk=1, bos=2, eos=3)
 PAD, UNK, BOS, EOS = SPECIALS
 
+# SentencePiece's built-in normalization rules; the "_cf" ones also fold case.
+NORMALIZATIONS = ("nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity")
+
 
 @dataclass(frozen=True)
 class TokenizerSettings:
@@ -50,9 +53,15 @@ class TokenizerSettings:
     # They change how the model is used, not the SentencePiece model, so they stay out of its cache key.
     sampling_alpha: float = 0.0
     sampling_nbest: int = -1  # unigram: sample among the n best segmentations; -1: among all
+    # SentencePiece's text normalization, stored in the model file so that every later encode
+    # (training pairs, validation, translate) applies it. "nmt_nfkc_cf" adds case folding: the
+    # model reads and writes lowercased text, the preprocessing of the published Multi30k RNN
+    # results (and JoeyNMT's `lowercase`), scored against lowercased references.
+    normalization: Literal["nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity"] = "nmt_nfkc"
 
     def __post_init__(self) -> None:
         check_choice("tokenizer.model_type", self.model_type, ("unigram", "bpe", "char", "word"))
+        check_choice("tokenizer.normalization", self.normalization, NORMALIZATIONS)
         if not 0.0 <= self.sampling_alpha <= 1.0:
             raise ConfigError(f"tokenizer.sampling_alpha={self.sampling_alpha}: expected a number in "
                               "[0, 1] (0 turns subword sampling off)")
@@ -87,6 +96,12 @@ class SentencePieceTokenizer:
     @property
     def vocab_size(self) -> int:
         return self._sp.get_piece_size()
+
+    @property
+    def folds_case(self) -> bool:
+        """Whether the model's normalization lowercases what it reads (``normalization: *_cf``),
+        so that it also writes lowercased text."""
+        return "A" not in self._sp.normalize("A")  # the result carries the "▁" word marker
 
     def encode(self, lines: Sequence[str]) -> list[list[int]]:
         """Token ids of each line, without bos/eos."""
@@ -148,6 +163,7 @@ def train_sentencepiece(
             vocab_size=settings.vocab_size,
             character_coverage=settings.character_coverage,
             hard_vocab_limit=settings.hard_vocab_limit,
+            normalization_rule_name=settings.normalization,
             input_sentence_size=settings.max_sentences,
             shuffle_input_sentence=settings.max_sentences > 0,
             pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,

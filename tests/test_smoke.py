@@ -11,6 +11,7 @@ import pytest
 
 from seq2seq.data.corpus import read_lines
 from seq2seq.errors import ConfigError
+from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.pipeline import run_training
 from seq2seq.training.metrics_log import read_metrics
 from seq2seq.translate import Translator
@@ -139,6 +140,29 @@ def test_shared_embeddings_need_a_joint_tokenizer(tmp_path):
     with pytest.raises(ConfigError, match="model.share_embeddings=true.*tokenizer.joint=true"):
         run_training(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before any training
+
+
+def test_a_case_folding_tokenizer_is_scored_against_lowercased_references(tmp_path):
+    run_dir = tmp_path / "run"
+    run_training(compose_train(tiny_overrides(tmp_path) + [
+        "trainer.max_steps=3", "tokenizer.normalization=nmt_nfkc_cf"]), run_dir)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["references_lowercased"] is True
+    assert "against the lowercased references" in (run_dir / "report.md").read_text()
+    hypotheses = read_lines(run_dir / "test.hyp.de", allow_empty=True)
+    assert all(line == line.lower() for line in hypotheses)
+    references = read_lines(report["test_set"])
+    assert any(line != line.lower() for line in references)  # the corpus is cased
+    lowered = score_corpus(hypotheses, [line.lower() for line in references])
+    assert report["chrf"] == pytest.approx(lowered.chrf) and lowered.chrf > 0  # 3 steps: BLEU is 0
+    assert lowered.chrf != pytest.approx(score_corpus(hypotheses, references).chrf)
+
+    result = run_cli("evaluate.py", "--checkpoint", str(run_dir / "checkpoints" / "best.pt"),
+                     "--src", report["source_file"], "--ref", report["test_set"], "--beam", "3",
+                     "--report-dir", str(tmp_path / "scored"))
+    assert result.returncode == 0, result.stderr.decode()
+    scored = json.loads((tmp_path / "scored" / "report.json").read_text())
+    assert scored["references_lowercased"] is True and scored["chrf"] == pytest.approx(report["chrf"])
 
 
 def test_search_sweep_scores_each_setting(trained_run, tmp_path):

@@ -51,6 +51,23 @@ def test_unknown_model_type_is_a_config_error():
         TokenizerSettings(model_type="wordpiece")
 
 
+def test_case_folding_lowercases_what_the_model_reads_and_writes(tiny_corpus, cache_dir):
+    files = [tiny_corpus / "train.en", tiny_corpus / "train.de"]
+    folded = train_sentencepiece(files, TokenizerSettings(vocab_size=120,
+                                                          normalization="nmt_nfkc_cf"), cache_dir)
+    cased = train_sentencepiece(files, TokenizerSettings(vocab_size=120), cache_dir)
+    assert folded.folds_case and not cased.folds_case
+    assert folded.encode(["Sie kauft einen HUND"]) == folded.encode(["sie kauft einen hund"])
+    assert folded.decode(folded.encode(["Sie kauft einen HUND"])) == ["sie kauft einen hund"]
+    assert cased.decode(cased.encode(["Sie kauft einen Hund"])) == ["Sie kauft einen Hund"]
+    assert SentencePieceTokenizer(folded.model_proto).folds_case  # the rule is in the model file
+
+
+def test_unknown_normalization_is_a_config_error():
+    with pytest.raises(ConfigError, match="tokenizer.normalization"):
+        TokenizerSettings(normalization="lowercase")
+
+
 def test_foreign_model_ids_rejected(tiny_corpus, tmp_path):
     import sentencepiece as spm
     spm.SentencePieceTrainer.train(input=str(tiny_corpus / "train.en"),

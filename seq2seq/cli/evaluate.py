@@ -27,6 +27,7 @@ from seq2seq.errors import CheckpointError, DataError, Seq2SeqError
 from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
 from seq2seq.precision import add_precision_option, resolve_precision
+from seq2seq.topologies.translation import comparable_references
 from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint
 from seq2seq.translate import Translator
 
@@ -94,6 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             translator = Translator.from_checkpoints(members, payload, beam=args.beam,
                                                      length_penalty=args.length_penalty,
                                                      precision=args.precision)
+            references = comparable_references(references, translator.tokenizers)
             hypotheses = translator.translate(sources)
             decode_seconds = translator.last_seconds  # before the attention pass below resets it
             attention = translator.translate_detailed(sources[: args.attention_plots],
@@ -102,7 +104,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          length_penalty=translator.search.length_penalty,
                          decode_precision=resolve_precision(translator.search.precision),
                          num_params=count_parameters(translator.model),
-                         decode_seconds=round(decode_seconds, 2))
+                         decode_seconds=round(decode_seconds, 2),
+                         references_lowercased=translator.tokenizers.tgt.folds_case)
             hyp_path = write_lines(Path(args.report_dir) / "hypotheses.txt", hypotheses)
             facts["hypothesis_file"] = str(hyp_path)
         else:

@@ -6,7 +6,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from omegaconf import DictConfig
@@ -130,7 +130,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         batches = ParallelBatches(src_ids, tgt_ids, *batching)
     n_valid = trainer_cfg.valid_max_sentences or len(valid)
     valid_data = ValidationData(tokenizers.src.encode(valid.src[:n_valid]),
-                                tokenizers.tgt.encode(valid.tgt[:n_valid]), valid.tgt[:n_valid])
+                                tokenizers.tgt.encode(valid.tgt[:n_valid]),
+                                comparable_references(valid.tgt[:n_valid], tokenizers))
     search = SearchSettings(**{k: v for k, v in cfg.search.items() if not k.startswith("_")})
     valid_search = SearchSettings(**{**search.__dict__, "beam": trainer_cfg.valid_beam})
     model = build_model(cfg.model, tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
@@ -151,7 +152,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     data_files = {str(path): line_count(path)
                   for split in (files.train, files.valid, files.test) for path in files.pair(split)}
     report = evaluation_report(
-        test.src, test.tgt, hypotheses, run_dir, str(test.tgt_path), attention=attention,
+        test.src, comparable_references(test.tgt, tokenizers), hypotheses, run_dir,
+        str(test.tgt_path), attention=attention, references_lowercased=tokenizers.tgt.folds_case,
         n_bootstrap=report_cfg.bootstrap_resamples, samples=report_cfg.samples,
         html=report_cfg.html, source_file=str(test.src_path), hypothesis_file=hyp_file.name,
         checkpoint=str(best), beam=translator.search.beam,
@@ -166,6 +168,15 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     log.info("Test BLEU %.2f, chrF %.2f (%s) on %s; report in %s", report["bleu"], report["chrf"],
              report["bleu_signature"], test.tgt_path, run_dir / "report.md")
     return report
+
+
+def comparable_references(references: Sequence[str], tokenizers: TokenizerPair) -> list[str]:
+    """The references as the model can write them: lowercased when its tokenizer folds case
+    (``tokenizer.normalization=nmt_nfkc_cf``), as JoeyNMT's ``lowercase`` scores, so that every
+    score is the case-insensitive one the published lowercased results report."""
+    if tokenizers.tgt.folds_case:
+        return [line.lower() for line in references]
+    return list(references)
 
 
 def training_facts(state: Any) -> dict[str, Any]:
