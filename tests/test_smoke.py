@@ -163,6 +163,12 @@ def test_a_case_folding_tokenizer_is_scored_against_lowercased_references(tmp_pa
     assert result.returncode == 0, result.stderr.decode()
     scored = json.loads((tmp_path / "scored" / "report.json").read_text())
     assert scored["references_lowercased"] is True and scored["chrf"] == pytest.approx(report["chrf"])
+    result = run_cli("search_sweep.py", "--checkpoint", str(run_dir / "checkpoints" / "best.pt"),
+                     "--src", report["source_file"], "--ref", report["test_set"], "--beams", "3",
+                     "--length-penalties", "1.0",  # conf/search/beam.yaml
+                     "--out", str(tmp_path / "sweep.json"))
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads((tmp_path / "sweep.json").read_text())[0]["chrf"] == pytest.approx(report["chrf"])
 
 
 def test_search_sweep_scores_each_setting(trained_run, tmp_path):

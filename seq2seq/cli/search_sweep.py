@@ -22,6 +22,7 @@ from seq2seq.data.corpus import read_lines, write_text_atomic
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.bleu import check_aligned, score_corpus
 from seq2seq.precision import add_precision_option
+from seq2seq.topologies.translation import comparable_references
 from seq2seq.translate import SearchSettings, Translator
 
 
@@ -64,6 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sources, references = read_lines(Path(args.src)), read_lines(Path(args.ref))
         check_aligned(sources, references, "sources")
         translator = Translator.from_checkpoint(args.checkpoint, precision=args.precision)
+        references = comparable_references(references, translator.tokenizers)
         rows = sweep(translator, sources, references, args.beams, args.length_penalties)
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
