@@ -13,7 +13,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple, Sequence
+from typing import Literal, NamedTuple, Sequence, get_args
 
 import sentencepiece as spm
 
@@ -33,7 +33,8 @@ SPECIALS = SpecialIds(pad=0, unk=1, bos=2, eos=3)
 PAD, UNK, BOS, EOS = SPECIALS
 
 # SentencePiece's built-in normalization rules; the "_cf" ones also fold case.
-NORMALIZATIONS = ("nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity")
+Normalization = Literal["nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity"]
+NORMALIZATIONS = get_args(Normalization)
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class TokenizerSettings:
     # (training pairs, validation, translate) applies it. "nmt_nfkc_cf" adds case folding: the
     # model reads and writes lowercased text, the preprocessing of the published Multi30k RNN
     # results (and JoeyNMT's `lowercase`), scored against lowercased references.
-    normalization: Literal["nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity"] = "nmt_nfkc"
+    normalization: Normalization = "nmt_nfkc"
 
     def __post_init__(self) -> None:
         check_choice("tokenizer.model_type", self.model_type, ("unigram", "bpe", "char", "word"))

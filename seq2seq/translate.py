@@ -63,6 +63,15 @@ class Translation(NamedTuple):
     attention: Optional[Tensor]  # [hyp pieces + EOS, src pieces + EOS]
 
 
+def comparable_references(references: Sequence[str], tokenizers: TokenizerPair) -> list[str]:
+    """The references as the model can write them: lowercased when its tokenizer folds case
+    (``tokenizer.normalization=nmt_nfkc_cf``), as JoeyNMT's ``lowercase`` scores, so that every
+    score is the case-insensitive one the published lowercased results report."""
+    if tokenizers.tgt.folds_case:
+        return [line.lower() for line in references]
+    return list(references)
+
+
 class Translator:
     """Load a checkpoint once, translate lists of sentences.
 

@@ -27,9 +27,8 @@ from seq2seq.errors import CheckpointError, DataError, Seq2SeqError
 from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
 from seq2seq.precision import add_precision_option, resolve_precision
-from seq2seq.topologies.translation import comparable_references
 from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint
-from seq2seq.translate import Translator
+from seq2seq.translate import Translator, comparable_references
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -22,8 +22,7 @@ from seq2seq.data.corpus import read_lines, write_text_atomic
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.bleu import check_aligned, score_corpus
 from seq2seq.precision import add_precision_option
-from seq2seq.topologies.translation import comparable_references
-from seq2seq.translate import SearchSettings, Translator
+from seq2seq.translate import SearchSettings, Translator, comparable_references
 
 
 def sweep(translator: Translator, sources: Sequence[str], references: Sequence[str],

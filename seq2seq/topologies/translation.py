@@ -6,7 +6,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import torch
 from omegaconf import DictConfig
@@ -24,7 +24,7 @@ from seq2seq.tokenization import PAD, TokenizerPair
 from seq2seq.training.cross_entropy import smoothed_cross_entropy
 from seq2seq.training.checkpoint import build_model
 from seq2seq.training.distributed import Distributed
-from seq2seq.translate import SearchSettings, Translator, translate_ids
+from seq2seq.translate import SearchSettings, Translator, comparable_references, translate_ids
 
 log = logging.getLogger(__name__)
 
@@ -168,15 +168,6 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     log.info("Test BLEU %.2f, chrF %.2f (%s) on %s; report in %s", report["bleu"], report["chrf"],
              report["bleu_signature"], test.tgt_path, run_dir / "report.md")
     return report
-
-
-def comparable_references(references: Sequence[str], tokenizers: TokenizerPair) -> list[str]:
-    """The references as the model can write them: lowercased when its tokenizer folds case
-    (``tokenizer.normalization=nmt_nfkc_cf``), as JoeyNMT's ``lowercase`` scores, so that every
-    score is the case-insensitive one the published lowercased results report."""
-    if tokenizers.tgt.folds_case:
-        return [line.lower() for line in references]
-    return list(references)
 
 
 def training_facts(state: Any) -> dict[str, Any]:
