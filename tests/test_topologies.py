@@ -13,6 +13,7 @@ from seq2seq.errors import DataError
 from seq2seq.evaluation.labels import classification_scores, distinct_n, slot_scores
 from seq2seq.models.encoder import RNNEncoder
 from seq2seq.models.labelling import Pooling
+from seq2seq.training.checkpoint import load_checkpoint
 from seq2seq.pipeline import run_training
 from seq2seq.search import greedy_search, sampler
 from seq2seq.tokenization import EOS
@@ -99,8 +100,9 @@ def test_classify_end_to_end(intent_run):
 @pytest.mark.parametrize("output", [["model.crf=false", "model.byte_features=0", "model.word_dropout=0"],
                                     ["model.byte_features=8"],  # the experiment's CRF, word dropout
                                     ["model.byte_features=0", "model.lexicon_features=8"],
+                                    ["model.byte_features=0", "model.word_embeddings=8"],
                                     ["model.byte_features=8", "trainer.precision=bf16"]],
-                         ids=["softmax", "crf_bytes", "crf_lexicon", "crf_bytes_bf16"])
+                         ids=["softmax", "crf_bytes", "crf_lexicon", "crf_words", "crf_bytes_bf16"])
 def test_tag_end_to_end_scores_words_not_pieces(tmp_path, output):
     run_training(compose_train(overrides_for(tmp_path, "snips_slots") + ["trainer.max_steps=60"]
                                + output), tmp_path / "run")
@@ -111,6 +113,9 @@ def test_tag_end_to_end_scores_words_not_pieces(tmp_path, output):
     assert report["joint_decoding"] is True  # ... decoded together with the tags
     assert "decoded jointly" in (tmp_path / "run" / "report.md").read_text()
     data = tmp_path / "corpus" / "test"
+    if "model.word_embeddings=8" in output:  # the word vocabulary travels with the checkpoint
+        payload = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+        assert "play" in payload["word_vocab"] and "words.weight" in payload["model"]
     result = run_cli("evaluate.py", "--checkpoint", str(tmp_path / "run" / "checkpoints" / "best.pt"),
                      "--src", str(data / "seq.in"), "--ref", str(data / "seq.out"),
                      "--labels", str(data / "label"), "--report-dir", str(tmp_path / "eval"))

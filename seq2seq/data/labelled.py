@@ -9,6 +9,7 @@ does.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
@@ -123,27 +124,55 @@ class LabelVocab:
         return [self.names[i] for i in ids]
 
 
+class WordVocab:
+    """Whole words <-> ids for word embeddings beside the pieces: the training split's words
+    seen at least ``min_count`` times (so a word seen once is trained as the unknown word, as an
+    unseen word will be at test time), most frequent first; saved in checkpoints. Ids 0 and 1
+    are padding and any other word, as for pieces (PAD, UNK)."""
+
+    def __init__(self, words: Sequence[str]) -> None:
+        self.words = list(words)
+        self.index = {word: i for i, word in enumerate(self.words, start=UNK + 1)}
+
+    @classmethod
+    def build(cls, utterances: Sequence[Sequence[str]], min_count: int = 2) -> "WordVocab":
+        counts = Counter(w for words in utterances for w in words)
+        return cls(sorted((w for w, n in counts.items() if n >= min_count),
+                          key=lambda w: (-counts[w], w)))
+
+    def __len__(self) -> int:
+        """Ids in use, padding and the unknown word included."""
+        return len(self.words) + 2
+
+    def encode(self, words: Sequence[str]) -> list[int]:
+        return [self.index.get(w, UNK) for w in words]
+
+
 MAX_WORD_BYTES = 24  # byte-level word features read a word's first 24 UTF-8 bytes
 
 
 class WordPieces(NamedTuple):
     """An utterance's piece ids, the position of each word's first piece, each word's UTF-8
     bytes (for byte-level word features; bytes, not characters, so there is no character
-    vocabulary to build and save) and, for a tagger with a slot lexicon, each word's lexicon
-    feature ids (``seq2seq/data/lexicon.py``)."""
+    vocabulary to build and save), for a tagger with a slot lexicon each word's lexicon
+    feature ids (``seq2seq/data/lexicon.py``), and for one with word embeddings each word's id
+    in its ``WordVocab``."""
 
     ids: list[int]
     starts: list[int]
     word_bytes: list[bytes]
     lexicon: Optional[list[list[int]]] = None
+    word_ids: Optional[list[int]] = None
 
 
 def encode_words(tokenizer: SentencePieceTokenizer, utterances: Sequence[Sequence[str]],
                  max_pieces: Optional[int] = None,
-                 lexicon: Optional[Sequence[list[list[int]]]] = None) -> list[WordPieces]:
+                 lexicon: Optional[Sequence[list[list[int]]]] = None,
+                 word_vocab: Optional[WordVocab] = None) -> list[WordPieces]:
     """Tokenize each word on its own (as it would be after a space), keeping word boundaries.
     With ``max_pieces``, a long word keeps its first pieces only, so no word is lost.
-    ``lexicon``: each utterance's lexicon features, kept with its pieces."""
+    ``lexicon``: each utterance's lexicon features, kept with its pieces; ``word_vocab``: the
+    whole-word ids to keep with them too."""
     vocabulary = sorted({w for words in utterances for w in words})
     pieces_of = dict(zip(vocabulary, tokenizer.encode(vocabulary)))
     out = []
@@ -154,7 +183,8 @@ def encode_words(tokenizer: SentencePieceTokenizer, utterances: Sequence[Sequenc
             starts.append(len(ids))
             ids.extend((pieces_of[word] or [UNK])[:max_pieces])
         out.append(WordPieces(ids, starts, [w.encode("utf-8")[:MAX_WORD_BYTES] for w in words],
-                              None if lexicon is None else lexicon[n]))
+                              None if lexicon is None else lexicon[n],
+                              None if word_vocab is None else word_vocab.encode(words)))
     return out
 
 
@@ -169,6 +199,7 @@ class LabelledBatch(NamedTuple):
     indices: Tensor      # [B] position of each utterance in its split
     word_bytes: Tensor   # [B, W, L] each word's UTF-8 bytes + 1 (0 is padding)
     word_lexicon: Optional[Tensor] = None  # [B, W, K] lexicon feature ids (0 pads), if any
+    word_ids: Optional[Tensor] = None      # [B, W] WordVocab ids (PAD pads), if any
 
     @property
     def num_tgt_tokens(self) -> int:
@@ -195,7 +226,14 @@ def make_labelled_batch(pieces: Sequence[WordPieces], tags: Optional[Sequence[Se
                                + [blank] * (starts.size(1) - len(p.word_bytes)) for p in pieces])
     return LabelledBatch(src, src_len, starts, ends, word_mask, tag_ids, label_ids,
                          torch.as_tensor(list(indices)), word_bytes,
-                         _lexicon_ids(pieces, starts.size(1)))
+                         _lexicon_ids(pieces, starts.size(1)), _word_ids(pieces))
+
+
+def _word_ids(pieces: Sequence[WordPieces]) -> Optional[Tensor]:
+    """[B, W] the words' WordVocab ids, PAD-padded; None when the pieces carry none."""
+    if any(p.word_ids is None for p in pieces):
+        return None
+    return pad([p.word_ids for p in pieces])[0]
 
 
 def _lexicon_ids(pieces: Sequence[WordPieces], words: int) -> Optional[Tensor]:

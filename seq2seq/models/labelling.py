@@ -67,7 +67,7 @@ class SequenceClassifier(nn.Module):
 
     def forward(self, src: Tensor, src_len: Tensor, word_starts: Optional[Tensor] = None,
                 word_ends: Optional[Tensor] = None, word_bytes: Optional[Tensor] = None,
-                word_lexicon: Optional[Tensor] = None) -> Tensor:
+                word_lexicon: Optional[Tensor] = None, word_ids: Optional[Tensor] = None) -> Tensor:
         """Class logits [B, num_labels]."""
         return self.classifier(self.pooling(self.encoder(src, src_len)))
 
@@ -122,14 +122,18 @@ class SequenceTagger(nn.Module):
     model learns to tag a name from its context and spelling, as it must for names it never saw.
     ``lexicon_features`` > 0 adds that many dimensions per word from its slot-lexicon matches
     (``seq2seq/data/lexicon.py``; ``num_lexicon`` feature ids, given by the topology): the sum
-    of a learned vector per (slot type, B/I) match.
+    of a learned vector per (slot type, B/I) match. ``word_embeddings`` > 0 adds a learned
+    vector of that size per whole word (``num_words`` ids of the topology's ``WordVocab``), so
+    a word the piece vocabulary splits (``showings``: ``show`` + ``ings``) has one vector of its
+    own; word dropout drops it to the unknown word with the pieces.
     """
 
     def __init__(self, src_vocab_size: int, num_tags: int, encoder: Callable[..., RNNEncoder],
                  num_labels: int = 0, joint: bool = False, pooling: PoolingName = "attention",
                  hidden_size: int = 256, dropout: float = 0.3, word_state: WordState = "span",
                  byte_features: int = 0, crf: bool = False, word_dropout: float = 0.0,
-                 lexicon_features: int = 0, num_lexicon: int = 0) -> None:
+                 lexicon_features: int = 0, num_lexicon: int = 0, word_embeddings: int = 0,
+                 num_words: int = 0) -> None:
         super().__init__()
         check_range("model.hidden_size", hidden_size, 1)
         check_choice("model.word_state", word_state, ("first", "span"))
@@ -137,12 +141,16 @@ class SequenceTagger(nn.Module):
         check_range("model.byte_features", byte_features, 0)
         check_range("model.word_dropout", word_dropout, 0.0, 1.0)
         check_range("model.lexicon_features", lexicon_features, 0)
+        check_range("model.word_embeddings", word_embeddings, 0)
         self.word_dropout = word_dropout
         self.bytes = ByteWordFeatures(byte_features) if byte_features else None
         # The sum of the matched features' vectors: a linear map of the multi-hot matches.
         self.lexicon = nn.EmbeddingBag(num_lexicon + 1, lexicon_features, mode="sum",
                                        padding_idx=0) if lexicon_features and num_lexicon else None
-        extra_size = byte_features + (lexicon_features if self.lexicon is not None else 0)
+        self.words = nn.Embedding(num_words, word_embeddings, padding_idx=PAD) \
+            if word_embeddings and num_words else None
+        extra_size = byte_features + (lexicon_features if self.lexicon is not None else 0) \
+            + (word_embeddings if self.words is not None else 0)
         self.encoder = encoder(vocab_size=src_vocab_size, extra_input_size=extra_size)
         self.span = word_state == "span" and self.encoder.bidirectional
         size = self.encoder.output_size
@@ -154,14 +162,18 @@ class SequenceTagger(nn.Module):
 
     def forward(self, src: Tensor, src_len: Tensor, word_starts: Tensor,
                 word_ends: Optional[Tensor] = None, word_bytes: Optional[Tensor] = None,
-                word_lexicon: Optional[Tensor] = None) -> TaggerOutput:
+                word_lexicon: Optional[Tensor] = None, word_ids: Optional[Tensor] = None
+                ) -> TaggerOutput:
         """Tag scores per word (the CRF's emissions when it has one), and class logits."""
         dropping = self.training and self.word_dropout > 0
-        word_features = self.word_features(word_bytes, word_lexicon)  # [B, W, F] or None
+        if dropping:
+            dropped = torch.rand(word_starts.shape) < self.word_dropout               # [B, W]
+            if word_ids is not None:
+                word_ids = word_ids.masked_fill(dropped & (word_ids != PAD), UNK)
+        word_features = self.word_features(word_bytes, word_lexicon, word_ids)  # [B, W, F] / None
         owners = piece_words(word_starts, src.size(1)) \
             if dropping or word_features is not None else None
         if dropping:
-            dropped = torch.rand(word_starts.shape) < self.word_dropout               # [B, W]
             in_dropped_word = dropped.gather(1, owners)
             src = src.masked_fill(in_dropped_word & (src != PAD) & (src != EOS), UNK)
         extra = None if word_features is None else _at(word_features, owners)  # [B, S, F]
@@ -174,9 +186,10 @@ class SequenceTagger(nn.Module):
             words = torch.cat([words, utterance.unsqueeze(1).expand_as(words)], dim=-1)
         return TaggerOutput(self.tagger(words), label_logits)
 
-    def word_features(self, word_bytes: Optional[Tensor], word_lexicon: Optional[Tensor]
-                      ) -> Optional[Tensor]:
-        """[B, W, F] the byte-CNN and lexicon features of each word, or None without either."""
+    def word_features(self, word_bytes: Optional[Tensor], word_lexicon: Optional[Tensor],
+                      word_ids: Optional[Tensor] = None) -> Optional[Tensor]:
+        """[B, W, F] the byte-CNN, lexicon and word-embedding features of each word, or None
+        without any."""
         parts = []
         if self.bytes is not None:
             if word_bytes is None:
@@ -188,6 +201,10 @@ class SequenceTagger(nn.Module):
             batch, words, most = word_lexicon.shape
             bags = self.lexicon(word_lexicon.reshape(batch * words, most))
             parts.append(bags.view(batch, words, -1))
+        if self.words is not None:
+            if word_ids is None:
+                raise ValueError("this tagger has word embeddings: pass word_ids")
+            parts.append(self.words(word_ids))
         return torch.cat(parts, -1) if parts else None
 
     def word_states(self, states: Tensor, word_starts: Tensor, word_ends: Optional[Tensor]

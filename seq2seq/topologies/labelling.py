@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from seq2seq.config import build
 from seq2seq.data.corpus import write_lines
 from seq2seq.data.labelled import (IGNORE, LabelledBatch, LabelledBatches, LabelledCorpus,
-                                   LabelledSplit, LabelVocab, WordPieces, encode_words)
+                                   LabelledSplit, LabelVocab, WordPieces, WordVocab,
+                                   encode_words)
 from seq2seq.data.lexicon import SlotLexicon, cross_fitted_features
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.evaluation.labels import classification_scores, labelling_sections, slot_scores
@@ -59,7 +60,7 @@ def prepare_labelled(cfg: DictConfig, needs: Sequence[str]) -> tuple[LabelledCor
 def model_outputs(model: nn.Module, batch: LabelledBatch) -> tuple[Optional[Tensor], Optional[Tensor]]:
     """(class logits [B, L] or None, tag logits [B, W, T] or None), whichever the model gives."""
     out = model(batch.src, batch.src_len, batch.word_starts, batch.word_ends, batch.word_bytes,
-                batch.word_lexicon)
+                batch.word_lexicon, batch.word_ids)
     if isinstance(out, Tensor):
         return out, None
     return out.label_logits, out.tag_logits
@@ -236,10 +237,11 @@ class LabellingObjective:
     def __init__(self, valid: LabelledBatches, labels: LabelVocab, tags: Optional[LabelVocab],
                  tokenizer: SentencePieceTokenizer, valid_split: LabelledSplit,
                  slots: Optional[ClassSlots] = None, lexicon: Optional[SlotLexicon] = None,
-                 class_loss_weight: float = 1.0) -> None:
+                 class_loss_weight: float = 1.0, word_vocab: Optional[WordVocab] = None) -> None:
         self.valid, self.labels, self.tags = valid, labels, tags
         self.tokenizer, self.valid_split, self.slots = tokenizer, valid_split, slots
         self.lexicon, self.class_loss_weight = lexicon, class_loss_weight
+        self.word_vocab = word_vocab
         self.allowed = joint_decoding_scores(slots, labels, tags)
         self.metrics = ("loss", "accuracy", "macro_f1") + (("slot_f1",) if tags else ())
 
@@ -260,7 +262,8 @@ class LabellingObjective:
         return {"tokenizers": TokenizerPair(self.tokenizer, self.tokenizer).state_dict(),
                 "labels": self.labels.names, "tags": None if self.tags is None else self.tags.names,
                 "class_slots": self.slots,
-                "lexicon": None if self.lexicon is None else self.lexicon.state_dict()}
+                "lexicon": None if self.lexicon is None else self.lexicon.state_dict(),
+                "word_vocab": None if self.word_vocab is None else self.word_vocab.words}
 
 
 def score_predictions(predictions: Predictions, split: LabelledSplit, labels: LabelVocab,
@@ -282,9 +285,10 @@ MAX_PIECES_PER_WORD = 8  # a longer "word" (a URL, a typo run) keeps its first p
 
 
 def _encode_split(split: LabelledSplit, tokenizer: SentencePieceTokenizer,
-                  lexicon: Optional[SlotLexicon] = None) -> list[WordPieces]:
+                  lexicon: Optional[SlotLexicon] = None, word_vocab: Optional[WordVocab] = None
+                  ) -> list[WordPieces]:
     features = None if lexicon is None else [lexicon.features(w) for w in split.words]
-    return encode_words(tokenizer, split.words, MAX_PIECES_PER_WORD, features)
+    return encode_words(tokenizer, split.words, MAX_PIECES_PER_WORD, features, word_vocab)
 
 
 LEXICON_FOLDS = 5  # training utterances get lexicon features from the other 4/5 of the split
@@ -304,18 +308,31 @@ def slot_lexicon(cfg: DictConfig, train: LabelledSplit, limit: Optional[int] = N
     return lexicon, features
 
 
+def word_vocabulary(cfg: DictConfig, train: LabelledSplit, limit: Optional[int] = None
+                    ) -> Optional[WordVocab]:
+    """The whole-word vocabulary of the first ``limit`` training utterances, when the model has
+    word embeddings (``model.word_embeddings`` > 0)."""
+    if not (tags_model(cfg.model) and cfg.model.get("word_embeddings", 0)):
+        return None
+    vocab = WordVocab.build(train.words[:limit])
+    log.info("word vocabulary: %d words seen at least twice", len(vocab.words))
+    return vocab
+
+
 def tags_model(model_cfg: DictConfig | dict) -> bool:
     """Whether the model config is a tagger (a classify run may train one, for its class head)."""
     return str(model_cfg["_target_"]).endswith("SequenceTagger")
 
 
 def build_labelling_model(model_cfg: DictConfig | dict, vocab_size: int, num_labels: int,
-                          num_tags: int, lexicon: Optional[SlotLexicon] = None) -> nn.Module:
+                          num_tags: int, lexicon: Optional[SlotLexicon] = None,
+                          word_vocab: Optional[WordVocab] = None) -> nn.Module:
     if isinstance(model_cfg, dict):
         model_cfg = OmegaConf.create(model_cfg)
     if tags_model(model_cfg):
         return build(model_cfg, src_vocab_size=vocab_size, num_tags=num_tags, num_labels=num_labels,
-                     num_lexicon=lexicon.num_features if lexicon else 0)
+                     num_lexicon=lexicon.num_features if lexicon else 0,
+                     num_words=len(word_vocab) if word_vocab else 0)
     return build(model_cfg, src_vocab_size=vocab_size, num_labels=num_labels)
 
 
@@ -354,7 +371,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         if want_tags else None
     limit = cfg.data.get("limit_train")
     lexicon, train_features = slot_lexicon(cfg, train, limit)
-    pieces = encode_words(tokenizer, train.words[:limit], MAX_PIECES_PER_WORD, train_features)
+    word_vocab = word_vocabulary(cfg, train, limit)
+    pieces = encode_words(tokenizer, train.words[:limit], MAX_PIECES_PER_WORD, train_features,
+                          word_vocab)
     train_labels = label_vocab.encode(train.labels[:limit], str(train.files.get("labels"))) \
         if want_labels else None
     train_tags = [tag_vocab.encode(t, str(train.files["tags"])) for t in train.tags[:limit]] \
@@ -367,15 +386,15 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
                               trainer_cfg.max_sentences, distributed.rank, distributed.world_size)
     # Validation batches carry the gold labels too, for the validation loss.
     valid_batches = LabelledBatches(
-        _encode_split(valid, tokenizer, lexicon),
+        _encode_split(valid, tokenizer, lexicon, word_vocab),
         [tag_vocab.encode_known(t) for t in valid.tags] if want_tags else None,
         label_vocab.encode_known(valid.labels) if want_labels else None, 10**9, seed=0)
     model = build_labelling_model(cfg.model, tokenizer.vocab_size, len(label_vocab),
-                                  len(tag_vocab) if tag_vocab else 0, lexicon)
+                                  len(tag_vocab) if tag_vocab else 0, lexicon, word_vocab)
     slots = class_slots(train.labels, train.tags) \
         if joint_decoding and joint and want_labels and want_tags else None
     objective = LabellingObjective(valid_batches, label_vocab, tag_vocab, tokenizer, valid, slots,
-                                   lexicon, class_loss_weight)
+                                   lexicon, class_loss_weight, word_vocab)
     state = train_model(cfg, run_dir, model, objective, batches, distributed)
     if not distributed.is_main:
         return {}
@@ -399,9 +418,10 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
 
 
 def evaluation_batches(split: LabelledSplit, tokenizer: SentencePieceTokenizer,
-                       lexicon: Optional[SlotLexicon] = None) -> LabelledBatches:
+                       lexicon: Optional[SlotLexicon] = None,
+                       word_vocab: Optional[WordVocab] = None) -> LabelledBatches:
     """The split's utterances, for prediction in corpus order (labels are scored as strings)."""
-    return LabelledBatches(_encode_split(split, tokenizer, lexicon), None, None,
+    return LabelledBatches(_encode_split(split, tokenizer, lexicon, word_vocab), None, None,
                            batch_tokens=10**9, seed=0)
 
 
@@ -412,7 +432,7 @@ def labelling_report(labeller: "Labeller", test: LabelledSplit, report_dir: Path
     Every prediction goes to ``report_dir``, a line per utterance, in the corpus's own formats:
     ``{hypothesis_stem}.label`` (one class) and ``{hypothesis_stem}.tags`` (one tag per word),
     whichever the model predicts, so that ``seq2seq-evaluate --hyp`` can score them again."""
-    batches = evaluation_batches(test, labeller.tokenizer, labeller.lexicon)
+    batches = evaluation_batches(test, labeller.tokenizer, labeller.lexicon, labeller.word_vocab)
     report: dict[str, Any] = {"topology": labeller.task, "test_set": str(test.files["text"]),
                               "num_examples": len(test)}
     predictions = predict(labeller.model, batches, labeller.tag_names, labeller.allowed)
@@ -471,10 +491,11 @@ class Labeller:
 
     def __init__(self, model: nn.Module, tokenizer: SentencePieceTokenizer, task: Task,
                  labels: LabelVocab, tags: Optional[LabelVocab],
-                 slots: Optional[ClassSlots] = None, lexicon: Optional[SlotLexicon] = None
-                 ) -> None:
+                 slots: Optional[ClassSlots] = None, lexicon: Optional[SlotLexicon] = None,
+                 word_vocab: Optional[WordVocab] = None) -> None:
         self.model, self.tokenizer, self.task = model.eval(), tokenizer, task
         self.labels, self.tags, self.lexicon = labels, tags, lexicon
+        self.word_vocab = word_vocab
         # Joint class + tag decoding, when the checkpoint was trained with it.
         self.allowed = joint_decoding_scores(slots, labels, tags)
 
@@ -491,10 +512,12 @@ class Labeller:
         tags = LabelVocab(payload["tags"]) if payload.get("tags") else None
         lexicon = SlotLexicon.from_state_dict(payload["lexicon"]) \
             if payload.get("lexicon") else None
+        word_vocab = WordVocab(payload["word_vocab"]) if payload.get("word_vocab") else None
         model = build_labelling_model(config.model, tokenizer.vocab_size, len(labels),
-                                      len(tags) if tags else 0, lexicon)
+                                      len(tags) if tags else 0, lexicon, word_vocab)
         model.load_state_dict(payload["model"])
-        return cls(model, tokenizer, task, labels, tags, payload.get("class_slots"), lexicon)
+        return cls(model, tokenizer, task, labels, tags, payload.get("class_slots"), lexicon,
+                   word_vocab)
 
     @property
     def tag_names(self) -> Optional[list[str]]:
@@ -509,7 +532,7 @@ class Labeller:
         out = [""] * len(utterances)
         if not filled:
             return out
-        batches = evaluation_batches(split, self.tokenizer, self.lexicon)
+        batches = evaluation_batches(split, self.tokenizer, self.lexicon, self.word_vocab)
         names = predicted_names(self, predict(self.model, batches, self.tag_names, self.allowed))
         for k, i in enumerate(filled):
             parts = []
