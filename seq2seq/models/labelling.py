@@ -124,7 +124,7 @@ class SequenceTagger(nn.Module):
     (``seq2seq/data/lexicon.py``; ``num_lexicon`` feature ids, given by the topology): the sum
     of a learned vector per (slot type, B/I) match. ``word_embeddings`` > 0 adds a learned
     vector of that size per whole word (``num_words`` ids of the topology's ``WordVocab``), so
-    a word the piece vocabulary splits (``showings``: ``show`` + ``ings``) has one vector of its
+    a word the piece vocabulary splits (``showtime``: ``show`` + ``time``) has one vector of its
     own; word dropout drops it to the unknown word with the pieces.
     """
 
