@@ -2,6 +2,8 @@
 metric); gradients are scaled per token and clipped as ``clip_grad_norm_`` would."""
 
 import copy
+import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -115,3 +117,34 @@ def test_the_budgets_last_minutes_anneal_the_lr_linearly_instead_of_the_plateau(
 def test_annealing_needs_a_longer_time_budget(max_minutes):
     with pytest.raises(ConfigError, match="trainer.lr_anneal_minutes=5 .* trainer.max_minutes"):
         TrainerSettings(max_minutes=max_minutes, lr_anneal_minutes=5)
+
+
+class _Steps:
+    """Three one-token batches per epoch."""
+
+    def num_batches(self, epoch):
+        return 3
+
+    def epoch(self, epoch, start=0):
+        return iter([SimpleNamespace(num_tgt_tokens=1)] * (3 - start))
+
+
+class _SlowFigures(FixedFigures):
+    def validate(self, model):
+        time.sleep(0.3)
+        return {"loss": 1.0, "bleu": 1.0}
+
+
+def test_the_time_budget_counts_validation_and_goes_on_over_a_resume(tmp_path):
+    trainer = Trainer(TrainerSettings(max_epochs=2, progress_bar=False), nn.Linear(2, 1),
+                      _SlowFigures([]), tmp_path, {})
+    state = trainer.fit(_Steps())
+    assert state.step == 6 and state.wall_seconds >= 0.6 > state.train_seconds
+    # Resumed under a budget of 0.5 s, which the first part's validations used up: one step
+    # (the budget is checked at each step), where a clock of training steps alone would have
+    # allowed the whole of epochs 3 and 4.
+    resumed = Trainer(TrainerSettings(max_epochs=4, max_minutes=0.5 / 60, progress_bar=False),
+                      nn.Linear(2, 1), _SlowFigures([]), tmp_path, {})
+    resumed.resume(tmp_path / "checkpoints" / "last.pt")
+    state = resumed.fit(_Steps())
+    assert state.step == 7 and "max_minutes" in state.stop_reason

@@ -106,7 +106,9 @@ class TrainState:
     best_bleu: float = 0.0          # validation BLEU at best_step (translation)
     best_metrics: dict = field(default_factory=dict)  # every validation figure at best_step
     bad_validations: int = 0
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0      # in training steps
+    wall_seconds: float = 0.0       # since the run began, validation included: the clock of
+                                    # trainer.max_minutes, carried over a resume
     train_tokens: int = 0
     validated_step: int = -1
     anneal_from_lr: float = 0.0     # the LR when lr_anneal_minutes began (0: not yet)
@@ -187,6 +189,7 @@ class Trainer:
             else None)
         self.ema = WeightAverage(model, settings.ema_decay) if settings.ema_decay > 0 else None
         self._signal: Optional[int] = None
+        self._started: Optional[float] = None  # perf_counter() at the run's start, while fitting
 
     def _plateau(self) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
         """Halve (lr_decay_factor) the LR when ``lr_metric`` stalls; it starts from the
@@ -209,6 +212,8 @@ class Trainer:
         return payload
 
     def save_last(self) -> Path:
+        if self._started is not None:
+            self.state.wall_seconds = time.perf_counter() - self._started
         payload = self._payload()
         if self.dist.is_main:
             self.checkpoints.save_last(payload, self.state.step)
@@ -419,7 +424,9 @@ class Trainer:
         s.precision = self.precision
         metrics_log = MetricsLog(self.run_dir, extra_columns=tuple(self.objective.metrics)) \
             if self.dist.is_main else None
-        started = time.perf_counter() - s.train_seconds
+        # The budget's clock goes on from where a resumed run stopped (checkpoints from before
+        # wall_seconds existed: from its training steps' time).
+        started = self._started = time.perf_counter() - (s.wall_seconds or s.train_seconds)
         window = _Window()
         previous_handlers = self._catch_signals()
         try:
@@ -469,6 +476,7 @@ class Trainer:
                 self._validate_and_log(metrics_log, started, final=True)
             self.save_last()
         finally:
+            self._started = None
             self._restore_signals(previous_handlers)
             if metrics_log is not None:
                 metrics_log.close()
