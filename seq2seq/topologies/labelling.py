@@ -332,7 +332,7 @@ def build_labelling_model(model_cfg: DictConfig | dict, vocab_size: int, num_lab
     if tags_model(model_cfg):
         return build(model_cfg, src_vocab_size=vocab_size, num_tags=num_tags, num_labels=num_labels,
                      num_lexicon=lexicon.num_features if lexicon else 0,
-                     num_words=len(word_vocab) if word_vocab else 0)
+                     num_words=len(word_vocab) if word_vocab is not None else 0)
     return build(model_cfg, src_vocab_size=vocab_size, num_labels=num_labels)
 
 
@@ -512,7 +512,8 @@ class Labeller:
         tags = LabelVocab(payload["tags"]) if payload.get("tags") else None
         lexicon = SlotLexicon.from_state_dict(payload["lexicon"]) \
             if payload.get("lexicon") else None
-        word_vocab = WordVocab(payload["word_vocab"]) if payload.get("word_vocab") else None
+        word_vocab = WordVocab(payload["word_vocab"]) \
+            if payload.get("word_vocab") is not None else None
         model = build_labelling_model(config.model, tokenizer.vocab_size, len(labels),
                                       len(tags) if tags else 0, lexicon, word_vocab)
         model.load_state_dict(payload["model"])
