@@ -50,6 +50,7 @@ def test_run_folder_holds_checkpoints_metrics_and_report(trained_run):
                 "train_tokens_per_second"]:
         assert key in report, key
     assert report["num_params"] > 0 and report["train_tokens_per_second"] > 0
+    assert report["wall_seconds"] >= report["train_seconds"] > 0  # the wall time has validation
     assert "nrefs:1" in report["signature"] and report["num_sentences"] == 12
     assert "| BLEU |" in (trained_run / "report.md").read_text()
     train_rows = [r for r in read_metrics(trained_run / "metrics.csv") if r["split"] == "train"]

@@ -172,7 +172,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
 
 def training_facts(state: Any) -> dict[str, Any]:
     """The training figures every report carries."""
-    return dict(train_seconds=round(state.train_seconds, 1), train_tokens=state.train_tokens,
+    # train_seconds: in training steps (the tok/s figure's time); wall_seconds: validation too.
+    return dict(train_seconds=round(state.train_seconds, 1),
+                wall_seconds=round(state.wall_seconds, 1), train_tokens=state.train_tokens,
                 train_tokens_per_second=round(state.train_tokens / max(state.train_seconds, 1e-9), 1),
                 steps=state.step, best_step=state.best_step, stop_reason=state.stop_reason,
                 train_precision=state.precision)
