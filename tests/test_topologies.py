@@ -369,6 +369,6 @@ def test_predict_gives_one_tag_row_per_utterance_without_a_class_head(tmp_path):
     labeller = Labeller.from_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
     words = [u.split() for u in ["play some music by nina simone", "what is the weather in oslo"]]
     batches = evaluation_batches(LabelledSplit(words, None, None, {}), labeller.tokenizer,
-                                 labeller.lexicon)
+                                 labeller.tables)
     predictions = predict(labeller.model, batches, labeller.tag_names, labeller.allowed)
     assert predictions.labels is None and [len(t) for t in predictions.tags] == [6, 6]

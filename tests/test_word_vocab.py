@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from seq2seq.data.labelled import WordPieces, WordVocab, encode_words, make_labelled_batch
+from seq2seq.data.lexicon import SlotLexicon
+from seq2seq.data.word_tables import WordTables
 from seq2seq.models.encoder import RNNEncoder
 from seq2seq.models.labelling import SequenceTagger
 from seq2seq.tokenization import PAD, UNK
@@ -34,6 +36,25 @@ def test_batches_carry_padded_word_ids():
     assert batch.word_ids.shape == batch.word_starts.shape
     assert make_labelled_batch(encode_words(_LetterTokenizer(), [["play"]]), None, None,
                                [0]).word_ids is None
+
+
+def test_word_tables_encode_both_features_and_survive_a_checkpoint():
+    words, tags = [["play", "jazz"], ["play", "rock"]], [["O", "B-genre"], ["O", "B-genre"]]
+    tables = WordTables(SlotLexicon.build(words, tags), WordVocab.build(words))
+    assert (tables.num_words, tables.num_lexicon) == (3, tables.lexicon.num_features) \
+        and tables.num_lexicon > 0
+    pieces = tables.encode(_LetterTokenizer(), [["play", "jazz"]])[0]
+    assert pieces.word_ids == [2, UNK] and pieces.lexicon == tables.lexicon.features(["play", "jazz"])
+    assert pieces.lexicon[1]  # jazz matches a genre value
+    given = [[[], [7]]]  # the training split's cross-fitted features win over the lexicon's own
+    assert tables.encode(_LetterTokenizer(), [["play", "jazz"]], lexicon_features=given)[0].lexicon \
+        == [[], [7]]
+    restored = WordTables.from_state_dict({"model": {}, **tables.state_dict()})
+    assert restored.vocab.words == ["play"] and restored.num_lexicon == tables.num_lexicon
+    assert restored.encode(_LetterTokenizer(), [["play", "jazz"]])[0] == pieces
+    empty = WordTables.from_state_dict({"model": {}})  # a checkpoint from before either table
+    assert (empty.num_words, empty.num_lexicon) == (0, 0)
+    assert empty.encode(_LetterTokenizer(), [["play"]])[0].word_ids is None
 
 
 def _encoder(vocab_size, extra_input_size=0):

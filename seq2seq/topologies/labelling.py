@@ -17,9 +17,9 @@ from torch import Tensor, nn
 from seq2seq.config import build
 from seq2seq.data.corpus import write_lines
 from seq2seq.data.labelled import (IGNORE, LabelledBatch, LabelledBatches, LabelledCorpus,
-                                   LabelledSplit, LabelVocab, WordPieces, WordVocab,
-                                   encode_words)
+                                   LabelledSplit, LabelVocab, WordPieces, WordVocab)
 from seq2seq.data.lexicon import SlotLexicon, cross_fitted_features
+from seq2seq.data.word_tables import WordTables
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.evaluation.labels import classification_scores, labelling_sections, slot_scores
 from seq2seq.evaluation.plots import plot_confusion
@@ -236,12 +236,11 @@ class LabellingObjective:
 
     def __init__(self, valid: LabelledBatches, labels: LabelVocab, tags: Optional[LabelVocab],
                  tokenizer: SentencePieceTokenizer, valid_split: LabelledSplit,
-                 slots: Optional[ClassSlots] = None, lexicon: Optional[SlotLexicon] = None,
-                 class_loss_weight: float = 1.0, word_vocab: Optional[WordVocab] = None) -> None:
+                 slots: Optional[ClassSlots] = None, tables: WordTables = WordTables(),
+                 class_loss_weight: float = 1.0) -> None:
         self.valid, self.labels, self.tags = valid, labels, tags
         self.tokenizer, self.valid_split, self.slots = tokenizer, valid_split, slots
-        self.lexicon, self.class_loss_weight = lexicon, class_loss_weight
-        self.word_vocab = word_vocab
+        self.tables, self.class_loss_weight = tables, class_loss_weight
         self.allowed = joint_decoding_scores(slots, labels, tags)
         self.metrics = ("loss", "accuracy", "macro_f1") + (("slot_f1",) if tags else ())
 
@@ -261,9 +260,7 @@ class LabellingObjective:
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"tokenizers": TokenizerPair(self.tokenizer, self.tokenizer).state_dict(),
                 "labels": self.labels.names, "tags": None if self.tags is None else self.tags.names,
-                "class_slots": self.slots,
-                "lexicon": None if self.lexicon is None else self.lexicon.state_dict(),
-                "word_vocab": None if self.word_vocab is None else self.word_vocab.words}
+                "class_slots": self.slots, **self.tables.state_dict()}
 
 
 def score_predictions(predictions: Predictions, split: LabelledSplit, labels: LabelVocab,
@@ -284,11 +281,9 @@ def score_predictions(predictions: Predictions, split: LabelledSplit, labels: La
 MAX_PIECES_PER_WORD = 8  # a longer "word" (a URL, a typo run) keeps its first pieces
 
 
-def _encode_split(split: LabelledSplit, tokenizer: SentencePieceTokenizer,
-                  lexicon: Optional[SlotLexicon] = None, word_vocab: Optional[WordVocab] = None
+def _encode_split(split: LabelledSplit, tokenizer: SentencePieceTokenizer, tables: WordTables
                   ) -> list[WordPieces]:
-    features = None if lexicon is None else [lexicon.features(w) for w in split.words]
-    return encode_words(tokenizer, split.words, MAX_PIECES_PER_WORD, features, word_vocab)
+    return tables.encode(tokenizer, split.words, MAX_PIECES_PER_WORD)
 
 
 LEXICON_FOLDS = 5  # training utterances get lexicon features from the other 4/5 of the split
@@ -325,14 +320,12 @@ def tags_model(model_cfg: DictConfig | dict) -> bool:
 
 
 def build_labelling_model(model_cfg: DictConfig | dict, vocab_size: int, num_labels: int,
-                          num_tags: int, lexicon: Optional[SlotLexicon] = None,
-                          word_vocab: Optional[WordVocab] = None) -> nn.Module:
+                          num_tags: int, tables: WordTables = WordTables()) -> nn.Module:
     if isinstance(model_cfg, dict):
         model_cfg = OmegaConf.create(model_cfg)
     if tags_model(model_cfg):
         return build(model_cfg, src_vocab_size=vocab_size, num_tags=num_tags, num_labels=num_labels,
-                     num_lexicon=lexicon.num_features if lexicon else 0,
-                     num_words=len(word_vocab) if word_vocab is not None else 0)
+                     num_lexicon=tables.num_lexicon, num_words=tables.num_words)
     return build(model_cfg, src_vocab_size=vocab_size, num_labels=num_labels)
 
 
@@ -371,9 +364,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         if want_tags else None
     limit = cfg.data.get("limit_train")
     lexicon, train_features = slot_lexicon(cfg, train, limit)
-    word_vocab = word_vocabulary(cfg, train, limit)
-    pieces = encode_words(tokenizer, train.words[:limit], MAX_PIECES_PER_WORD, train_features,
-                          word_vocab)
+    tables = WordTables(lexicon, word_vocabulary(cfg, train, limit))
+    pieces = tables.encode(tokenizer, train.words[:limit], MAX_PIECES_PER_WORD, train_features)
     train_labels = label_vocab.encode(train.labels[:limit], str(train.files.get("labels"))) \
         if want_labels else None
     train_tags = [tag_vocab.encode(t, str(train.files["tags"])) for t in train.tags[:limit]] \
@@ -386,15 +378,15 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
                               trainer_cfg.max_sentences, distributed.rank, distributed.world_size)
     # Validation batches carry the gold labels too, for the validation loss.
     valid_batches = LabelledBatches(
-        _encode_split(valid, tokenizer, lexicon, word_vocab),
+        _encode_split(valid, tokenizer, tables),
         [tag_vocab.encode_known(t) for t in valid.tags] if want_tags else None,
         label_vocab.encode_known(valid.labels) if want_labels else None, 10**9, seed=0)
     model = build_labelling_model(cfg.model, tokenizer.vocab_size, len(label_vocab),
-                                  len(tag_vocab) if tag_vocab else 0, lexicon, word_vocab)
+                                  len(tag_vocab) if tag_vocab else 0, tables)
     slots = class_slots(train.labels, train.tags) \
         if joint_decoding and joint and want_labels and want_tags else None
     objective = LabellingObjective(valid_batches, label_vocab, tag_vocab, tokenizer, valid, slots,
-                                   lexicon, class_loss_weight, word_vocab)
+                                   tables, class_loss_weight)
     state = train_model(cfg, run_dir, model, objective, batches, distributed)
     if not distributed.is_main:
         return {}
@@ -418,10 +410,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
 
 
 def evaluation_batches(split: LabelledSplit, tokenizer: SentencePieceTokenizer,
-                       lexicon: Optional[SlotLexicon] = None,
-                       word_vocab: Optional[WordVocab] = None) -> LabelledBatches:
+                       tables: WordTables = WordTables()) -> LabelledBatches:
     """The split's utterances, for prediction in corpus order (labels are scored as strings)."""
-    return LabelledBatches(_encode_split(split, tokenizer, lexicon, word_vocab), None, None,
+    return LabelledBatches(_encode_split(split, tokenizer, tables), None, None,
                            batch_tokens=10**9, seed=0)
 
 
@@ -432,7 +423,7 @@ def labelling_report(labeller: "Labeller", test: LabelledSplit, report_dir: Path
     Every prediction goes to ``report_dir``, a line per utterance, in the corpus's own formats:
     ``{hypothesis_stem}.label`` (one class) and ``{hypothesis_stem}.tags`` (one tag per word),
     whichever the model predicts, so that ``seq2seq-evaluate --hyp`` can score them again."""
-    batches = evaluation_batches(test, labeller.tokenizer, labeller.lexicon, labeller.word_vocab)
+    batches = evaluation_batches(test, labeller.tokenizer, labeller.tables)
     report: dict[str, Any] = {"topology": labeller.task, "test_set": str(test.files["text"]),
                               "num_examples": len(test)}
     predictions = predict(labeller.model, batches, labeller.tag_names, labeller.allowed)
@@ -491,11 +482,9 @@ class Labeller:
 
     def __init__(self, model: nn.Module, tokenizer: SentencePieceTokenizer, task: Task,
                  labels: LabelVocab, tags: Optional[LabelVocab],
-                 slots: Optional[ClassSlots] = None, lexicon: Optional[SlotLexicon] = None,
-                 word_vocab: Optional[WordVocab] = None) -> None:
+                 slots: Optional[ClassSlots] = None, tables: WordTables = WordTables()) -> None:
         self.model, self.tokenizer, self.task = model.eval(), tokenizer, task
-        self.labels, self.tags, self.lexicon = labels, tags, lexicon
-        self.word_vocab = word_vocab
+        self.labels, self.tags, self.tables = labels, tags, tables
         # Joint class + tag decoding, when the checkpoint was trained with it.
         self.allowed = joint_decoding_scores(slots, labels, tags)
 
@@ -510,15 +499,11 @@ class Labeller:
         tokenizer = TokenizerPair.from_state_dict(payload["tokenizers"]).src
         labels = LabelVocab(payload["labels"])
         tags = LabelVocab(payload["tags"]) if payload.get("tags") else None
-        lexicon = SlotLexicon.from_state_dict(payload["lexicon"]) \
-            if payload.get("lexicon") else None
-        word_vocab = WordVocab(payload["word_vocab"]) \
-            if payload.get("word_vocab") is not None else None
+        tables = WordTables.from_state_dict(payload)
         model = build_labelling_model(config.model, tokenizer.vocab_size, len(labels),
-                                      len(tags) if tags else 0, lexicon, word_vocab)
+                                      len(tags) if tags else 0, tables)
         model.load_state_dict(payload["model"])
-        return cls(model, tokenizer, task, labels, tags, payload.get("class_slots"), lexicon,
-                   word_vocab)
+        return cls(model, tokenizer, task, labels, tags, payload.get("class_slots"), tables)
 
     @property
     def tag_names(self) -> Optional[list[str]]:
@@ -533,7 +518,7 @@ class Labeller:
         out = [""] * len(utterances)
         if not filled:
             return out
-        batches = evaluation_batches(split, self.tokenizer, self.lexicon, self.word_vocab)
+        batches = evaluation_batches(split, self.tokenizer, self.tables)
         names = predicted_names(self, predict(self.model, batches, self.tag_names, self.allowed))
         for k, i in enumerate(filled):
             parts = []
