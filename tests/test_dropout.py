@@ -2,7 +2,10 @@ import pytest
 import torch
 
 from seq2seq.errors import ConfigError
-from seq2seq.models.dropout import Dropout, dropout, keep_mask
+from seq2seq.models.decoder import RNNDecoder
+from seq2seq.models.dropout import Dropout, drop_tokens, dropout, keep_mask
+from seq2seq.models.encoder import RNNEncoder
+from seq2seq.tokenization import BOS, EOS, PAD, UNK
 
 
 def test_mask_drops_the_rounded_share_and_every_bit_slice_is_uniform():
@@ -42,3 +45,42 @@ def test_same_seed_same_mask_and_eval_or_zero_is_the_identity():
 def test_bad_rate_names_the_option():
     with pytest.raises(ConfigError, match="dropout"):
         Dropout(1.5)
+
+
+def test_word_dropout_turns_real_tokens_into_unk_and_keeps_the_specials():
+    torch.manual_seed(0)
+    ids = torch.tensor([[BOS] + [7] * 998 + [EOS], [BOS] + [9] * 500 + [EOS] + [PAD] * 498])
+    dropped = drop_tokens(ids, 0.25)
+    assert torch.equal(dropped[:, 0], ids[:, 0]) and dropped[0, -1] == EOS and dropped[1, 501] == EOS
+    assert torch.equal(dropped[1, 502:], ids[1, 502:])  # padding stays padding
+    changed = dropped != ids
+    assert set(dropped[changed].tolist()) == {UNK}
+    assert changed[0].float().mean().item() == pytest.approx(0.25, abs=0.04)
+    assert drop_tokens(ids, 0.25, training=False) is ids and drop_tokens(ids, 0.0) is ids
+
+
+def test_encoder_and_decoder_word_dropout_read_unk_in_training_only():
+    src = torch.tensor([[4, 5, 6, 7, 3], [8, 9, 3, PAD, PAD]])
+    lengths = torch.tensor([5, 3])
+    encoder = RNNEncoder(11, "gru", 4, 3, dropout=0.0, word_dropout=0.5)
+    torch.manual_seed(3)
+    expected = drop_tokens(src, 0.5)
+    assert not torch.equal(expected, src)
+    torch.manual_seed(3)
+    torch.testing.assert_close(encoder(src, lengths).states,
+                               encoder.eval()(expected, lengths).states)
+    assert torch.equal(encoder(src, lengths).states, encoder(src, lengths).states)  # eval: whole
+    decoder = RNNDecoder(11, 6, "gru", 4, 5, dropout=0.0, attention="none", word_dropout=1.0)
+    memory = decoder.memory(RNNEncoder(11, "gru", 4, 3, dropout=0.0)(src, lengths))
+    tgt_in = torch.tensor([[BOS, 5, 6], [BOS, 7, 8]])
+    all_unk = torch.tensor([[BOS, UNK, UNK], [BOS, UNK, UNK]])
+    training = decoder(tgt_in, memory, decoder.init_state(memory)).logits
+    reading_unk = decoder.eval()(all_unk, memory, decoder.init_state(memory)).logits
+    torch.testing.assert_close(training, reading_unk)
+
+
+def test_bad_word_dropout_names_the_option():
+    with pytest.raises(ConfigError, match="model.encoder.word_dropout"):
+        RNNEncoder(11, word_dropout=1.5)
+    with pytest.raises(ConfigError, match="model.decoder.word_dropout"):
+        RNNDecoder(11, 6, word_dropout=-0.1)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from seq2seq.errors import check_range
 from seq2seq.models.attention import AttentionName, build_attention
-from seq2seq.models.dropout import Dropout
+from seq2seq.models.dropout import Dropout, drop_tokens
 from seq2seq.models.encoder import EncoderOutput
 from seq2seq.models.rnn import Cell, build_rnn, check_rnn_options, has_cell_state, rnn_step
 from seq2seq.tokenization import PAD
@@ -68,10 +68,14 @@ class RNNDecoder(nn.Module):
                  dropout: float = 0.2, attention: AttentionName = "bahdanau",
                  input_feeding: bool = False, bridge: bool = True,
                  tie_embeddings: bool = False, residual: bool = False,
-                 implementation: str = "torch") -> None:
+                 implementation: str = "torch", word_dropout: float = 0.0) -> None:
+        """``word_dropout``: in training, each reference input token is read as UNK with this
+        probability (``drop_tokens``; the targets the loss scores stay whole)."""
         super().__init__()
         check_rnn_options(cell, hidden_size, num_layers, dropout, "model.decoder", implementation)
         check_range("model.decoder.embedding_dim", embedding_dim, 1)
+        check_range("model.decoder.word_dropout", word_dropout, 0.0, 1.0)
+        self.word_dropout = word_dropout
         self.cell, self.num_layers, self.hidden_size = cell, num_layers, hidden_size
         self.vocab_size = vocab_size
         self.attention = build_attention(attention, hidden_size, context_size, hidden_size)
@@ -179,6 +183,7 @@ class RNNDecoder(nn.Module):
         for each sentence, reads the reference with probability ``teacher_forcing_ratio`` and the
         model's own previous prediction (argmax) otherwise (scheduled sampling, Bengio et al., 2015).
         """
+        tgt_in = drop_tokens(tgt_in, self.word_dropout, self.training)
         if teacher_forcing_ratio >= 1.0 and not self.input_feeding:
             # Every input is known in advance: one RNN call over the whole target (oneDNN/cuDNN
             # kernels) and attention for all steps in one batched matmul.

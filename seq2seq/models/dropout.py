@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq.errors import check_range
+from seq2seq.tokenization import SPECIALS, UNK
 
 LEVELS = 128  # the mask compares 7-bit random values: int64 ``random_`` gives 63 random bits
 
@@ -71,3 +72,15 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def drop_tokens(ids: Tensor, p: float, training: bool = True) -> Tensor:
+    """Word dropout: in training, each real token of ``ids`` becomes UNK with probability ``p``
+    (padding, BOS and EOS stay), so the RNN learns to carry on past a word it cannot read, as it
+    must with a rare word at test time (Sennrich & Zhang, 2019, on low-resource NMT; on a
+    decoder's reference inputs it also makes the next word lean on the source, Bowman et al.,
+    2016). In eval mode, or with ``p`` 0, ``ids`` is returned as is."""
+    if not training or p == 0.0:
+        return ids
+    real = ids >= len(SPECIALS)
+    return ids.masked_fill(real & (torch.rand(ids.shape, device=ids.device) < p), UNK)

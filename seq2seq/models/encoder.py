@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.errors import check_range
-from seq2seq.models.dropout import Dropout
+from seq2seq.models.dropout import Dropout, drop_tokens
 from seq2seq.models.rnn import Cell, build_rnn, check_rnn_options, has_cell_state, run_unpacked
 from seq2seq.tokenization import PAD
 
@@ -37,12 +37,16 @@ class RNNEncoder(nn.Module):
     def __init__(self, vocab_size: int, cell: Cell = "gru", embedding_dim: int = 256,
                  hidden_size: int = 256, num_layers: int = 1, bidirectional: bool = True,
                  dropout: float = 0.2, residual: bool = False, implementation: str = "torch",
-                 extra_input_size: int = 0) -> None:
+                 extra_input_size: int = 0, word_dropout: float = 0.0) -> None:
         """``extra_input_size``: features the caller adds to each position's embedding (e.g. the
-        tagger's byte-level word features); ``forward`` then takes them as ``extra``."""
+        tagger's byte-level word features); ``forward`` then takes them as ``extra``.
+        ``word_dropout``: in training, each source token is read as UNK with this probability
+        (``drop_tokens``)."""
         super().__init__()
         check_rnn_options(cell, hidden_size, num_layers, dropout, "model.encoder", implementation)
         check_range("model.encoder.embedding_dim", embedding_dim, 1)
+        check_range("model.encoder.word_dropout", word_dropout, 0.0, 1.0)
+        self.word_dropout = word_dropout
         self.cell, self.num_layers, self.bidirectional = cell, num_layers, bidirectional
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
         self.dropout = Dropout(dropout)
@@ -54,7 +58,7 @@ class RNNEncoder(nn.Module):
                 ) -> EncoderOutput:
         """src: [B, S] token ids; src_len: [B] true lengths (>= 1); extra: [B, S, X] features
         concatenated to the embeddings (``extra_input_size`` X)."""
-        embedded = self.embedding(src)  # [B, S, E]
+        embedded = self.embedding(drop_tokens(src, self.word_dropout, self.training))  # [B, S, E]
         if extra is not None:
             embedded = torch.cat([embedded, extra], dim=-1)
         embedded = self.dropout(embedded)
