@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from seq2seq.config import build
+from seq2seq.data.augment import substitute_slots
 from seq2seq.data.corpus import write_lines
 from seq2seq.data.labelled import (IGNORE, LabelledBatch, LabelledBatches, LabelledCorpus,
                                    LabelledSplit, LabelVocab, WordPieces, WordVocab)
@@ -331,7 +332,8 @@ def build_labelling_model(model_cfg: DictConfig | dict, vocab_size: int, num_lab
 
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distributed,
         task: Task = "classify", auxiliary_tags: bool = False, joint_decoding: bool = True,
-        class_loss_weight: float = 1.0) -> dict[str, Any]:
+        class_loss_weight: float = 1.0, augment_copies: int = 0,
+        substitution_groups: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
     """Train a classifier or a tagger, score it on the test split and write the report.
 
     ``auxiliary_tags`` (classify): train a joint tagger (``model=tagger``) on the slot tags too,
@@ -341,6 +343,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     carries those slot types, so prediction does the same.
     ``class_loss_weight``: a joint model's training loss is this times the class cross-entropy
     plus the tags' loss (validation and test figures do not depend on it).
+    ``augment_copies``: add that many slot-substituted copies of each training utterance with
+    slots (``seq2seq/data/augment.py``; values drawn within ``substitution_groups`` of slot
+    types), which needs the slot tags.
     """
     from seq2seq.pipeline import choose_test_checkpoint, train_model
     from seq2seq.topologies.translation import training_facts
@@ -353,6 +358,13 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         raise ConfigError(f"topology.class_loss_weight={class_loss_weight}: expected a number > 0")
     joint = tags_model(cfg.model) and bool(cfg.model.get("joint", False))
     want_labels, want_tags = task == "classify" or joint, task == "tag" or auxiliary_tags
+    if augment_copies and not want_tags:
+        raise ConfigError("topology.augment_copies needs the slot tags: topology=tag, or "
+                          "topology.auxiliary_tags=true with a joint tagger")
+    if augment_copies and cfg.model.get("lexicon_features", 0):
+        # The lexicon's features of training utterances are cross-fitted over folds of real
+        # utterances; substituted copies would put every fold's values in every other fold.
+        raise ConfigError("topology.augment_copies does not combine with model.lexicon_features")
     needs = [cfg.data.text_file] + ([cfg.data.label_file] if want_labels else []) \
         + ([cfg.data.tags_file] if want_tags else [])
     with distributed.main_first():
@@ -364,14 +376,21 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
         if want_tags else None
     limit = cfg.data.get("limit_train")
     lexicon, train_features = slot_lexicon(cfg, train, limit)
+    # The word tables come from the real utterances only, not from their substituted copies.
     tables = WordTables(lexicon, word_vocabulary(cfg, train, limit))
-    pieces = tables.encode(tokenizer, train.words[:limit], MAX_PIECES_PER_WORD, train_features)
-    train_labels = label_vocab.encode(train.labels[:limit], str(train.files.get("labels"))) \
+    fitted = LabelledSplit(train.words[:limit], train.labels[:limit] if want_labels else None,
+                           train.tags[:limit] if want_tags else None, train.files)
+    real = len(fitted)
+    if augment_copies:
+        fitted = with_substitutions(fitted, augment_copies, substitution_groups, cfg.seed)
+    pieces = tables.encode(tokenizer, fitted.words, MAX_PIECES_PER_WORD, train_features)
+    train_labels = label_vocab.encode(fitted.labels, str(train.files.get("labels"))) \
         if want_labels else None
-    train_tags = [tag_vocab.encode(t, str(train.files["tags"])) for t in train.tags[:limit]] \
+    train_tags = [tag_vocab.encode(t, str(train.files["tags"])) for t in fitted.tags] \
         if want_tags else None
-    log.info("train: %d utterances from %s; valid: %d; %d classes, %s tags, vocab %d",
-             len(pieces), corpus.root, len(valid), len(label_vocab),
+    log.info("train: %d utterances from %s (%d of them slot-substituted copies); valid: %d; "
+             "%d classes, %s tags, vocab %d", len(pieces), corpus.root,
+             len(fitted) - real, len(valid), len(label_vocab),
              len(tag_vocab) if tag_vocab else "no", tokenizer.vocab_size)
     trainer_cfg = cfg.trainer
     batches = LabelledBatches(pieces, train_tags, train_labels, trainer_cfg.batch_tokens, cfg.seed,
@@ -398,7 +417,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
                               hypothesis_stem="test.hyp")
     report.update(
         checkpoint=str(best), num_params=count_parameters(labeller.model), **training_facts(state),
-        best_valid=state.best_metrics, train_utterances=len(pieces),
+        best_valid=state.best_metrics, train_utterances=real,
+        substituted_utterances=len(fitted) - real,
         learning_curve="learning_curve.png", overrides=list(overrides), seed=cfg.seed,
         vocab_size=tokenizer.vocab_size,
         data_files={str(p): line_count(p) for s in (train, valid, test) for p in s.files.values()},
@@ -407,6 +427,17 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     headline = {k: report[k] for k in ("accuracy", "macro_f1", "slot_f1") if k in report}
     log.info("Test %s on %s; report in %s", headline, report["test_set"], run_dir / "report.md")
     return report
+
+
+def with_substitutions(split: LabelledSplit, copies: int, groups: Sequence[Sequence[str]],
+                       seed: int) -> LabelledSplit:
+    """``split`` followed by ``copies`` slot-substituted copies of each of its utterances with
+    slots (``substitute_slots``)."""
+    words, tags, labels = substitute_slots(split.words, split.tags, split.labels, copies,
+                                           [list(g) for g in groups], seed)
+    return LabelledSplit(split.words + words,
+                         None if split.labels is None else split.labels + labels,
+                         split.tags + tags, split.files)
 
 
 def evaluation_batches(split: LabelledSplit, tokenizer: SentencePieceTokenizer,
