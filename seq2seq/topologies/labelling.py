@@ -18,7 +18,7 @@ from seq2seq.config import build
 from seq2seq.data.augment import substitute_slots
 from seq2seq.data.corpus import write_lines
 from seq2seq.data.labelled import (IGNORE, LabelledBatch, LabelledBatches, LabelledCorpus,
-                                   LabelledSplit, LabelVocab, WordPieces, WordVocab)
+                                   LabelledSplit, LabelVocab, WordVocab)
 from seq2seq.data.lexicon import SlotLexicon, cross_fitted_features
 from seq2seq.data.word_tables import WordTables
 from seq2seq.errors import CheckpointError, ConfigError
@@ -282,11 +282,6 @@ def score_predictions(predictions: Predictions, split: LabelledSplit, labels: La
 MAX_PIECES_PER_WORD = 8  # a longer "word" (a URL, a typo run) keeps its first pieces
 
 
-def _encode_split(split: LabelledSplit, tokenizer: SentencePieceTokenizer, tables: WordTables
-                  ) -> list[WordPieces]:
-    return tables.encode(tokenizer, split.words, MAX_PIECES_PER_WORD)
-
-
 LEXICON_FOLDS = 5  # training utterances get lexicon features from the other 4/5 of the split
 
 
@@ -397,7 +392,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
                               trainer_cfg.max_sentences, distributed.rank, distributed.world_size)
     # Validation batches carry the gold labels too, for the validation loss.
     valid_batches = LabelledBatches(
-        _encode_split(valid, tokenizer, tables),
+        tables.encode(tokenizer, valid.words, MAX_PIECES_PER_WORD),
         [tag_vocab.encode_known(t) for t in valid.tags] if want_tags else None,
         label_vocab.encode_known(valid.labels) if want_labels else None, 10**9, seed=0)
     model = build_labelling_model(cfg.model, tokenizer.vocab_size, len(label_vocab),
@@ -443,7 +438,7 @@ def with_substitutions(split: LabelledSplit, copies: int, groups: Sequence[Seque
 def evaluation_batches(split: LabelledSplit, tokenizer: SentencePieceTokenizer,
                        tables: WordTables = WordTables()) -> LabelledBatches:
     """The split's utterances, for prediction in corpus order (labels are scored as strings)."""
-    return LabelledBatches(_encode_split(split, tokenizer, tables), None, None,
+    return LabelledBatches(tables.encode(tokenizer, split.words, MAX_PIECES_PER_WORD), None, None,
                            batch_tokens=10**9, seed=0)
 
 
