@@ -51,7 +51,8 @@ class TokenizerSettings:
     # Subword regularization of the training data (Kudo, 2018; BPE-dropout, Provilkov et al., 2020):
     # each epoch re-encodes the training pairs with a sampled segmentation. 0 = off. Unigram: the
     # smoothing exponent of the sampling distribution; BPE: the probability of dropping a merge.
-    # They change how the model is used, not the SentencePiece model, so they stay out of its cache key.
+    # They change how the model is used, not the SentencePiece model, so they stay out of its cache
+    # key (as does `recase`).
     sampling_alpha: float = 0.0
     sampling_nbest: int = -1  # unigram: sample among the n best segmentations; -1: among all
     # SentencePiece's text normalization, stored in the model file so that every later encode
@@ -59,10 +60,18 @@ class TokenizerSettings:
     # model reads and writes lowercased text, the preprocessing of the published Multi30k RNN
     # results (and JoeyNMT's `lowercase`), scored against lowercased references.
     normalization: Normalization = "nmt_nfkc"
+    # With a case-folding normalization: put the case back into the translations with a casing
+    # model fitted on the training targets (seq2seq/recase.py), and score them against the cased
+    # references. It changes what is done with the output, not the SentencePiece model.
+    recase: bool = False
 
     def __post_init__(self) -> None:
         check_choice("tokenizer.model_type", self.model_type, ("unigram", "bpe", "char", "word"))
         check_choice("tokenizer.normalization", self.normalization, NORMALIZATIONS)
+        if self.recase and not self.normalization.endswith("_cf"):
+            raise ConfigError(f"tokenizer.recase=true restores the case of a case-folding model's "
+                              f"output; it needs tokenizer.normalization nmt_nfkc_cf or nfkc_cf, "
+                              f"not {self.normalization!r}")
         if not 0.0 <= self.sampling_alpha <= 1.0:
             raise ConfigError(f"tokenizer.sampling_alpha={self.sampling_alpha}: expected a number in "
                               "[0, 1] (0 turns subword sampling off)")
@@ -131,7 +140,8 @@ class SentencePieceTokenizer:
 
 
 def _fingerprint(files: Sequence[Path], settings: TokenizerSettings) -> str:
-    trained_by = {k: v for k, v in asdict(settings).items() if not k.startswith("sampling_")}
+    trained_by = {k: v for k, v in asdict(settings).items()
+                  if not k.startswith("sampling_") and k != "recase"}
     digest = hashlib.sha256(json.dumps(trained_by, sort_keys=True).encode())
     for path in files:
         digest.update(path.name.encode())

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from seq2seq.data.batching import make_batch
 from seq2seq.errors import CheckpointError, check_range
 from seq2seq.precision import check_precision
+from seq2seq.recase import Recaser
 from seq2seq.search import Ensemble, Hypothesis, decode
 from seq2seq.tokenization import TokenizerPair
 from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint, model_from_checkpoint
@@ -63,13 +64,19 @@ class Translation(NamedTuple):
     attention: Optional[Tensor]  # [hyp pieces + EOS, src pieces + EOS]
 
 
-def comparable_references(references: Sequence[str], tokenizers: TokenizerPair) -> list[str]:
-    """The references as the model can write them: lowercased when its tokenizer folds case
-    (``tokenizer.normalization=nmt_nfkc_cf``), as JoeyNMT's ``lowercase`` scores, so that every
-    score is the case-insensitive one the published lowercased results report."""
-    if tokenizers.tgt.folds_case:
+def comparable_references(references: Sequence[str], lowercase_output: bool) -> list[str]:
+    """The references as the model can write them: lowercased when its output is
+    (``tokenizer.normalization=nmt_nfkc_cf`` without ``tokenizer.recase``), as JoeyNMT's
+    ``lowercase`` scores, so that every score is the case-insensitive one the published
+    lowercased results report."""
+    if lowercase_output:
         return [line.lower() for line in references]
     return list(references)
+
+
+def checkpoint_recaser(payload: dict) -> Optional[Recaser]:
+    """The casing model stored in a loaded checkpoint (``tokenizer.recase=true``), or None."""
+    return Recaser.from_state_dict(payload["recaser"]) if payload.get("recaser") else None
 
 
 class Translator:
@@ -80,21 +87,29 @@ class Translator:
     """
 
     def __init__(self, model: nn.Module, tokenizers: TokenizerPair, search: SearchSettings,
-                 max_input_length: int = 250) -> None:
+                 max_input_length: int = 250, recaser: Optional[Recaser] = None) -> None:
         self.model, self.tokenizers, self.search = model.eval(), tokenizers, search
         self.max_input_length = max_input_length
+        self.recaser = recaser  # puts the case back into a case-folding model's output
         self.last_seconds = 0.0  # decoding time of the last call, model load excluded
+
+    @property
+    def writes_lowercase(self) -> bool:
+        """Whether the translations come out lowercased (a case-folding model, not recased)."""
+        return self.tokenizers.tgt.folds_case and self.recaser is None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, payload: Optional[dict] = None,
                         **search_overrides) -> "Translator":
         """Build a translator from a checkpoint (``payload``: its contents, if already loaded);
         ``search_overrides`` replace its search settings."""
-        model, tokenizers, config = model_from_checkpoint(payload or load_checkpoint(path))
+        payload = payload or load_checkpoint(path)
+        model, tokenizers, config = model_from_checkpoint(payload)
         settings = {k: v for k, v in dict(config.get("search", {})).items() if not k.startswith("_")}
         settings.update({k: v for k, v in search_overrides.items() if v is not None})
         max_input = int(config.get("data", {}).get("max_length", 250))
-        return cls(model, tokenizers, SearchSettings(**settings), max_input_length=max_input)
+        return cls(model, tokenizers, SearchSettings(**settings), max_input_length=max_input,
+                   recaser=checkpoint_recaser(payload))
 
     @classmethod
     def from_checkpoints(cls, paths: Sequence[str | Path], payload: Optional[dict] = None,
@@ -116,7 +131,8 @@ class Translator:
                 raise CheckpointError(f"{path}: its SentencePiece models differ from those of "
                                       f"{paths[0]}; an ensemble's members must share them")
             members.append(model_from_checkpoint(payload)[0])
-        return cls(Ensemble(members), first.tokenizers, first.search, first.max_input_length)
+        return cls(Ensemble(members), first.tokenizers, first.search, first.max_input_length,
+                   first.recaser)
 
     def _encode(self, sentences: Sequence[str], line_offset: int = 0
                 ) -> tuple[list[list[int]], list[int]]:
@@ -141,6 +157,8 @@ class Translator:
         self.last_seconds = time.perf_counter() - start
         out = [Translation("", [], [], 0.0, None) for _ in sentences]
         texts = self.tokenizers.tgt.decode([h.tokens for h in hyps])
+        if self.recaser is not None:
+            texts = [self.recaser.recase(text) for text in texts]
         for i, hyp, text in zip(nonempty, hyps, texts):
             out[i] = Translation(text, self.tokenizers.src.id_to_piece(ids[i]),
                                  self.tokenizers.tgt.id_to_piece(hyp.tokens), hyp.score,

@@ -172,6 +172,32 @@ def test_a_case_folding_tokenizer_is_scored_against_lowercased_references(tmp_pa
     assert json.loads((tmp_path / "sweep.json").read_text())[0]["chrf"] == pytest.approx(report["chrf"])
 
 
+def test_a_recased_model_writes_cased_text_scored_against_the_cased_references(tmp_path):
+    run_dir = tmp_path / "run"
+    run_training(compose_train(tiny_overrides(tmp_path) + [
+        "trainer.max_steps=3", "tokenizer.normalization=nmt_nfkc_cf", "tokenizer.recase=true"]),
+        run_dir)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["recased"] is True and report["references_lowercased"] is False
+    assert "its output is recased" in (run_dir / "report.md").read_text()
+    references = read_lines(report["test_set"])
+    hypotheses = read_lines(run_dir / "test.hyp.de", allow_empty=True)
+    assert report["chrf"] == pytest.approx(score_corpus(hypotheses, references).chrf)
+    checkpoint = run_dir / "checkpoints" / "best.pt"
+    translator = Translator.from_checkpoint(checkpoint)
+    # the generated corpus writes German nouns with a capital and starts lines in lowercase
+    assert translator.recaser.recase("wir sehen drei hunde") == "wir sehen drei Hunde"
+    assert translator.translate(read_lines(report["source_file"])) == hypotheses
+
+    result = run_cli("evaluate.py", "--checkpoint", str(checkpoint), "--src", report["source_file"],
+                     "--ref", report["test_set"], "--beam", "3", "--report-dir", str(tmp_path / "scored"))
+    assert result.returncode == 0, result.stderr.decode()
+    scored = json.loads((tmp_path / "scored" / "report.json").read_text())
+    assert scored["recased"] is True and scored["chrf"] == pytest.approx(report["chrf"])
+    result = run_cli("recase.py", "--checkpoint", str(checkpoint), stdin="du willst sechs lampen\n".encode())
+    assert result.returncode == 0 and result.stdout.decode() == "du willst sechs Lampen\n"
+
+
 def test_search_sweep_scores_each_setting(trained_run, tmp_path):
     numbers = trained_run.parent / "numbers"
     out = tmp_path / "sweep.json"

@@ -88,13 +88,18 @@ def test_sampled_encoding_is_seeded_and_decodes_to_the_line(tiny_corpus, cache_d
     assert tok.decode(first) == lines  # ... of the same text
 
 
-def test_sampling_settings_do_not_change_the_cached_model(tiny_corpus, tmp_path):
+def test_sampling_and_recasing_do_not_change_the_cached_model(tiny_corpus, tmp_path):
     files = [tiny_corpus / "train.en"]
     plain = train_sentencepiece(files, TokenizerSettings(vocab_size=100), tmp_path)
     sampled = train_sentencepiece(files, TokenizerSettings(vocab_size=100, sampling_alpha=0.2),
                                   tmp_path)
     assert sampled.model_proto == plain.model_proto
     assert len(list(tmp_path.glob("spm-*.model"))) == 1  # reused, not retrained
+    folded = dict(vocab_size=100, normalization="nmt_nfkc_cf")
+    recased = train_sentencepiece(files, TokenizerSettings(**folded, recase=True), tmp_path)
+    assert recased.model_proto == train_sentencepiece(files, TokenizerSettings(**folded),
+                                                      tmp_path).model_proto
+    assert len(list(tmp_path.glob("spm-*.model"))) == 2
 
 
 @pytest.mark.parametrize("options, message", [
@@ -102,6 +107,7 @@ def test_sampling_settings_do_not_change_the_cached_model(tiny_corpus, tmp_path)
     ({"sampling_alpha": -0.1}, "tokenizer.sampling_alpha=-0.1"),
     ({"sampling_alpha": 0.1, "model_type": "char"}, "needs model_type unigram or bpe"),
     ({"sampling_nbest": 0}, "tokenizer.sampling_nbest=0"),
+    ({"recase": True}, "tokenizer.recase=true .* needs tokenizer.normalization nmt_nfkc_cf"),
 ])
 def test_bad_sampling_options_are_config_errors(options, message):
     with pytest.raises(ConfigError, match=message):

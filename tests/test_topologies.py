@@ -332,11 +332,15 @@ def test_auxiliary_tags_need_a_joint_tagger(tmp_path):
 
 
 @pytest.mark.parametrize("experiment", ["snips_intent", "snips_slots", "snips_generate"])
-def test_subword_sampling_is_refused_outside_translation(tmp_path, experiment):
+def test_subword_sampling_and_recasing_are_refused_outside_translation(tmp_path, experiment):
     from seq2seq.errors import ConfigError
     cfg = compose_train(overrides_for(tmp_path, experiment) + ["tokenizer.sampling_alpha=0.2"])
     with pytest.raises(ConfigError, match="sampling_alpha=0.2: subword sampling is for "
                                           "topology=translate"):
+        run_training(cfg, tmp_path / "run")
+    cfg = compose_train(overrides_for(tmp_path, experiment) + [
+        "tokenizer.normalization=nmt_nfkc_cf", "tokenizer.recase=true"])
+    with pytest.raises(ConfigError, match="tokenizer.recase=true .* is for topology=translate"):
         run_training(cfg, tmp_path / "run")
 
 

@@ -41,6 +41,7 @@ from seq2seq.data.corpus import write_text_atomic
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.precision import add_precision_option, resolve_precision
+from seq2seq.recase import Recaser
 from seq2seq.runtime import keep_freed_memory
 from seq2seq.tokenization import PAD, UNK, TokenizerPair
 from seq2seq.training.checkpoint import build_model, load_checkpoint, model_from_checkpoint
@@ -212,15 +213,18 @@ def load_floor(anchors: str) -> Any:
 
 
 def decoding(model, tokenizers: TokenizerPair, sources: list[str], references: list[str],
-             beam: int, precision: str = "fp32") -> dict[str, float]:
-    """Decode the test set at batch 64 with an output cap of 100 pieces; model load excluded."""
-    from seq2seq.translate import SearchSettings, Translator
+             beam: int, precision: str = "fp32", recaser: Optional[Recaser] = None
+             ) -> dict[str, float]:
+    """Decode the test set at batch 64 with an output cap of 100 pieces; model load excluded,
+    and so is what follows the search (detokenizing, recasing)."""
+    from seq2seq.translate import SearchSettings, Translator, comparable_references
     search = SearchSettings(beam=beam, length_penalty=1.0, max_length_ratio=100.0, max_length=100,
                             batch_size=64, precision=precision)
-    translator = Translator(model, tokenizers, search)
+    translator = Translator(model, tokenizers, search, recaser=recaser)
     detailed = translator.translate_detailed(sources)
     seconds = translator.last_seconds
     tokens = sum(len(t.hyp_pieces) + 1 for t in detailed if t.src_pieces)  # + EOS
+    references = comparable_references(references, translator.writes_lowercase)
     return {"sentences_per_second": round(len(sources) / seconds, 1),
             "tokens_per_second": round(tokens / seconds, 1), "seconds": round(seconds, 2),
             "bleu": score_corpus([t.text for t in detailed], references).bleu}
@@ -248,6 +252,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from seq2seq.pipeline import prepare
+    from seq2seq.translate import checkpoint_recaser
     root = Path(args.data_root)
     root = root / "multi30k" if (root / "multi30k").is_dir() else root
     overrides = [f"experiment={args.experiment}", f"data.root={root}"]
@@ -297,8 +302,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results[name]["params"] = params[name]
 
     test = files.read(files.test)
+    recaser = None
     if args.checkpoint:
-        model, tokenizers, _ = model_from_checkpoint(load_checkpoint(args.checkpoint))
+        payload = load_checkpoint(args.checkpoint)
+        model, tokenizers, _ = model_from_checkpoint(payload)
+        recaser = checkpoint_recaser(payload)
         results["decoding_model"] = str(args.checkpoint)
     else:
         model = brief_training(reference, src, tgt, args.batch, args.train_steps, train_precision)
@@ -308,7 +316,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     variants = list(precision_variants(decode_precision).items())[::-1]
     for key, beam in (("greedy", 1), ("beam5", 5)):
         for suffix, precision in variants:
-            results[key + suffix] = decoding(model, tokenizers, test.src, test.tgt, beam, precision)
+            results[key + suffix] = decoding(model, tokenizers, test.src, test.tgt, beam, precision,
+                                             recaser)
 
     results.update(
         train_tokens_per_second=results["reference"]["tokens_per_second"],

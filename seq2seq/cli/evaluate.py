@@ -94,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             translator = Translator.from_checkpoints(members, payload, beam=args.beam,
                                                      length_penalty=args.length_penalty,
                                                      precision=args.precision)
-            references = comparable_references(references, translator.tokenizers)
+            references = comparable_references(references, translator.writes_lowercase)
             hypotheses = translator.translate(sources)
             decode_seconds = translator.last_seconds  # before the attention pass below resets it
             attention = translator.translate_detailed(sources[: args.attention_plots],
@@ -104,7 +104,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          decode_precision=resolve_precision(translator.search.precision),
                          num_params=count_parameters(translator.model),
                          decode_seconds=round(decode_seconds, 2),
-                         references_lowercased=translator.tokenizers.tgt.folds_case)
+                         references_lowercased=translator.writes_lowercase,
+                         recased=translator.recaser is not None)
             hyp_path = write_lines(Path(args.report_dir) / "hypotheses.txt", hypotheses)
             facts["hypothesis_file"] = str(hyp_path)
         else:

@@ -64,7 +64,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sources, references = read_lines(Path(args.src)), read_lines(Path(args.ref))
         check_aligned(sources, references, "sources")
         translator = Translator.from_checkpoint(args.checkpoint, precision=args.precision)
-        references = comparable_references(references, translator.tokenizers)
+        references = comparable_references(references, translator.writes_lowercase)
         rows = sweep(translator, sources, references, args.beams, args.length_penalties)
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 SCORE_KEYS = {"bleu", "chrf", "ter", "bleu_lc", "bleu_signature", "chrf_signature",
               "ter_signature", "bleu_lc_signature", "bleu_detail", "signature", "test_set",
               "num_sentences", "bleu_ci", "chrf_ci", "ter_ci", "learning_curve", "length_by",
-              "bleu_by_length_png", "bootstrap_resamples", "references_lowercased"}
+              "bleu_by_length_png", "bootstrap_resamples", "references_lowercased", "recased"}
 
 
 class Table(NamedTuple):
@@ -48,9 +48,13 @@ def sections(report: dict[str, Any]) -> list[Section]:
         ["TER (lower is better)", report["ter"], report.get("ter_ci"),
          f"`{report['ter_signature']}`"],
         ["BLEU, lowercased", report["bleu_lc"], None, f"`{report['bleu_lc_signature']}`"]])
-    references = ("the lowercased references (the model reads and writes lowercased text: "
-                  "its tokenizer folds case)" if report.get("references_lowercased")
-                  else "the raw references")
+    references = "the raw references"
+    if report.get("references_lowercased"):
+        references = ("the lowercased references (the model reads and writes lowercased text: "
+                      "its tokenizer folds case)")
+    elif report.get("recased"):
+        references += (" (the model reads and writes lowercased text; its output is recased by a "
+                       "casing model fitted on the training targets, seq2seq/recase.py)")
     out.append(Section("Scores", [
         f"Test set: `{report['test_set']}` ({report['num_sentences']:,} sentences). sacrebleu on "
         f"detokenized text against {references}; intervals from "

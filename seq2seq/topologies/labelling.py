@@ -51,6 +51,9 @@ def prepare_labelled(cfg: DictConfig, needs: Sequence[str]) -> tuple[LabelledCor
     if settings.sampling_alpha > 0:  # pieces are tied to word tags here; sampling is not wired in
         raise ConfigError(f"tokenizer.sampling_alpha={settings.sampling_alpha}: subword sampling "
                           f"is for topology=translate; set it to 0 for topology={cfg.topology.task}")
+    if settings.recase:
+        raise ConfigError(f"tokenizer.recase=true restores the case of translations; it is for "
+                          f"topology=translate, not topology={cfg.topology.task}")
     corpus = corpus_from_config(cfg.data)
     corpus.check_exist(needs)
     tokenizer = train_sentencepiece([corpus.path(corpus.train, corpus.text_file)], settings,

@@ -20,6 +20,7 @@ from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
 from seq2seq.precision import resolve_precision
+from seq2seq.recase import Recaser
 from seq2seq.tokenization import PAD, TokenizerPair
 from seq2seq.training.cross_entropy import smoothed_cross_entropy
 from seq2seq.training.checkpoint import build_model
@@ -64,8 +65,9 @@ class TranslationObjective:
     metrics = ("loss", "ppl", "bleu", "chrf")
 
     def __init__(self, tokenizers: TokenizerPair, valid: ValidationData,
-                 search: SearchSettings) -> None:
+                 search: SearchSettings, recaser: Recaser | None = None) -> None:
         self.tokenizers, self.valid, self.search = tokenizers, valid, search
+        self.recaser = recaser  # stored with the model; validation scores the uncased output
 
     def loss(self, model: nn.Module, batch: Batch, teacher_forcing: float,
              smoothing: float) -> Tensor:
@@ -86,7 +88,10 @@ class TranslationObjective:
         return {"loss": loss, "ppl": ppl, "bleu": scores.bleu, "chrf": scores.chrf}
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        return {"tokenizers": self.tokenizers.state_dict()}
+        extras: dict[str, Any] = {"tokenizers": self.tokenizers.state_dict()}
+        if self.recaser is not None:
+            extras["recaser"] = self.recaser.state_dict()
+        return extras
 
 
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distributed
@@ -111,19 +116,24 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     trainer_cfg = cfg.trainer
     batching = (trainer_cfg.batch_tokens, cfg.seed, trainer_cfg.max_sentences, distributed.rank,
                 distributed.world_size)
-    sampling = tokenizer_settings(cfg.tokenizer)
-    if sampling.sampling_alpha > 0:
+    tokenizing = tokenizer_settings(cfg.tokenizer)
+    recaser = None
+    if tokenizing.recase:
+        recaser = Recaser.fit(train.tgt)
+        log.info("recaser fitted on the %d training targets: %d context entries", len(train.tgt),
+                 len(recaser.forms))
+    if tokenizing.sampling_alpha > 0:
         src_lines, tgt_lines = [train.src[i] for i in keep], [train.tgt[i] for i in keep]
 
         def resample(epoch: int) -> tuple[list[list[int]], list[list[int]]]:
             seed = (cfg.seed * 100_003 + epoch) % 2**32  # an epoch's pieces are the same on resume
-            return tuple(tokenizer.encode_sampled(lines, sampling.sampling_alpha,
-                                                  sampling.sampling_nbest, seed)
+            return tuple(tokenizer.encode_sampled(lines, tokenizing.sampling_alpha,
+                                                  tokenizing.sampling_nbest, seed)
                          for tokenizer, lines in ((tokenizers.src, src_lines),
                                                   (tokenizers.tgt, tgt_lines)))
 
         log.info("subword sampling of the training pairs each epoch: alpha %g, nbest %d",
-                 sampling.sampling_alpha, sampling.sampling_nbest)
+                 tokenizing.sampling_alpha, tokenizing.sampling_nbest)
         batches = ResampledParallelBatches(src_ids, tgt_ids, resample, cfg.data.max_length,
                                            *batching)
     else:
@@ -131,11 +141,12 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     n_valid = trainer_cfg.valid_max_sentences or len(valid)
     valid_data = ValidationData(tokenizers.src.encode(valid.src[:n_valid]),
                                 tokenizers.tgt.encode(valid.tgt[:n_valid]),
-                                comparable_references(valid.tgt[:n_valid], tokenizers))
+                                comparable_references(valid.tgt[:n_valid],
+                                                      tokenizers.tgt.folds_case))
     search = SearchSettings(**{k: v for k, v in cfg.search.items() if not k.startswith("_")})
     valid_search = SearchSettings(**{**search.__dict__, "beam": trainer_cfg.valid_beam})
     model = build_model(cfg.model, tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
-    objective = TranslationObjective(tokenizers, valid_data, valid_search)
+    objective = TranslationObjective(tokenizers, valid_data, valid_search, recaser)
     state = train_model(cfg, run_dir, model, objective, batches, distributed)
     if not distributed.is_main:
         return {}
@@ -152,8 +163,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     data_files = {str(path): line_count(path)
                   for split in (files.train, files.valid, files.test) for path in files.pair(split)}
     report = evaluation_report(
-        test.src, comparable_references(test.tgt, tokenizers), hypotheses, run_dir,
-        str(test.tgt_path), attention=attention, references_lowercased=tokenizers.tgt.folds_case,
+        test.src, comparable_references(test.tgt, translator.writes_lowercase), hypotheses,
+        run_dir, str(test.tgt_path), attention=attention,
+        references_lowercased=translator.writes_lowercase, recased=recaser is not None,
         n_bootstrap=report_cfg.bootstrap_resamples, samples=report_cfg.samples,
         html=report_cfg.html, source_file=str(test.src_path), hypothesis_file=hyp_file.name,
         checkpoint=str(best), beam=translator.search.beam,
