@@ -198,6 +198,13 @@ def test_a_recased_model_writes_cased_text_scored_against_the_cased_references(t
     assert result.returncode == 0 and result.stdout.decode() == "du willst sechs Lampen\n"
 
 
+def test_recase_tool_names_a_checkpoint_without_a_recaser(trained_run):
+    result = run_cli("recase.py", "--checkpoint", str(trained_run / "checkpoints" / "best.pt"),
+                     stdin=b"wir sehen drei hunde\n")
+    assert result.returncode == 2 and not result.stdout
+    assert "best.pt: holds no recaser" in result.stderr.decode()
+
+
 def test_search_sweep_scores_each_setting(trained_run, tmp_path):
     numbers = trained_run.parent / "numbers"
     out = tmp_path / "sweep.json"
