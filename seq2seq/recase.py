@@ -84,7 +84,7 @@ class Recaser:
                          if key in self.forms), None) or self._unseen(token, lowered)
             if first_word and match.group(1):  # a word, not a punctuation mark
                 if self.first_capital:
-                    form = form[:1].upper() + form[1:]
+                    form = _capitalised(form)
                 first_word = False
             out += [line[end:match.start()], form]
             end = match.end()
@@ -101,7 +101,7 @@ class Recaser:
             head = lowered[start:]
             if head in self.words:
                 capital = self.forms.get(head, head)[:1].isupper()
-                return token[:1].upper() + token[1:] if capital else token
+                return _capitalised(token) if capital else token
         return token
 
     def state_dict(self) -> dict[str, Any]:
@@ -112,6 +112,11 @@ class Recaser:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> "Recaser":
         return cls(dict(state["forms"]), state["words"], bool(state["first_capital"]))
+
+
+def _capitalised(word: str) -> str:
+    """``word`` with its first letter a capital and the rest as it was."""
+    return word[:1].upper() + word[1:]
 
 
 def _backoff(best: dict[str, str], key: str) -> str:

@@ -165,7 +165,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     report = evaluation_report(
         test.src, comparable_references(test.tgt, translator.writes_lowercase), hypotheses,
         run_dir, str(test.tgt_path), attention=attention,
-        references_lowercased=translator.writes_lowercase, recased=recaser is not None,
+        references_lowercased=translator.writes_lowercase,
+        recased=translator.recaser is not None,
         n_bootstrap=report_cfg.bootstrap_resamples, samples=report_cfg.samples,
         html=report_cfg.html, source_file=str(test.src_path), hypothesis_file=hyp_file.name,
         checkpoint=str(best), beam=translator.search.beam,
