@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from seq2seq.evaluation.analysis import best_and_worst, bleu_by_length, length_bucket
+from seq2seq.evaluation.bleu import score_corpus
+from seq2seq.evaluation.compare import (Run, leaderboard, ranking_metric,
+                                        write_leaderboard)
 from seq2seq.evaluation.significance import paired_bootstrap
 from tests.test_smoke import run_cli, tiny_overrides
 
@@ -90,6 +93,41 @@ def test_compare_writes_a_leaderboard(sweep, tmp_path):
     markdown = (tmp_path / "leaderboard.md").read_text()
     assert "| 1 |" in markdown and "| 2 |" in markdown and "best" in markdown
     assert (tmp_path / "validation_bleu.png").stat().st_size > 1000
+
+
+def _fake_run(folder: Path, references: Path, hypotheses: list[str], lowercased: bool) -> Run:
+    """A run folder as training leaves it, with the report's scores computed from its output."""
+    folder.mkdir()
+    (folder / "test.hyp").write_text("\n".join(hypotheses) + "\n")
+    refs = references.read_text().splitlines()
+    scores = score_corpus(hypotheses, [r.lower() for r in refs] if lowercased else refs)
+    report = {"bleu": scores.bleu, "bleu_lc": scores.bleu_lc, "chrf": scores.chrf,
+              "test_set": str(references), "hypothesis_file": "test.hyp",
+              "references_lowercased": lowercased}
+    (folder / "report.json").write_text(json.dumps(report))
+    return Run(folder, report)
+
+
+def test_compare_ranks_lowercased_and_cased_runs_on_lowercased_bleu(tmp_path):
+    refs = ["A Man rides a Horse in Berlin .", "Two Dogs play .", "The Girl reads ."] * 20
+    (tmp_path / "refs").write_text("\n".join(refs) + "\n")
+    # The cased run has every word right but the case of the nouns: a poor cased BLEU, the best
+    # lowercased BLEU. The lowercased run drops a word in every sentence.
+    cased = _fake_run(tmp_path / "cased", tmp_path / "refs", [r.lower() for r in refs], False)
+    lower = _fake_run(tmp_path / "lower", tmp_path / "refs",
+                      [r.lower().replace(" in berlin", "").replace("two ", "")
+                       for r in refs], True)
+    assert lower.report["bleu"] > cased.report["bleu"]          # unlike figures
+    assert cased.report["bleu_lc"] > lower.report["bleu_lc"]    # like ones
+    assert ranking_metric([cased, lower]) == "bleu_lc" and ranking_metric([cased]) == "bleu"
+
+    rows = leaderboard([lower, cased], n_bootstrap=200)
+    assert [row["run"] for row in rows] == [str(cased.folder), str(lower.folder)]
+    assert rows[1]["significantly_worse"] is True and rows[0]["ranked_by"] == "bleu_lc"
+    write_leaderboard(rows, [lower, cased], tmp_path / "board")
+    markdown = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert "Sorted by lowercased test BLEU" in markdown and "| lower * |" in markdown
+    assert "write lowercased text" in markdown
 
 
 def test_compare_without_runs_is_a_clear_error(tmp_path):

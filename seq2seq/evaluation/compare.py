@@ -47,23 +47,46 @@ def find_runs(paths: Sequence[str | Path]) -> list[Run]:
     return runs
 
 
+def ranking_metric(runs: Sequence[Run]) -> str:
+    """``bleu`` when every run was scored against the same kind of reference; ``bleu_lc`` when
+    some runs write lowercased text (their ``bleu`` is against lowercased references) and others
+    write cased text, since only the case-insensitive figure compares the two."""
+    lowercased = {bool(run.report.get("references_lowercased")) for run in runs}
+    return "bleu_lc" if len(lowercased) > 1 else "bleu"
+
+
+def _lowercased(lines: Optional[list[str]]) -> Optional[list[str]]:
+    return None if lines is None else [line.lower() for line in lines]
+
+
 def leaderboard(runs: list[Run], n_bootstrap: int = 1000) -> list[dict[str, Any]]:
     """One row per run, best BLEU first; each row says whether it differs significantly from the
-    best run (paired bootstrap on the same test set, when both runs kept their outputs)."""
-    runs = sorted(runs, key=lambda r: -r.report["bleu"])
+    best run (paired bootstrap on the same test set, when both runs kept their outputs).
+
+    Runs that write lowercased text are ranked with the others on lowercased BLEU, and the
+    bootstrap then compares lowercased outputs with lowercased references (see ranking_metric)."""
+    metric = ranking_metric(runs)
+    runs = sorted(runs, key=lambda r: -r.report[metric])
+    # The bootstrap scores against the references the ranked figure used: lowercased ones as
+    # soon as any run was scored against them.
+    lowercase = any(run.report.get("references_lowercased") for run in runs)
     best = runs[0]
     best_hyps = best.hypotheses()
     references = read_lines(best.report["test_set"], allow_empty=True) \
         if Path(best.report["test_set"]).is_file() else None
+    if lowercase:
+        best_hyps, references = _lowercased(best_hyps), _lowercased(references)
     rows = []
     for rank, run in enumerate(runs, start=1):
         r = run.report
         row = {"rank": rank, "run": str(run.folder), "overrides": run.name, "bleu": r["bleu"],
+               "bleu_lc": r.get("bleu_lc"), "ranked_by": metric,
+               "references_lowercased": bool(r.get("references_lowercased")),
                "bleu_ci": r.get("bleu_ci"), "chrf": r.get("chrf"), "ter": r.get("ter"),
                "num_params": r.get("num_params"), "train_seconds": r.get("train_seconds"),
                "train_tokens_per_second": r.get("train_tokens_per_second"),
                "p_value_vs_best": None, "significantly_worse": None}
-        hyps = run.hypotheses()
+        hyps = _lowercased(run.hypotheses()) if lowercase else run.hypotheses()
         same_test = r.get("test_set") == best.report.get("test_set")
         if run is not best and hyps is not None and best_hyps is not None and references and \
                 same_test:
@@ -94,14 +117,20 @@ def write_leaderboard(rows: list[dict[str, Any]], runs: list[Run], out_dir: str 
     writer.writerows(rows)
     write_text_atomic(out / "leaderboard.csv", table.getvalue())
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
-    lines = ["# Leaderboard", "", "Sorted by test BLEU; the last column is a paired bootstrap "
-             "test (sacrebleu, BLEU) of each run against the best one.", "",
-             "| # | run | BLEU | 95% CI | chrF | params | train s | tok/s | vs best |",
-             "|---|---|---:|---|---:|---:|---:|---:|---|"]
+    ranked_by = "lowercased test BLEU" if rows[0]["ranked_by"] == "bleu_lc" else "test BLEU"
+    lines = ["# Leaderboard", "", f"Sorted by {ranked_by}; the last column is a paired bootstrap "
+             "test (sacrebleu, BLEU) of each run against the best one."]
+    if any(row["references_lowercased"] for row in rows):
+        lines.append("Runs marked * write lowercased text: their BLEU is against lowercased "
+                     "references, and the bootstrap compares every run's output lowercased.")
+    lines += ["", "| # | run | BLEU | BLEU lowercased | 95% CI | chrF | params | train s | tok/s "
+              "| vs best |", "|---|---|---:|---:|---|---:|---:|---:|---:|---|"]
     for row in rows:
         ci = row["bleu_ci"]
+        star = " *" if row["references_lowercased"] else ""
         lines.append(
-            f"| {row['rank']} | {row['overrides']} | {row['bleu']:.2f} | "
+            f"| {row['rank']} | {row['overrides']}{star} | {row['bleu']:.2f} | "
+            f"{fmt(row['bleu_lc'], '.2f')} | "
             f"{'' if not ci else f'{ci[0]:.2f}-{ci[1]:.2f}'} | {fmt(row['chrf'], '.2f')} | "
             f"{fmt(row['num_params'], ',')} | {fmt(row['train_seconds'], ',.0f')} | "
             f"{fmt(row['train_tokens_per_second'], ',.0f')} | {_mark(row)} |")
