@@ -60,12 +60,12 @@ def test_default_config_builds():
                                                ("multi30k_en_de_cased", "en")])
 def test_multi30k_experiments_build_the_measured_recipe(experiment, source):
     # BENCHMARKS.md's 90-minute figures are for this model: input feeding, tied embeddings;
-    # bf16 training and decoding where this machine runs them faster.
+    # bf16 training where this machine runs it faster; fp32 decoding (bf16 beams scored lower).
     cfg = compose_train([f"experiment={experiment}"])
     assert cfg.topology._target_.endswith("translation.run") and cfg.data.src_lang == source
     assert cfg.trainer.max_minutes == 90 and cfg.trainer.ema_decay > 0
-    assert cfg.trainer.precision == cfg.search.precision == "auto"
-    assert resolve_precision(cfg.search.precision, "search.precision") in ("fp32", "bf16")
+    assert cfg.trainer.precision == "auto" and cfg.search.precision == "fp32"
+    assert resolve_precision(cfg.trainer.precision, "trainer.precision") in ("fp32", "bf16")
     model = build_model(cfg.model, 50, 60)
     decoder = model.decoder
     assert decoder.input_feeding and decoder.output_layer.weight is decoder.embedding.weight
