@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from seq2seq.data.augment import slot_values, substitute_slots, substitution_pools
-from seq2seq.data.lexicon import bio_spans
+from seq2seq.data.augment import (cross_fitted_substitutions, slot_values, substitute_slots,
+                                  substitution_pools)
+from seq2seq.data.lexicon import bio_spans, cross_fitted_features, fold_assignment
 from seq2seq.errors import ConfigError
 from seq2seq.pipeline import run_training
 from tests.conftest import compose_train
@@ -66,11 +67,55 @@ def test_a_run_trains_on_the_copies(tmp_path):
     assert "accuracy" in report
 
 
-def test_copies_need_tags_and_no_lexicon(tmp_path):
+def test_copies_need_tags(tmp_path):
     with pytest.raises(ConfigError, match="augment_copies needs the slot tags"):
         run_training(compose_train(overrides_for(tmp_path, "snips_intent") + [
             "topology.auxiliary_tags=false", "model=classifier", "topology.augment_copies=1"]),
             tmp_path / "run")
-    with pytest.raises(ConfigError, match="lexicon_features"):
-        run_training(compose_train(overrides_for(tmp_path, "snips_slots") + [
-            "topology.augment_copies=1"]), tmp_path / "run2")
+
+
+def test_cross_fitted_copies_draw_values_from_their_own_fold():
+    # Ten utterances of one carrier phrase, each with its own genre: a copy can only take a
+    # value of its own fold, and its lexicon features are those of the other folds' lexicon.
+    genres = [f"g{i}" for i in range(10)]
+    words = [["play", g] for g in genres]
+    tags = [["O", "B-genre"]] * 10
+    labels = ["PlayMusic"] * 10
+    fold_of = fold_assignment(10, 3, seed=4)
+    new_words, new_tags, new_labels, features = cross_fitted_substitutions(
+        words, tags, labels, 4, [], ["genre"], folds=3, seed=4)
+    assert len(new_words) == len(features) == 40 and new_labels == labels * 4
+    assert all(t == ["O", "B-genre"] for t in new_tags)
+    fold_of_value = {g: f for g, f in zip(genres, fold_of)}
+    # fold after fold, each utterance's copies in order
+    sources = [i for fold in range(3) for i in range(10) if fold_of[i] == fold for _ in range(4)]
+    for source, copy, feats in zip(sources, new_words, features):
+        assert fold_of_value[copy[1]] == fold_of[source]
+        # the value is in its own fold only, so never in the other folds' lexicon
+        assert feats == [[], []]
+    # Each genre twice: a copy's value matches the lexicon exactly when the value's other
+    # utterance is in another fold, as for the real utterances (cross_fitted_features).
+    twice = words + words
+    folds = fold_assignment(20, 3, seed=4)
+    copies, _, no_labels, copy_features = cross_fitted_substitutions(twice, tags * 2, None, 1, [],
+                                                                     ["genre"], 3, seed=4)
+    assert no_labels is None
+    sources = [i for fold in range(3) for i in range(20) if folds[i] == fold]
+    for source, copy, feats in zip(sources, copies, copy_features):
+        elsewhere = any(folds[j] != folds[source] for j in range(20) if twice[j] == copy)
+        assert feats == [[], [1] if elsewhere else []]
+    real = cross_fitted_features(twice, tags * 2, ["genre"], 3, 4)
+    for i, feats in enumerate(real):
+        elsewhere = folds[i] != folds[(i + 10) % 20]
+        assert feats == [[], [1] if elsewhere else []]
+    with pytest.raises(ConfigError, match="'track' is not tagged"):
+        cross_fitted_substitutions(words, tags, labels, 1, [["genre", "track"]], ["genre"], 3)
+
+
+def test_copies_with_a_slot_lexicon_train(tmp_path):
+    run_training(compose_train(overrides_for(tmp_path, "snips_slots") + [
+        "trainer.max_steps=4", "trainer.validate_every=2", "topology.augment_copies=1"]),
+        tmp_path / "run")
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["substituted_utterances"] == report["train_utterances"] == 240
+    assert "slot_f1" in report

@@ -92,15 +92,21 @@ class SlotLexicon:
         return cls(state["types"], entries, state["max_words"])
 
 
+def fold_assignment(count: int, folds: int, seed: int = 0) -> list[int]:
+    """The fold (0 .. folds-1) of each of ``count`` training utterances, at random, seeded: the
+    cross-fitting of ``cross_fitted_features`` and of the substituted copies that go with it."""
+    if folds < 2:
+        raise ValueError(f"cross-fitting needs at least 2 folds, got {folds}")
+    rng = random.Random(seed)
+    return [rng.randrange(folds) for _ in range(count)]
+
+
 def cross_fitted_features(words: Sequence[Sequence[str]], tags: Sequence[Sequence[str]],
                           types: Sequence[str], folds: int = 5, seed: int = 0,
                           max_words: int = 6) -> list[WordFeatures]:
     """Each training utterance's lexicon features from a lexicon of the other ``folds - 1``
     folds (utterances assigned to folds at random, seeded)."""
-    if folds < 2:
-        raise ValueError(f"cross-fitting needs at least 2 folds, got {folds}")
-    rng = random.Random(seed)
-    fold_of = [rng.randrange(folds) for _ in words]
+    fold_of = fold_assignment(len(words), folds, seed)
     out: list[WordFeatures] = [[] for _ in words]
     for fold in range(folds):
         rest = [i for i, f in enumerate(fold_of) if f != fold]

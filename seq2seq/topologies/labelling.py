@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from seq2seq.config import build
-from seq2seq.data.augment import substitute_slots
+from seq2seq.data.augment import cross_fitted_substitutions, substitute_slots
 from seq2seq.data.corpus import write_lines
 from seq2seq.data.labelled import (IGNORE, LabelledBatch, LabelledBatches, LabelledCorpus,
                                    LabelledSplit, LabelVocab, WordVocab)
@@ -343,7 +343,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     plus the tags' loss (validation and test figures do not depend on it).
     ``augment_copies``: add that many slot-substituted copies of each training utterance with
     slots (``seq2seq/data/augment.py``; values drawn within ``substitution_groups`` of slot
-    types), which needs the slot tags.
+    types), which needs the slot tags; with a slot lexicon, drawn within its cross-fitting folds
+    (``cross_fitted_substitutions``).
     """
     from seq2seq.pipeline import choose_test_checkpoint, train_model
     from seq2seq.topologies.translation import training_facts
@@ -359,10 +360,6 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     if augment_copies and not want_tags:
         raise ConfigError("topology.augment_copies needs the slot tags: topology=tag, or "
                           "topology.auxiliary_tags=true with a joint tagger")
-    if augment_copies and cfg.model.get("lexicon_features", 0):
-        # The lexicon's features of training utterances are cross-fitted over folds of real
-        # utterances; substituted copies would put every fold's values in every other fold.
-        raise ConfigError("topology.augment_copies does not combine with model.lexicon_features")
     needs = [cfg.data.text_file] + ([cfg.data.label_file] if want_labels else []) \
         + ([cfg.data.tags_file] if want_tags else [])
     with distributed.main_first():
@@ -379,7 +376,16 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     fitted = LabelledSplit(train.words[:limit], train.labels[:limit] if want_labels else None,
                            train.tags[:limit] if want_tags else None, train.files)
     real = len(fitted)
-    if augment_copies:
+    if augment_copies and lexicon is not None:
+        # Copies drawn within the lexicon's folds, with their features from the other folds.
+        words, tags, labels, features = cross_fitted_substitutions(
+            fitted.words, fitted.tags, fitted.labels, augment_copies,
+            [list(g) for g in substitution_groups], lexicon.types, LEXICON_FOLDS, cfg.seed)
+        fitted = LabelledSplit(fitted.words + words,
+                               None if fitted.labels is None else fitted.labels + labels,
+                               fitted.tags + tags, fitted.files)
+        train_features = train_features + features
+    elif augment_copies:
         fitted = with_substitutions(fitted, augment_copies, substitution_groups, cfg.seed)
     pieces = tables.encode(tokenizer, fitted.words, MAX_PIECES_PER_WORD, train_features)
     train_labels = label_vocab.encode(fitted.labels, str(train.files.get("labels"))) \
