@@ -10,6 +10,7 @@ import pytest
 
 from seq2seq.evaluation.analysis import best_and_worst, bleu_by_length, length_bucket
 from seq2seq.evaluation.bleu import score_corpus
+from seq2seq.evaluation import compare
 from seq2seq.evaluation.compare import (Run, leaderboard, ranking_metric,
                                         write_leaderboard)
 from seq2seq.evaluation.significance import paired_bootstrap
@@ -108,7 +109,7 @@ def _fake_run(folder: Path, references: Path, hypotheses: list[str], lowercased:
     return Run(folder, report)
 
 
-def test_compare_ranks_lowercased_and_cased_runs_on_lowercased_bleu(tmp_path):
+def test_compare_ranks_lowercased_and_cased_runs_on_lowercased_bleu(tmp_path, monkeypatch):
     refs = ["A Man rides a Horse in Berlin .", "Two Dogs play .", "The Girl reads ."] * 20
     (tmp_path / "refs").write_text("\n".join(refs) + "\n")
     # The cased run has every word right but the case of the nouns: a poor cased BLEU, the best
@@ -121,9 +122,16 @@ def test_compare_ranks_lowercased_and_cased_runs_on_lowercased_bleu(tmp_path):
     assert cased.report["bleu_lc"] > lower.report["bleu_lc"]    # like ones
     assert ranking_metric([cased, lower]) == "bleu_lc" and ranking_metric([cased]) == "bleu"
 
+    tested = []
+    monkeypatch.setattr(compare, "paired_bootstrap", lambda *args: tested.append(args) or
+                        paired_bootstrap(*args))
     rows = leaderboard([lower, cased], n_bootstrap=200)
     assert [row["run"] for row in rows] == [str(cased.folder), str(lower.folder)]
     assert rows[1]["significantly_worse"] is True and rows[0]["ranked_by"] == "bleu_lc"
+    # the bootstrap saw both outputs and the references lowercased
+    (system, baseline, references, _), = tested
+    assert references == [r.lower() for r in refs] and baseline == [r.lower() for r in refs]
+    assert system == lower.hypotheses()
     write_leaderboard(rows, [lower, cased], tmp_path / "board")
     markdown = (tmp_path / "board" / "leaderboard.md").read_text()
     assert "Sorted by lowercased test BLEU" in markdown and "| lower * |" in markdown

@@ -82,14 +82,17 @@ def cross_fitted_substitutions(words: Sequence[Sequence[str]], tags: Sequence[Se
     utterances are split into the folds of ``cross_fitted_features`` (same ``folds`` and
     ``seed``), each utterance's copies draw values from its own fold only, and their lexicon
     features come from the lexicon of the other folds, as the utterance's own do. So a copy's
-    value is in its lexicon exactly as often as a real value is (when another fold has it too);
-    drawn from the whole split, four values in five would match and the model would learn to
-    trust a lexicon match more than new text allows. Returns the copies' words, tags, classes
-    (None without ``labels``) and lexicon features, fold after fold."""
+    value matches its lexicon only when another fold has it too, as a real value does; drawn
+    from the whole split, four values in five would match whatever their frequency, and the
+    model would learn to trust a match more than new text allows. (Values are drawn uniformly
+    from a fold's distinct values, as ``substitute_slots`` draws, so rare values, which other
+    folds rarely hold, are drawn more often than they occur: copies match somewhat less often
+    than real utterances.) Returns the copies' words, tags, classes (None without ``labels``)
+    and lexicon features, fold after fold."""
     _check_copies(copies)
     substitution_pools(slot_values(words, tags), groups)  # the groups, checked on the whole split
     fold_of = fold_assignment(len(words), folds, seed)
-    rng = random.Random(seed)
+    rng = random.Random(f"{seed}/substitutions")  # a stream of its own, not the folds' one
     out_words: list[list[str]] = []
     out_tags: list[list[str]] = []
     out_labels: list[str] = []

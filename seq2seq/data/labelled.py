@@ -173,6 +173,10 @@ def encode_words(tokenizer: SentencePieceTokenizer, utterances: Sequence[Sequenc
     With ``max_pieces``, a long word keeps its first pieces only, so no word is lost.
     ``lexicon``: each utterance's lexicon features, kept with its pieces; ``word_vocab``: the
     whole-word ids to keep with them too."""
+    if lexicon is not None and (len(lexicon) != len(utterances) or any(
+            len(f) != len(w) for f, w in zip(lexicon, utterances))):
+        # A programming error, not bad input: features must follow their utterances word by word.
+        raise ValueError("lexicon features do not line up with the utterances' words")
     vocabulary = sorted({w for words in utterances for w in words})
     pieces_of = dict(zip(vocabulary, tokenizer.encode(vocabulary)))
     out = []

@@ -121,8 +121,9 @@ def write_leaderboard(rows: list[dict[str, Any]], runs: list[Run], out_dir: str 
     lines = ["# Leaderboard", "", f"Sorted by {ranked_by}; the last column is a paired bootstrap "
              "test (sacrebleu, BLEU) of each run against the best one."]
     if any(row["references_lowercased"] for row in rows):
-        lines.append("Runs marked * write lowercased text: their BLEU is against lowercased "
-                     "references, and the bootstrap compares every run's output lowercased.")
+        lines.append("Runs marked * write lowercased text: their BLEU (and its interval) is "
+                     "against lowercased references, the others' against the cased ones; the "
+                     "bootstrap compares every run's output lowercased.")
     lines += ["", "| # | run | BLEU | BLEU lowercased | 95% CI | chrF | params | train s | tok/s "
               "| vs best |", "|---|---|---:|---:|---|---:|---:|---:|---:|---|"]
     for row in rows:
