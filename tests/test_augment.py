@@ -68,7 +68,7 @@ def test_a_run_trains_on_the_copies(tmp_path):
 
 
 def test_copies_need_tags(tmp_path):
-    with pytest.raises(ConfigError, match="augment_copies needs the slot tags"):
+    with pytest.raises(ConfigError, match="augment_copies=1 needs the slot tags.*augment_copies=0"):
         run_training(compose_train(overrides_for(tmp_path, "snips_intent") + [
             "topology.auxiliary_tags=false", "model=classifier", "topology.augment_copies=1"]),
             tmp_path / "run")

@@ -71,7 +71,8 @@ def intent_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("intent")
     run_training(compose_train(overrides_for(tmp, "snips_intent") + [
         "model=classifier", "model.encoder.embedding_dim=16", "model.encoder.hidden_size=16",
-        "topology.auxiliary_tags=false", "trainer.early_stopping_metric=accuracy"]), tmp / "run")
+        "topology.auxiliary_tags=false", "topology.augment_copies=0",
+        "trainer.early_stopping_metric=accuracy"]), tmp / "run")
     return tmp / "run"
 
 
@@ -292,7 +293,7 @@ def test_span_word_state_reads_the_whole_word_in_both_directions():
 
 def test_classify_with_auxiliary_slot_tags_outputs_classes_only(tmp_path):
     # the experiment's joint tagger (CRF, word dropout), smaller byte features, as the tag test
-    cfg = compose_train(overrides_for(tmp_path, "snips_intent") + ["trainer.max_steps=60",
+    cfg = compose_train(overrides_for(tmp_path, "snips_intent") + ["trainer.max_steps=100",
                                                                   "model.byte_features=8"])
     assert cfg.topology.auxiliary_tags and cfg.model._target_.endswith("SequenceTagger")
     report = run_training(cfg, tmp_path / "run")

@@ -358,8 +358,9 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     joint = tags_model(cfg.model) and bool(cfg.model.get("joint", False))
     want_labels, want_tags = task == "classify" or joint, task == "tag" or auxiliary_tags
     if augment_copies and not want_tags:
-        raise ConfigError("topology.augment_copies needs the slot tags: topology=tag, or "
-                          "topology.auxiliary_tags=true with a joint tagger")
+        raise ConfigError(f"topology.augment_copies={augment_copies} needs the slot tags: "
+                          "topology=tag, or topology.auxiliary_tags=true with a joint tagger; "
+                          "without them set topology.augment_copies=0")
     needs = [cfg.data.text_file] + ([cfg.data.label_file] if want_labels else []) \
         + ([cfg.data.tags_file] if want_tags else [])
     with distributed.main_first():
