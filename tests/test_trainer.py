@@ -140,11 +140,32 @@ def test_the_time_budget_counts_validation_and_goes_on_over_a_resume(tmp_path):
                       _SlowFigures([]), tmp_path, {})
     state = trainer.fit(_Steps())
     assert state.step == 6 and state.wall_seconds >= 0.6 > state.train_seconds
-    # Resumed under a budget of 0.5 s, which the first part's validations used up: one step
-    # (the budget is checked at each step), where a clock of training steps alone would have
-    # allowed the whole of epochs 3 and 4.
+    # Resumed under a budget of 0.5 s, which the first part's validations used up: no step,
+    # where a clock of training steps alone would have allowed the whole of epochs 3 and 4.
     resumed = Trainer(TrainerSettings(max_epochs=4, max_minutes=0.5 / 60, progress_bar=False),
                       nn.Linear(2, 1), _SlowFigures([]), tmp_path, {})
     resumed.resume(tmp_path / "checkpoints" / "last.pt")
     state = resumed.fit(_Steps())
-    assert state.step == 7 and "max_minutes" in state.stop_reason
+    assert state.step == 6 and "max_minutes" in state.stop_reason
+
+
+class _CountedSlowFigures(_SlowFigures):
+    def __init__(self):
+        super().__init__([])
+        self.validations = 0
+
+    def validate(self, model):
+        self.validations += 1
+        return super().validate(model)
+
+
+def test_a_budget_spent_during_a_validation_stops_the_run_there(tmp_path):
+    # Validations take 0.3 s and the budget is 0.5 s: the second epoch's validation spends it.
+    # The run stops after it, not after one more step and a third validation of nearly the
+    # same weights (a near-duplicate checkpoint in the average of the last few).
+    figures = _CountedSlowFigures()
+    trainer = Trainer(TrainerSettings(max_epochs=4, max_minutes=0.5 / 60, progress_bar=False),
+                      nn.Linear(2, 1), figures, tmp_path, {})
+    state = trainer.fit(_Steps())
+    assert (state.step, state.epoch, figures.validations) == (6, 2, 2)
+    assert "max_minutes" in state.stop_reason and state.validated_step == 6

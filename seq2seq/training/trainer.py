@@ -412,7 +412,11 @@ class Trainer:
                               elapsed_seconds=elapsed, **metrics)
         log.info("step %d: valid %s (lr %.2g)", self.state.step,
                  " ".join(f"{k} {v:.4g}" for k, v in metrics.items()), lr)
-        return self._after_validation(metrics, final, elapsed)
+        stop = self._after_validation(metrics, final, elapsed)
+        # A budget that ran out during this validation stops the run here, not after one more
+        # step and a second validation of nearly the same weights; every rank reads rank 0's
+        # clock, so they agree.
+        return stop or (not final and self._out_of_budget(self._past_budget(elapsed)))
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, batches: Any) -> TrainState:
@@ -430,7 +434,9 @@ class Trainer:
         window = _Window()
         previous_handlers = self._catch_signals()
         try:
-            stop = False
+            # A run resumed with its budget spent takes no step (rank 0's clock decides).
+            stop = self._out_of_budget(self._past_budget(self.dist.broadcast(
+                time.perf_counter() - started if self.dist.is_main else None)))
             while s.epoch < settings.max_epochs and not stop:
                 show_bar = settings.progress_bar and self.dist.is_main
                 bar = tqdm(total=batches.num_batches(s.epoch), initial=s.batch_in_epoch,
@@ -488,8 +494,11 @@ class Trainer:
         return s
 
     def _over_time(self, started: float) -> bool:
+        return self._past_budget(time.perf_counter() - started)
+
+    def _past_budget(self, elapsed_seconds: float) -> bool:
         minutes = self.settings.max_minutes
-        return minutes is not None and time.perf_counter() - started >= 60 * minutes
+        return minutes is not None and elapsed_seconds >= 60 * minutes
 
     def _out_of_budget(self, over_time: bool) -> bool:
         """Whether to stop; ``over_time`` is any rank's verdict on the time budget, so that all
