@@ -501,8 +501,8 @@ class Trainer:
         return minutes is not None and elapsed_seconds >= 60 * minutes
 
     def _out_of_budget(self, over_time: bool) -> bool:
-        """Whether to stop; ``over_time`` is any rank's verdict on the time budget, so that all
-        ranks stop after the same step."""
+        """Whether to stop; ``over_time`` is a verdict on the time budget that every rank shares
+        (any rank's, carried by a step, or rank 0's clock), so that all ranks stop together."""
         s, settings = self.state, self.settings
         if settings.max_steps is not None and s.step >= settings.max_steps:
             s.stop_reason = f"reached max_steps={settings.max_steps}"
