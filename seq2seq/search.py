@@ -40,17 +40,34 @@ class Stepper(Protocol):
 
 
 class ModelStepper:
-    """Adapts an EncoderDecoder to the ``Stepper`` protocol."""
+    """Adapts an EncoderDecoder to the ``Stepper`` protocol.
 
-    def __init__(self, model) -> None:
+    A decoder whose output layer scores some ids only (``RNNDecoder.restrict_output``) is
+    searched over those: tokens are then positions in ``output_ids`` (the special ids keep
+    their own numbers), mapped to ids by ``token_ids`` at the end, which spares each step a
+    scatter into the whole vocabulary. ``all_ids=True`` scores every id (ensemble members)."""
+
+    def __init__(self, model, all_ids: bool = False) -> None:
         self.model = model
+        self.output_ids = None if all_ids else getattr(model.decoder, "output_ids", None)
 
     def start(self, src: Tensor, src_len: Tensor) -> SearchState:
         memory, state = self.model.encode(src, src_len)
         return SearchState(state, memory)
 
+    def token_ids(self, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+        """Hypotheses of this stepper's tokens with vocabulary ids."""
+        if self.output_ids is None:
+            return hypotheses
+        return [h._replace(tokens=self.output_ids[torch.tensor(h.tokens, dtype=torch.long)].tolist())
+                for h in hypotheses]
+
     def step(self, prev_tokens: Tensor, state: SearchState):
-        out = self.model.decoder.step(prev_tokens, state.decoder, state.memory)
+        restricted = self.output_ids is not None
+        if restricted:
+            prev_tokens = self.output_ids[prev_tokens]
+        out = self.model.decoder.step(prev_tokens, state.decoder, state.memory,
+                                      all_ids=not restricted)
         # fp32 scores and attention whatever the model's precision: beam scores are sums
         attention = None if out.attention is None else out.attention.float()
         return (torch.log_softmax(out.logits.float(), dim=-1), SearchState(out.state, state.memory),
@@ -80,7 +97,8 @@ class EnsembleStepper:
     the attention shown is the first member's."""
 
     def __init__(self, ensemble: Ensemble) -> None:
-        self.steppers = [ModelStepper(model) for model in ensemble.members]
+        # every member over every id: their output layers may keep different ids
+        self.steppers = [ModelStepper(model, all_ids=True) for model in ensemble.members]
 
     def start(self, src: Tensor, src_len: Tensor) -> EnsembleState:
         return EnsembleState(tuple(stepper.start(src, src_len) for stepper in self.steppers))
@@ -256,5 +274,8 @@ def decode(model, src: Tensor, src_len: Tensor, beam: int = 1, alpha: float = 0.
         state = stepper.start(src, src_len)
         limits = max_output_lengths(src_len, max_length_ratio, max_length)
         if beam == 1:
-            return greedy_search(stepper, state, src.size(0), limits, return_attention)
-        return beam_search(stepper, state, src.size(0), limits, beam, alpha, return_attention)
+            hypotheses = greedy_search(stepper, state, src.size(0), limits, return_attention)
+        else:
+            hypotheses = beam_search(stepper, state, src.size(0), limits, beam, alpha,
+                                     return_attention)
+    return hypotheses if isinstance(stepper, EnsembleStepper) else stepper.token_ids(hypotheses)

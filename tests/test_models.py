@@ -200,3 +200,44 @@ def test_bad_encoder_options_name_the_option(option, value, match):
 def test_unknown_attention_names_the_option():
     with pytest.raises(ConfigError, match="model.attention='dot-product'"):
         RNNDecoder(V, 6, attention="dot-product")
+
+
+@pytest.mark.parametrize("tie,input_feeding", [(True, True), (False, False)])
+def test_a_restricted_output_layer_scores_the_kept_ids_only(tie, input_feeding):
+    """``restrict_output``: the teacher-forced logits are the full layer's columns of the kept ids
+    (the specials always kept), ``output_positions`` maps targets onto those columns, and a
+    decoding step gives -inf to every id left out and the full layer's scores to the rest."""
+    model = tiny_model(tie=tie, input_feeding=input_feeding)
+    src, src_len = torch.tensor([[4, 5, 6, 3], [8, 9, 3, PAD]]), torch.tensor([4, 3])
+    tgt_in = torch.tensor([[2, 7, 8, 9], [2, 5, 6, PAD]])
+    full = model(src, src_len, tgt_in).logits
+    memory, state = model.encode(src, src_len)
+    full_step = model.decoder.step(tgt_in[:, 0], state, memory).logits
+    kept = torch.tensor([0, 1, 2, 3, 5, 7, 9])
+    model.decoder.restrict_output(torch.tensor([9, 5, 7, 7]))
+    assert model.decoder.output_ids.tolist() == kept.tolist()
+    torch.testing.assert_close(model(src, src_len, tgt_in).logits, full[..., kept])
+    targets = torch.tensor([[7, 9, 3, PAD], [5, 6, 3, PAD]])  # 6 was never kept: scored as UNK
+    assert model.decoder.output_positions(targets).tolist() == [[5, 6, 3, PAD], [4, 1, 3, PAD]]
+    step = model.decoder.step(tgt_in[:, 0], state, memory).logits
+    assert step.shape == (2, V)
+    torch.testing.assert_close(step[:, kept], full_step[:, kept])
+    left_out = torch.tensor([4, 6, 8, 10])
+    assert torch.isneginf(step[:, left_out]).all()
+
+
+def test_a_restricted_tied_output_layer_trains_the_kept_embedding_rows_only():
+    model = tiny_model(tie=True).train()
+    model.decoder.restrict_output(torch.tensor([5, 7, 9]))
+    src, src_len = torch.tensor([[4, 5, 6, 3]]), torch.tensor([4])
+    model(src, src_len, torch.tensor([[2, 7, 5, 9]])).logits.logsumexp(-1).sum().backward()
+    grad_rows = model.decoder.embedding.weight.grad.abs().sum(-1) > 0
+    # rows 2, 7, 5, 9 are read as inputs; the output layer adds the kept ids (0-3, 5, 7, 9)
+    assert grad_rows.nonzero().flatten().tolist() == [0, 1, 2, 3, 5, 7, 9]
+
+
+def test_a_restricted_output_needs_ids_of_the_vocabulary_and_a_known_setting():
+    with pytest.raises(ValueError, match=r"output ids must lie in \[0, 11\)"):
+        tiny_model().decoder.restrict_output(torch.tensor([3, 11]))
+    with pytest.raises(ConfigError, match="model.decoder.output_vocabulary='seen'"):
+        RNNDecoder(V, 6, output_vocabulary="seen")

@@ -10,7 +10,7 @@ from seq2seq.search import (
     Ensemble, EnsembleStepper, ModelStepper, beam_search, decode, greedy_search, length_penalty,
     max_output_lengths, top_candidates,
 )
-from seq2seq.tokenization import BOS, EOS, PAD
+from seq2seq.tokenization import BOS, EOS, PAD, UNK
 from tests.test_models import tiny_model
 
 A, B_ = 4, 5  # two ordinary tokens; ids 0-3 are pad, unk, bos, eos
@@ -142,3 +142,18 @@ def test_ensemble_averages_the_members_probabilities():
     alone = decode(first, src, src_len, beam=3)
     twice = decode(Ensemble([first, first]), src, src_len, beam=3)
     assert [h.tokens for h in twice] == [h.tokens for h in alone]
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_a_restricted_output_layer_is_searched_over_its_kept_ids(beam):
+    """Search runs over the kept ids' positions and maps them back to ids; an ensemble (every
+    member scored over all ids, -inf for those left out) decodes the same."""
+    model = tiny_model(input_feeding=True)
+    model.decoder.restrict_output(torch.tensor([5, 7, 9]))
+    src, src_len = torch.tensor([[4, 5, 6, 7, 3], [8, 9, 3, 0, 0]]), torch.tensor([5, 3])
+    restricted = decode(model, src, src_len, beam=beam, max_length=12)
+    over_all_ids = decode(Ensemble([model, model]), src, src_len, beam=beam, max_length=12)
+    assert [h.tokens for h in restricted] == [h.tokens for h in over_all_ids]
+    assert [h.score for h in restricted] == pytest.approx([h.score for h in over_all_ids], abs=1e-5)
+    emitted = {token for h in restricted for token in h.tokens}
+    assert emitted and emitted <= {UNK, 5, 7, 9}

@@ -135,6 +135,31 @@ def test_shared_embeddings_train_and_reload_shared(tmp_path):
     assert model.decoder.output_layer.weight is model.decoder.embedding.weight
 
 
+def test_an_output_layer_restricted_to_the_training_targets_trains_and_reloads(tmp_path):
+    """model.decoder.output_vocabulary=training_targets: with the joint vocabulary of the
+    numbers corpus some pieces occur only in the English sources; the output layer leaves them
+    out, and the checkpoint brings the same restriction back for translation."""
+    from seq2seq.pipeline import prepare
+    overrides = tiny_overrides(tmp_path) + ["model.decoder.output_vocabulary=training_targets"]
+    cfg = compose_train(overrides + ["trainer.max_steps=3"])
+    run_training(cfg, tmp_path / "run")
+    files, tokenizers = prepare(cfg)
+    target_ids = {i for ids in tokenizers.tgt.encode(files.read(files.train).tgt) for i in ids}
+    translator = Translator.from_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    kept = set(translator.model.decoder.output_ids.tolist())
+    assert kept == target_ids | {0, 1, 2, 3}
+    assert len(kept) < tokenizers.tgt.vocab_size  # the English-only pieces are left out
+    assert len(translator.translate(["one two", "three"])) == 2
+
+
+def test_a_restricted_output_layer_refuses_subword_sampling(tmp_path):
+    cfg = compose_train(tiny_overrides(tmp_path) + [
+        "model.decoder.output_vocabulary=training_targets", "tokenizer.sampling_alpha=0.2"])
+    with pytest.raises(ConfigError, match="output_vocabulary=training_targets cannot be "
+                                          "combined with tokenizer.sampling_alpha"):
+        run_training(cfg, tmp_path / "run")
+
+
 def test_shared_embeddings_need_a_joint_tokenizer(tmp_path):
     cfg = compose_train(tiny_overrides(tmp_path) + ["model.share_embeddings=true",
                                                      "tokenizer.joint=false"])

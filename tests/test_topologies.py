@@ -345,6 +345,14 @@ def test_subword_sampling_and_recasing_are_refused_outside_translation(tmp_path,
         run_training(cfg, tmp_path / "run")
 
 
+def test_the_generator_refuses_a_restricted_output_layer(tmp_path):
+    from seq2seq.errors import ConfigError
+    cfg = compose_train(overrides_for(tmp_path, "snips_generate") + [
+        "model.decoder.output_vocabulary=training_targets"])
+    with pytest.raises(ConfigError, match="output_vocabulary.*set model.decoder.output_vocabulary=all"):
+        run_training(cfg, tmp_path / "run")
+
+
 def test_evaluate_scores_label_files_without_a_checkpoint(tmp_path, capsys):
     from seq2seq.cli.evaluate import main as evaluate_main
     gold, hyp = tmp_path / "gold.txt", tmp_path / "hyp.txt"

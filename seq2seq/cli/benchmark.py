@@ -5,7 +5,9 @@
 Measures, on the same batches:
   (a) training throughput (target tokens per second: pieces + EOS, no padding) over --steps
       updates after --warmup, on length-sorted batches of 128 sentence pairs, for the reference
-      model of ../shared/anchors/README.md (``model=reference``) and for the experiment's model;
+      model of ../shared/anchors/README.md (``model=reference``) and for the experiment's model
+      (and, when its output layer scores only the training targets' pieces, for the same model
+      with the output layer over every id: what the restriction buys, in the same run);
   (b) the plain-PyTorch floor of ../shared/anchors/torch_floor.py on those batches, so the
       framework's speed is a ratio measured side by side: the models take turns batch by
       batch, so a change in the machine's speed during the run affects them alike. The floor
@@ -252,6 +254,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from seq2seq.pipeline import prepare
+    from seq2seq.topologies.translation import restrict_output_to_targets
     from seq2seq.translate import checkpoint_recaser
     root = Path(args.data_root)
     root = root / "multi30k" if (root / "multi30k").is_dir() else root
@@ -276,6 +279,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # The reference model alone: an experiment's model settings would otherwise merge into it.
     models = {"reference": compose(["model=reference"]).model, "experiment_model": cfg.model}
+    if cfg.model.decoder.get("output_vocabulary", "all") != "all":
+        # what the output layer restricted to the training targets' pieces buys, in this run
+        models["experiment_model_all_outputs"] = compose(
+            overrides + ["model.decoder.output_vocabulary=all"]).model
     # bf16 is timed beside fp32 (each from the same initial weights), so that what it buys is a
     # ratio measured in the same run.
     steps: dict[str, Any] = {}
@@ -284,6 +291,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for suffix, precision in precision_variants(train_precision).items():
             torch.manual_seed(42)
             model = build_model(model_cfg, vocab, vocab)
+            if model.decoder.output_vocabulary == "training_targets":
+                restrict_output_to_targets(model.decoder, tgt)
             params[name] = sum(p.numel() for p in model.parameters())
             steps[name + suffix] = framework_step(model, precision)
             if name == "reference" and not suffix:
@@ -322,6 +331,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results.update(
         train_tokens_per_second=results["reference"]["tokens_per_second"],
         experiment_train_tokens_per_second=results["experiment_model"]["tokens_per_second"],
+        **({} if "experiment_model_all_outputs" not in results else {
+            "output_restriction_speedup": round(
+                results["experiment_model"]["tokens_per_second"]
+                / results["experiment_model_all_outputs"]["tokens_per_second"], 3)}),
         floor_tokens_per_second=results["floor_loop"]["tokens_per_second"],
         floor_fused_tokens_per_second=results["floor_fused"]["tokens_per_second"],
         ratio_to_floor=round(results["reference"]["tokens_per_second"]
@@ -355,9 +368,11 @@ def print_table(r: dict[str, Any]) -> None:
     train, decode = r.get("train_precision", "fp32"), r.get("decode_precision", "fp32")
     rows = []
     for suffix, precision in precision_variants(train).items():
-        for name, label in (("reference", "reference model"), ("experiment_model", "experiment model")):
-            rows.append((f"train: {label} (framework, {precision})",
-                         r[name + suffix]["tokens_per_second"], "tok/s"))
+        for name, label in (("reference", "reference model"), ("experiment_model", "experiment model"),
+                            ("experiment_model_all_outputs", "... output layer over all ids")):
+            if name + suffix in r:
+                rows.append((f"train: {label} (framework, {precision})",
+                             r[name + suffix]["tokens_per_second"], "tok/s"))
     rows += [("train: torch_floor loop", r["floor_loop"]["tokens_per_second"], "tok/s"),
              ("train: torch_floor fused", r["floor_fused"]["tokens_per_second"], "tok/s"),
              ("train: torch_floor loop, in this process",

@@ -8,18 +8,21 @@ tanh(W [h; context]) (Luong et al., 2015, eq. 5).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Literal, NamedTuple, Optional, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seq2seq.errors import check_range
+from seq2seq.errors import check_choice, check_range
 from seq2seq.models.attention import AttentionName, build_attention
 from seq2seq.models.dropout import Dropout, drop_tokens
 from seq2seq.models.encoder import EncoderOutput
 from seq2seq.models.rnn import Cell, build_rnn, check_rnn_options, has_cell_state, rnn_step
-from seq2seq.tokenization import PAD
+from seq2seq.tokenization import PAD, SPECIALS, UNK
+
+OutputVocabulary = Literal["all", "training_targets"]
+OUTPUT_VOCABULARIES: tuple[str, ...] = get_args(OutputVocabulary)
 
 
 class Memory(NamedTuple):
@@ -29,11 +32,14 @@ class Memory(NamedTuple):
     keys: Optional[Tensor]  # [B, S, A] projected once per sentence; None without attention
     mask: Tensor            # [B, S] True on real tokens
     summary: Tensor         # [B, Hc] top-layer final encoder state: the context c without attention
+    # A restricted output layer's kept rows, gathered once per batch when decoding (no gradient)
+    output_weight: Optional[Tensor] = None
 
     def index_select(self, order: Tensor) -> "Memory":
         return Memory(self.states.index_select(0, order),
                       None if self.keys is None else self.keys.index_select(0, order),
-                      self.mask.index_select(0, order), self.summary.index_select(0, order))
+                      self.mask.index_select(0, order), self.summary.index_select(0, order),
+                      self.output_weight)
 
 
 class DecoderState(NamedTuple):
@@ -68,10 +74,17 @@ class RNNDecoder(nn.Module):
                  dropout: float = 0.2, attention: AttentionName = "bahdanau",
                  input_feeding: bool = False, bridge: bool = True,
                  tie_embeddings: bool = False, residual: bool = False,
-                 implementation: str = "torch", word_dropout: float = 0.0) -> None:
+                 implementation: str = "torch", word_dropout: float = 0.0,
+                 output_vocabulary: OutputVocabulary = "all") -> None:
         """``word_dropout``: in training, each reference input token is read as UNK with this
-        probability (``drop_tokens``; the targets the loss scores stay whole)."""
+        probability (``drop_tokens``; the targets the loss scores stay whole).
+        ``output_vocabulary``: "training_targets" asks the pipeline to restrict the output layer
+        (``restrict_output``) to the pieces its training targets use; "all" scores every id."""
         super().__init__()
+        check_choice("model.decoder.output_vocabulary", output_vocabulary, OUTPUT_VOCABULARIES)
+        self.output_vocabulary = output_vocabulary
+        self.register_buffer("output_ids", None)  # set by restrict_output
+        self.register_buffer("_output_positions", None, persistent=False)
         check_rnn_options(cell, hidden_size, num_layers, dropout, "model.decoder", implementation)
         check_range("model.decoder.embedding_dim", embedding_dim, 1)
         check_range("model.decoder.word_dropout", word_dropout, 0.0, 1.0)
@@ -95,10 +108,42 @@ class RNNDecoder(nn.Module):
         if tie_embeddings:
             self.output_layer.weight = self.embedding.weight
 
+    def restrict_output(self, ids: Tensor) -> None:
+        """Score only the target ids ``ids`` (the special ids are always kept): with a joint
+        vocabulary of both languages, about a quarter of the pieces never occur in the targets,
+        and the output layer and its softmax are the largest part of a training step. Logits of
+        ``forward`` are then over these ids in ascending order (map the targets with
+        ``output_positions``), the special ids first, at their own numbers; ``step`` returns
+        logits over every id (-inf for those left out) or, for search, over these only. The ids
+        are a buffer of the state dict, so a checkpoint rebuilds the same restriction."""
+        ids = torch.unique(torch.cat([torch.as_tensor(ids, dtype=torch.long).flatten(),
+                                      torch.arange(len(SPECIALS))]))
+        if ids.min() < 0 or ids.max() >= self.vocab_size:
+            raise ValueError(f"output ids must lie in [0, {self.vocab_size}), got "
+                             f"{int(ids.min())}..{int(ids.max())}")
+        self.register_buffer("output_ids", ids)
+        # Ids outside the list (a validation target that training never used) score as UNK.
+        positions = torch.full((self.vocab_size,), UNK, dtype=torch.long)
+        positions[ids] = torch.arange(len(ids))
+        self.register_buffer("_output_positions", positions, persistent=False)
+
+    def output_positions(self, targets: Tensor) -> Tensor:
+        """Target ids -> their columns in ``forward``'s logits (PAD stays PAD)."""
+        return targets if self.output_ids is None else self._output_positions[targets]
+
+    def _output_weight(self) -> Tensor:
+        weight = self.output_layer.weight
+        if self.output_ids is None:
+            return weight
+        return weight.index_select(0, self.output_ids)
+
     def memory(self, encoded: EncoderOutput) -> Memory:
         """Prepare the encoder output for decoding (keys projected once per sentence)."""
         keys = None if self.attention is None else self.attention.project_keys(encoded.states)
-        return Memory(encoded.states, keys, encoded.mask, encoded.final[-1])
+        # Decoding steps read the kept rows of a restricted output layer from here: gathered
+        # once per batch instead of at every step (with gradients, each step gathers its own).
+        kept = None if self.output_ids is None or torch.is_grad_enabled() else self._output_weight()
+        return Memory(encoded.states, keys, encoded.mask, encoded.final[-1], kept)
 
     def init_state(self, memory: Memory) -> DecoderState:
         """Initial state from the encoder summary through the bridge (zeros without a bridge)."""
@@ -164,11 +209,18 @@ class RNNDecoder(nn.Module):
         feed = readout[:, -1] if self.input_feeding else None
         return readout, DecoderState(hidden, cell, feed), weights
 
-    def step(self, prev_tokens: Tensor, state: DecoderState, memory: Memory) -> StepOutput:
-        """One decoding step. prev_tokens: [B] ids of the previous output (BOS at the start)."""
+    def step(self, prev_tokens: Tensor, state: DecoderState, memory: Memory,
+             all_ids: bool = True) -> StepOutput:
+        """One decoding step. prev_tokens: [B] ids of the previous output (BOS at the start).
+        With a restricted output layer, logits over every id (-inf for those left out), or with
+        ``all_ids=False`` over ``output_ids`` only (what search uses)."""
         embedded = self.dropout(self.embedding(prev_tokens.unsqueeze(1)))  # [B, 1, E]
         readout, state, weights = self._run(embedded, state, memory)
-        logits = self.output_layer(readout.squeeze(1))
+        weight = self._output_weight() if memory.output_weight is None else memory.output_weight
+        logits = F.linear(readout.squeeze(1), weight)
+        if self.output_ids is not None and all_ids:
+            logits = logits.new_full((logits.size(0), self.vocab_size), float("-inf")) \
+                .index_copy_(1, self.output_ids, logits)
         return StepOutput(logits, state, None if weights is None else weights.squeeze(1))
 
     def forward(self, tgt_in: Tensor, memory: Memory, state: DecoderState,
@@ -202,13 +254,16 @@ class RNNDecoder(nn.Module):
             if not logits:
                 step_in = reference
             else:
-                predicted = self.dropout(self.embedding(logits[-1].argmax(-1, keepdim=True)))
+                predicted_ids = logits[-1].argmax(-1, keepdim=True)
+                if self.output_ids is not None:
+                    predicted_ids = self.output_ids[predicted_ids]
+                predicted = self.dropout(self.embedding(predicted_ids))
                 use_reference = torch.rand(tgt_in.size(0), 1, 1, device=tgt_in.device) < teacher_forcing_ratio
                 step_in = torch.where(use_reference, reference, predicted)
             readout, state, step_weights = self._run(step_in, state, memory)
             readouts.append(readout)
             if sampling:  # the next step may read this step's prediction
-                logits.append(self.output_layer(readout.squeeze(1)))
+                logits.append(F.linear(readout.squeeze(1), self._output_weight()))
             weights.append(step_weights)
         attention = None if self.attention is None else torch.cat(weights, dim=1)
         if sampling:
@@ -233,4 +288,5 @@ class RNNDecoder(nn.Module):
 
     def _output(self, readout: Tensor, output_mask: Optional[Tensor]) -> Tensor:
         """Logits of readouts [B, T, R], at the positions of ``output_mask`` only when given."""
-        return self.output_layer(readout if output_mask is None else readout[output_mask])
+        return F.linear(readout if output_mask is None else readout[output_mask],
+                        self._output_weight())

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from seq2seq.config import build
 from seq2seq.data.batching import BucketedBatches, pad
 from seq2seq.data.labelled import LabelVocab
-from seq2seq.errors import CheckpointError
+from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.evaluation.labels import distinct_n, labelling_sections
 from seq2seq.evaluation.report import library_versions, line_count, write_report
 from seq2seq.models import count_parameters
@@ -220,6 +220,10 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     log.info("train: %d utterances of %d classes from %s; vocab %d", len(batches.sequences),
              len(labels), corpus.root, tokenizer.vocab_size)
     model = build_generator(cfg.model, len(labels), tokenizer.vocab_size)
+    if model.decoder.output_vocabulary != "all":  # its tokenizer knows the targets' pieces only
+        raise ConfigError("model.decoder.output_vocabulary: the generator's SentencePiece model "
+                          "is trained on its utterances alone, so every piece is a target piece; "
+                          "set model.decoder.output_vocabulary=all")
     objective = GenerationObjective(valid_batches, tokenizer, labels)
     state = train_model(cfg, run_dir, model, objective, batches, distributed)
     if not distributed.is_main:

@@ -74,7 +74,7 @@ class TranslationObjective:
         # The output layer and the softmax run on real target positions only (no padding).
         logits = model(batch.src, batch.src_len, batch.tgt_in, teacher_forcing,
                        output_mask=batch.tgt_out != PAD).logits
-        return sequence_loss(logits, batch.tgt_out, smoothing)
+        return sequence_loss(logits, model.decoder.output_positions(batch.tgt_out), smoothing)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         valid = self.valid
@@ -92,6 +92,21 @@ class TranslationObjective:
         if self.recaser is not None:
             extras["recaser"] = self.recaser.state_dict()
         return extras
+
+
+def restrict_output_to_targets(decoder: nn.Module, tgt_ids: list[list[int]],
+                               sampling_alpha: float = 0.0) -> None:
+    """Restrict the decoder's output layer to the pieces of the training targets
+    (``model.decoder.output_vocabulary=training_targets``)."""
+    if sampling_alpha > 0:
+        raise ConfigError("model.decoder.output_vocabulary=training_targets cannot be combined "
+                          "with tokenizer.sampling_alpha > 0: sampled segmentations use pieces "
+                          "that the training targets' fixed segmentation does not; set "
+                          "model.decoder.output_vocabulary=all")
+    used = torch.unique(torch.as_tensor([i for ids in tgt_ids for i in ids], dtype=torch.long))
+    decoder.restrict_output(used)
+    log.info("output layer: the %d of %d target ids that the training targets use (and the "
+             "special ids)", decoder.output_ids.numel(), decoder.vocab_size)
 
 
 def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distributed
@@ -146,6 +161,8 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     search = SearchSettings(**{k: v for k, v in cfg.search.items() if not k.startswith("_")})
     valid_search = SearchSettings(**{**search.__dict__, "beam": trainer_cfg.valid_beam})
     model = build_model(cfg.model, tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
+    if model.decoder.output_vocabulary == "training_targets":
+        restrict_output_to_targets(model.decoder, tgt_ids, tokenizing.sampling_alpha)
     objective = TranslationObjective(tokenizers, valid_data, valid_search, recaser)
     state = train_model(cfg, run_dir, model, objective, batches, distributed)
     if not distributed.is_main:

@@ -66,6 +66,9 @@ def model_from_checkpoint(payload: dict[str, Any]) -> tuple[nn.Module, Tokenizer
     config = OmegaConf.create(payload["config"])
     tokenizers = TokenizerPair.from_state_dict(payload["tokenizers"])
     model = build_model(config.model, tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
+    output_ids = payload["model"].get("decoder.output_ids")
+    if output_ids is not None:  # trained with model.decoder.output_vocabulary=training_targets
+        model.decoder.restrict_output(output_ids)
     model.load_state_dict(payload["model"])
     model.eval()
     return model, tokenizers, config
