@@ -103,6 +103,9 @@ class EnsembleStepper:
     def start(self, src: Tensor, src_len: Tensor) -> EnsembleState:
         return EnsembleState(tuple(stepper.start(src, src_len) for stepper in self.steppers))
 
+    def token_ids(self, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+        return hypotheses  # its tokens are vocabulary ids already
+
     def step(self, prev_tokens: Tensor, state: EnsembleState):
         outputs = [stepper.step(prev_tokens, member)
                    for stepper, member in zip(self.steppers, state.members)]
@@ -278,4 +281,4 @@ def decode(model, src: Tensor, src_len: Tensor, beam: int = 1, alpha: float = 0.
         else:
             hypotheses = beam_search(stepper, state, src.size(0), limits, beam, alpha,
                                      return_attention)
-    return hypotheses if isinstance(stepper, EnsembleStepper) else stepper.token_ids(hypotheses)
+    return stepper.token_ids(hypotheses)

@@ -1,6 +1,7 @@
 """Encoder, attention and decoder on tiny tensors (vocab 11, E 4, H 3, B 2, S 5)."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -241,3 +242,22 @@ def test_a_restricted_output_needs_ids_of_the_vocabulary_and_a_known_setting():
         tiny_model().decoder.restrict_output(torch.tensor([3, 11]))
     with pytest.raises(ConfigError, match="model.decoder.output_vocabulary='seen'"):
         RNNDecoder(V, 6, output_vocabulary="seen")
+
+
+def test_the_validation_loss_is_the_loss_per_token_of_all_pairs_whatever_the_batches():
+    from seq2seq.data.batching import make_batch
+    from seq2seq.topologies.translation import TranslationObjective, ValidationData, sequence_loss
+    from seq2seq.translate import SearchSettings
+    model = tiny_model(input_feeding=True)
+    generator = torch.Generator().manual_seed(3)
+    lengths = torch.randint(1, 9, (150, 2), generator=generator).tolist()
+    src = [torch.randint(4, V, (n,), generator=generator).tolist() for n, _ in lengths]
+    tgt = [torch.randint(4, V, (m,), generator=generator).tolist() for _, m in lengths]
+    objective = TranslationObjective(None, ValidationData(src, tgt, []), SearchSettings())
+    loss, ppl = objective.validation_loss(model)
+    whole = make_batch(src, tgt, range(len(src)))  # one batch, in the given order
+    with torch.no_grad():
+        logits = model(whole.src, whole.src_len, whole.tgt_in).logits
+        expected = float(sequence_loss(logits, whole.tgt_out, 0.0)) / int((whole.tgt_out != PAD).sum())
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert ppl == pytest.approx(math.exp(expected), rel=1e-5)
