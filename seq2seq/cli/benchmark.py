@@ -291,8 +291,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for suffix, precision in precision_variants(train_precision).items():
             torch.manual_seed(42)
             model = build_model(model_cfg, vocab, vocab)
-            if model.decoder.output_vocabulary == "training_targets":
-                restrict_output_to_targets(model.decoder, tgt)
+            restrict_output_to_targets(model.decoder, tgt)
             params[name] = sum(p.numel() for p in model.parameters())
             steps[name + suffix] = framework_step(model, precision)
             if name == "reference" and not suffix:

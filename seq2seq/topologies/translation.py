@@ -105,15 +105,16 @@ class TranslationObjective:
 
 def restrict_output_to_targets(decoder: nn.Module, tgt_ids: list[list[int]],
                                sampling_alpha: float = 0.0) -> None:
-    """Restrict the decoder's output layer to the pieces of the training targets
-    (``model.decoder.output_vocabulary=training_targets``)."""
+    """Restrict the decoder's output layer to the pieces of the training targets when its
+    ``model.decoder.output_vocabulary`` is ``training_targets`` (nothing to do for ``all``)."""
+    if decoder.output_vocabulary != "training_targets":
+        return
     if sampling_alpha > 0:
         raise ConfigError("model.decoder.output_vocabulary=training_targets cannot be combined "
                           "with tokenizer.sampling_alpha > 0: sampled segmentations use pieces "
                           "that the training targets' fixed segmentation does not; set "
                           "model.decoder.output_vocabulary=all")
-    used = torch.unique(torch.as_tensor([i for ids in tgt_ids for i in ids], dtype=torch.long))
-    decoder.restrict_output(used)
+    decoder.restrict_output(torch.as_tensor([i for ids in tgt_ids for i in ids], dtype=torch.long))
     log.info("output layer: the %d of %d target ids that the training targets use (and the "
              "special ids)", decoder.output_ids.numel(), decoder.vocab_size)
 
@@ -170,8 +171,7 @@ def run(cfg: DictConfig, run_dir: Path, overrides: list[str], distributed: Distr
     search = SearchSettings(**{k: v for k, v in cfg.search.items() if not k.startswith("_")})
     valid_search = SearchSettings(**{**search.__dict__, "beam": trainer_cfg.valid_beam})
     model = build_model(cfg.model, tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
-    if model.decoder.output_vocabulary == "training_targets":
-        restrict_output_to_targets(model.decoder, tgt_ids, tokenizing.sampling_alpha)
+    restrict_output_to_targets(model.decoder, tgt_ids, tokenizing.sampling_alpha)
     objective = TranslationObjective(tokenizers, valid_data, valid_search, recaser)
     state = train_model(cfg, run_dir, model, objective, batches, distributed)
     if not distributed.is_main:
