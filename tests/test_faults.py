@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from seq2seq.errors import ConfigError
+from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.pipeline import run_training
 from seq2seq.training.checkpoint import load_checkpoint
 from seq2seq.topologies.translation import TranslationObjective
@@ -58,6 +58,20 @@ def test_stop_and_resume_equals_training_straight_through(tmp_path, extra, stop,
         run_training(unsampled, tmp_path / "unsampled")
         c = params(tmp_path / "unsampled")
         assert not all(torch.equal(a[name], c[name]) for name in a)
+
+
+def test_resuming_with_another_model_names_the_checkpoint_and_what_to_do(tmp_path):
+    base = tiny_overrides(tmp_path) + FAST + ["model.decoder.output_vocabulary=training_targets"]
+    run_training(compose_train(base + ["trainer.max_steps=2"]), tmp_path / "run")
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    # Fewer training pairs: the targets use fewer pieces, so the output layer keeps fewer ids.
+    changed = base + ["trainer.max_steps=4", "resume=true", "data.generator.sizes.train=20"]
+    with pytest.raises(CheckpointError, match=r"(?s)last.pt: cannot resume from it.*"
+                                              r"decoder.output_ids: the saved output layer.*"
+                                              r"hydra.run.dir"):
+        run_training(compose_train(changed), tmp_path / "run")
+    assert last.read_bytes() == before  # nothing overwritten
 
 
 def test_only_the_last_k_step_checkpoints_are_kept(tmp_path):

@@ -237,6 +237,24 @@ def test_a_restricted_tied_output_layer_trains_the_kept_embedding_rows_only():
     assert grad_rows.nonzero().flatten().tolist() == [0, 1, 2, 3, 5, 7, 9]
 
 
+def test_a_restricted_output_layer_loads_only_the_same_kept_ids():
+    """The column map is built from the model's own ids: a state with other ids (even as many)
+    would give every column another meaning, so loading it is refused, naming the buffer."""
+    trained = tiny_model()
+    trained.decoder.restrict_output(torch.tensor([5, 7, 9]))
+    same, other, more = tiny_model(), tiny_model(), tiny_model()
+    same.decoder.restrict_output(torch.tensor([9, 7, 5]))
+    other.decoder.restrict_output(torch.tensor([5, 7, 8]))
+    more.decoder.restrict_output(torch.tensor([5, 7, 8, 9]))
+    same.load_state_dict(trained.state_dict())
+    torch.testing.assert_close(same.decoder.output_layer.weight, trained.decoder.output_layer.weight)
+    with pytest.raises(RuntimeError, match="decoder.output_ids: the saved output layer scores 7 "
+                                           "target ids, this model 7 other ones"):
+        other.load_state_dict(trained.state_dict())
+    with pytest.raises(RuntimeError, match="scores 7 target ids, this model 8 \\("):
+        more.load_state_dict(trained.state_dict())
+
+
 def test_a_restricted_output_needs_ids_of_the_vocabulary_and_a_known_setting():
     with pytest.raises(ValueError, match=r"output ids must lie in \[0, 11\)"):
         tiny_model().decoder.restrict_output(torch.tensor([3, 11]))

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from seq2seq.errors import ConfigError, Seq2SeqError, check_range
+from seq2seq.errors import CheckpointError, ConfigError, Seq2SeqError, check_range
 from seq2seq.precision import autocast, check_precision, resolve_precision
 from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from seq2seq.training.distributed import Distributed
@@ -232,7 +232,13 @@ class Trainer:
     def resume(self, path: str | Path) -> None:
         """Restore model, optimizer, scheduler, counters and RNG states from a checkpoint."""
         payload = load_checkpoint(path)
-        self.model.load_state_dict(payload["model"])
+        try:
+            self.model.load_state_dict(payload["model"])
+        except RuntimeError as error:  # torch lists every key and shape that does not fit
+            raise CheckpointError(
+                f"{path}: cannot resume from it, its weights do not fit this run's model: {error}\n"
+                "Resume with the config (and training data) it was trained with, or train "
+                "from scratch in another run folder (hydra.run.dir=...)") from None
         self.optimizer.load_state_dict(payload["optimizer"])
         saved = payload.get("config", {}).get("trainer", {})
         saved_metric = saved.get("lr_metric") or saved.get("early_stopping_metric")
