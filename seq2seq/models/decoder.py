@@ -127,21 +127,23 @@ class RNNDecoder(nn.Module):
         positions[ids] = torch.arange(len(ids))
         self.register_buffer("_output_positions", positions, persistent=False)
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict,
+                              strict: bool, missing_keys: list, unexpected_keys: list,
+                              error_msgs: list) -> None:
         # The kept ids decide what every column of the output layer means, and the column map
         # (_output_positions, not saved) is built from this model's own ids: a state whose ids
         # differ would load without complaint (same length) or with torch's shape message.
         saved = state_dict.get(prefix + "output_ids")
         if saved is not None and self.output_ids is not None and not torch.equal(saved, self.output_ids):
-            error_msgs = args[-1]
+            other = " other ones" if len(saved) == len(self.output_ids) else ""
             error_msgs.append(
                 f"{prefix}output_ids: the saved output layer scores {len(saved)} target ids, this "
-                f"model {len(self.output_ids)}"
-                + ("" if len(saved) != len(self.output_ids) else " other ones")
-                + " (model.decoder.output_vocabulary=training_targets keeps the ids its training "
-                "targets use: were these trained on other data?)")
+                f"model {len(self.output_ids)}{other} (model.decoder.output_vocabulary="
+                "training_targets keeps the ids its training targets use: were these trained on "
+                "other data?)")
             return
-        super()._load_from_state_dict(state_dict, prefix, *args)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     def output_positions(self, targets: Tensor) -> Tensor:
         """Target ids -> their columns in ``forward``'s logits (PAD stays PAD)."""
