@@ -9,7 +9,7 @@ import torch
 
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.pipeline import run_training
-from seq2seq.training.averaging import average_checkpoints
+from seq2seq.training.averaging import average_checkpoints, kept_weights
 from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.training.trainer import TrainerSettings
 from tests.conftest import compose_train
@@ -30,6 +30,17 @@ def test_average_is_the_parameter_mean_without_training_state(tmp_path):
     assert payload["tokenizers"] == "from 2" and "optimizer" not in payload
 
 
+def test_a_moving_average_is_what_is_averaged_where_the_checkpoints_keep_one(tmp_path):
+    # step checkpoints of a run with trainer.ema_decay hold the raw weights (to resume from) and
+    # the moving average (what the run validates and tests): the average is of the latter
+    for i, (raw, ema) in enumerate([(10.0, 1.0), (-4.0, 3.0)]):
+        write(tmp_path / f"step_{i}.pt", torch.full((2, 2), raw),
+              ema={"decay": 0.999, "updates": i, "weights": {"w": torch.full((2, 2), ema)}})
+    payload = average_checkpoints([tmp_path / "step_0.pt", tmp_path / "step_1.pt"])
+    torch.testing.assert_close(payload["model"]["w"], torch.full((2, 2), 2.0))
+    assert int(payload["model"]["steps"]) == 3 and "ema" not in payload
+
+
 def test_averaging_different_models_names_the_file(tmp_path):
     write(tmp_path / "a.pt", torch.zeros(2, 2))
     write(tmp_path / "b.pt", torch.zeros(3, 2))
@@ -47,16 +58,20 @@ def test_average_last_needs_the_checkpoints_kept():
 def test_run_averages_its_last_checkpoints_and_the_cli_does_too(tmp_path):
     run_dir = tmp_path / "run"
     cfg = compose_train(tiny_overrides(tmp_path) + ["trainer.max_steps=6", "trainer.validate_every=2",
-                                                    "trainer.keep_checkpoints=3", "trainer.average_last=3"])
+                                                    "trainer.keep_checkpoints=3", "trainer.average_last=3",
+                                                    "trainer.ema_decay=0.9"])
     report = run_training(cfg, run_dir)
     folder = run_dir / "checkpoints"
     assert report["averaged_checkpoints"] == ["step_2.pt", "step_4.pt", "step_6.pt"]
     assert "averaged_valid_bleu" in json.loads((run_dir / "report.json").read_text())
     assert report["checkpoint"].endswith(("averaged.pt", "best.pt"))
-    steps = [load_checkpoint(folder / f"step_{s}.pt")["model"] for s in (2, 4, 6)]
+    # the mean of the moving averages the run validated, not of its raw weights
+    steps = [kept_weights(load_checkpoint(folder / f"step_{s}.pt")) for s in (2, 4, 6)]
     averaged = load_checkpoint(folder / "averaged.pt")["model"]
     for name, tensor in averaged.items():
         torch.testing.assert_close(tensor, sum(s[name] for s in steps) / 3)
+    raw = load_checkpoint(folder / "step_6.pt")["model"]
+    assert any(not torch.equal(raw[name], steps[-1][name]) for name in raw)
 
     result = run_cli("average.py", str(folder), "--last", "2", "--out", str(tmp_path / "two.pt"))
     assert result.returncode == 0, result.stderr.decode()

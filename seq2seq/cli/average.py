@@ -3,7 +3,8 @@
     python scripts/average.py RUN/checkpoints --last 5 --out RUN/checkpoints/averaged.pt
     python scripts/average.py a.pt b.pt c.pt --out averaged.pt
 
-A folder stands for its step_N.pt files (the last --last of them). The result translates and
+A folder stands for its step_N.pt files (the last --last of them). Checkpoints of a run trained
+with trainer.ema_decay contribute their moving average of the weights. The result translates and
 evaluates like any checkpoint; it holds no optimizer state, so training does not resume from it.
 """
 

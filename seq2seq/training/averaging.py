@@ -1,6 +1,11 @@
 """Checkpoint averaging: the mean of the parameters of a run's last few checkpoints, a cheap
 ensemble that usually beats any one of them by a fraction of a BLEU point (Vaswani et al., 2017;
-fairseq's ``scripts/average_checkpoints.py``)."""
+fairseq's ``scripts/average_checkpoints.py``).
+
+A run trained with ``trainer.ema_decay`` validates, keeps and tests the moving average of its
+weights, so the average of those is what is averaged: the raw weights that its step checkpoints
+also hold (to resume from) are noisier than the moving average of any one step.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +18,29 @@ from seq2seq.errors import CheckpointError
 from seq2seq.training.checkpoint import load_checkpoint
 
 # What a resumed run needs but an averaged model has not got: it is for translating, not resuming.
-TRAINING_STATE = ("optimizer", "scheduler", "trainer", "rng", "rng_ranks")
+TRAINING_STATE = ("optimizer", "scheduler", "trainer", "rng", "rng_ranks", "ema")
+
+
+def kept_weights(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The model state a checkpoint's run validates and tests: its moving average of the weights
+    where it keeps one (``trainer.ema_decay``), else its weights."""
+    state = dict(payload["model"])
+    if "ema" in payload:
+        state.update(payload["ema"]["weights"])
+    return state
 
 
 def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, Any]:
     """A checkpoint payload whose model is the parameter mean of ``paths`` (at least two, of the
-    same model); config, tokenizers and labels come from the last one."""
+    same model; each one's moving average where it has one); config, tokenizers and labels come
+    from the last one."""
     if len(paths) < 2:
         raise CheckpointError(f"checkpoint averaging needs at least two checkpoints, got {len(paths)}")
     total: dict[str, torch.Tensor] = {}
     last: dict[str, Any] = {}
     for path in paths:
         last = load_checkpoint(path)
-        state = last["model"]
+        state = kept_weights(last)
         if total and set(state) != set(total):
             raise CheckpointError(f"{path}: its parameters differ from {paths[0]}'s; "
                                   "expected checkpoints of one model")
@@ -37,7 +52,7 @@ def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, Any]:
             value = tensor.double() if tensor.is_floating_point() else tensor
             total[name] = total[name] + value if name in total and tensor.is_floating_point() \
                 else value
-    averaged = {name: (value / len(paths)).to(last["model"][name].dtype)
+    averaged = {name: (value / len(paths)).to(state[name].dtype)
                 if value.is_floating_point() else value for name, value in total.items()}
     payload = {key: value for key, value in last.items() if key not in TRAINING_STATE}
     payload["model"] = averaged
