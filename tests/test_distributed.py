@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from seq2seq.data.batching import ParallelBatches
@@ -29,6 +31,22 @@ def torchrun(tmp: Path, run_dir: Path, *overrides: str) -> subprocess.CompletedP
     return done
 
 
+# Run under torchrun: after shutdown_distributed, no thread of the process group may be left.
+GROUP_FREED = """
+import os
+import torch
+from seq2seq.training.distributed import init_distributed, shutdown_distributed
+
+threads = lambda: len(os.listdir("/proc/self/task"))
+before = threads()
+context = init_distributed("gloo")
+torch.optim.Adam(torch.nn.Linear(2, 2).parameters())  # imports torch._dynamo, as training does
+context.gather(torch.get_rng_state())
+shutdown_distributed()
+assert threads() == before, f"{threads() - before} threads of the process group left"
+"""
+
+
 def model_of(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
 
@@ -42,6 +60,18 @@ def test_ranks_get_disjoint_equal_shares_of_each_epoch():
     assert len(shares[0]) == len(whole) // 3
     seen = [tuple(b) for share in shares for b in share]
     assert len(seen) == len(set(seen)) and set(seen) <= {tuple(b) for b in whole}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="counts threads in /proc")
+def test_shutdown_frees_the_process_group_and_its_threads(tmp_path):
+    # A group kept alive past shutdown keeps gloo's workers running into interpreter exit, where
+    # one releasing the last collective's tensors aborts the rank (a flaky SIGABRT).
+    script = tmp_path / "group_freed.py"
+    script.write_text(GROUP_FREED)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node=2", str(script)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
 
 
 def test_two_gloo_ranks_match_one_process_and_resume(tmp_path):

@@ -108,6 +108,7 @@ def init_distributed(backend: str = "auto", timeout_minutes: float = 30.0) -> Di
     if not dist.is_available():
         raise ConfigError("WORLD_SIZE is set but this torch build has no torch.distributed")
     if not dist.is_initialized():
+        _import_dynamo_first()
         if backend == "auto":
             # The framework trains on CPU tensors, which only gloo reduces; nccl is there for
             # models moved to GPUs by user code.
@@ -120,6 +121,18 @@ def init_distributed(backend: str = "auto", timeout_minutes: float = 30.0) -> Di
         logging.getLogger("seq2seq").setLevel(logging.WARNING)
     log.info("Distributed training: %d ranks, backend %s", context.world_size, dist.get_backend())
     return context
+
+
+def _import_dynamo_first() -> None:
+    """Import ``torch._dynamo`` before the process group exists.
+
+    Imported later (``torch.optim`` does it when the first optimizer is built), it keeps ten
+    references to the default group (torch 2.13), so ``destroy_process_group`` can no longer free
+    it and join gloo's worker threads. A worker still releasing the last collective's tensors when
+    the interpreter finalizes then aborts the rank ("terminate called without an active
+    exception", SIGABRT: about one 2-rank run in 50 of tests/test_distributed.py).
+    """
+    import torch._dynamo  # noqa: F401
 
 
 def shutdown_distributed() -> None:
