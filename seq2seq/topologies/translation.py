@@ -71,10 +71,12 @@ class TranslationObjective:
 
     def loss(self, model: nn.Module, batch: Batch, teacher_forcing: float,
              smoothing: float) -> Tensor:
-        # The output layer and the softmax run on real target positions only (no padding).
-        logits = model(batch.src, batch.src_len, batch.tgt_in, teacher_forcing,
-                       output_mask=batch.tgt_out != PAD).logits
-        return sequence_loss(logits, model.decoder.output_positions(batch.tgt_out), smoothing)
+        # The output layer and the softmax run on real target positions only (no padding), fused
+        # with the loss (no [N, V] logits).
+        real = batch.tgt_out != PAD
+        readout = model(batch.src, batch.src_len, batch.tgt_in, teacher_forcing,
+                        output_mask=real, project=False).readout
+        return model.decoder.output_loss(readout, batch.tgt_out[real], smoothing)
 
     def validation_loss(self, model: nn.Module) -> tuple[float, float]:
         """Teacher-forced loss per target token of the validation pairs, and its perplexity."""
