@@ -66,8 +66,8 @@ def smoothed_cross_entropy(logits: Tensor, targets: Tensor, smoothing: float = 0
 
 
 # Rows of the output layer done together: 512 x ~6,000 fp32 logits (12 MB) was fastest on the
-# 2-core Xeon (1.42x the separate layer and loss; 256: 1.34x, 1024: 1.22x, 2048: 1.12x;
-# runs/probe_fused.py, BENCHMARKS.md).
+# 2-core Xeon in a probe of the layer and loss alone (1.42x the separate ones; 256: 1.34x,
+# 1024: 1.22x, 2048: 1.12x; a whole training step gains less, BENCHMARKS.md).
 CHUNK_ROWS = 512
 
 
