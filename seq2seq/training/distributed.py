@@ -130,7 +130,7 @@ def _import_dynamo_first() -> None:
     references to the default group (torch 2.13), so ``destroy_process_group`` can no longer free
     it and join gloo's worker threads. A worker still releasing the last collective's tensors when
     the interpreter finalizes then aborts the rank ("terminate called without an active
-    exception", SIGABRT: about one 2-rank run in 50 of tests/test_distributed.py).
+    exception", SIGABRT: about one 2-rank run in 30 of tests/test_distributed.py).
     """
     import torch._dynamo  # noqa: F401
 
