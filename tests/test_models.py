@@ -12,7 +12,7 @@ from seq2seq.models.decoder import RNNDecoder
 from seq2seq.models.encoder import RNNEncoder
 from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.tokenization import PAD
-from seq2seq.topologies.translation import sequence_loss
+from seq2seq.training.cross_entropy import smoothed_cross_entropy
 
 V, E, H = 11, 4, 3
 
@@ -145,7 +145,7 @@ def test_output_loss_of_the_readouts_is_the_loss_of_the_logits(input_feeding, ra
         out = model(src, src_len, tgt_in, ratio, output_mask=mask, project=project)
         if project:
             assert out.readout is None
-            loss = sequence_loss(out.logits, model.decoder.output_positions(tgt_out), 0.1)
+            loss = smoothed_cross_entropy(out.logits, model.decoder.output_positions(tgt_out)[mask], 0.1)
         else:
             assert out.logits is None and out.readout.shape == (6, model.decoder.readout_size)
             loss = model.decoder.output_loss(out.readout, tgt_out[mask], 0.1)

@@ -31,11 +31,8 @@ log = logging.getLogger(__name__)
 
 
 def sequence_loss(logits: Tensor, targets: Tensor, smoothing: float) -> Tensor:
-    """Cross-entropy summed over the non-padding targets. logits [B, T, V], targets [B, T]; or
-    logits [N, V] already restricted to the N non-padding positions (``output_mask``)."""
+    """Cross-entropy summed over the non-padding targets. logits [B, T, V], targets [B, T]."""
     real = targets != PAD
-    if logits.dim() == 2:
-        return smoothed_cross_entropy(logits, targets[real], smoothing)
     return smoothed_cross_entropy(logits[real], targets[real], smoothing)
 
 

@@ -24,32 +24,41 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 
+def _summed_loss(log_probs: Tensor, targets: Tensor, smoothing: float) -> Tensor:
+    """-(1 - e) log p(target) - e mean_v log p(v), summed over the rows of log_probs [N, V]."""
+    # Summed in fp32 at least: a bf16 sum of ~2,000 token losses (under autocast) would be
+    # rounded to a multiple of 32 or so (the gradient does not depend on it).
+    total = torch.promote_types(log_probs.dtype, torch.float32)
+    loss = -(1.0 - smoothing) * log_probs.gather(1, targets.unsqueeze(1)).sum(dtype=total)
+    if smoothing > 0:  # the mean over classes, summed over rows
+        loss = loss - smoothing * log_probs.sum(dtype=total) / log_probs.size(-1)
+    return loss
+
+
+def _gradient_in_place(log_probs: Tensor, targets: Tensor, smoothing: float) -> Tensor:
+    """The loss's gradient with respect to the logits, softmax - (1 - e) onehot - e / V, written
+    over ``log_probs`` (a buffer of the caller's own)."""
+    grad = log_probs.exp_()
+    if smoothing > 0:
+        grad.sub_(smoothing / log_probs.size(-1))
+    grad[torch.arange(grad.size(0), device=grad.device), targets] -= 1.0 - smoothing
+    return grad
+
+
 class _SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, logits: Tensor, targets: Tensor, smoothing: float) -> Tensor:
         log_probs = torch.log_softmax(logits, dim=-1)
-        # Summed in fp32 at least: a bf16 sum of ~2,000 token losses (under autocast) would be
-        # rounded to a multiple of 32 or so (the gradient below does not depend on it).
-        total = torch.promote_types(logits.dtype, torch.float32)
-        gold = log_probs.gather(1, targets.unsqueeze(1)).sum(dtype=total)
-        loss = -(1.0 - smoothing) * gold
-        if smoothing > 0:  # the mean over classes, summed over rows
-            loss = loss - smoothing * log_probs.sum(dtype=total) / log_probs.size(-1)
         ctx.save_for_backward(log_probs, targets)
         ctx.smoothing = smoothing
-        return loss
+        return _summed_loss(log_probs, targets, smoothing)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None, None]:
         log_probs, targets = ctx.saved_tensors
-        smoothing, classes = ctx.smoothing, log_probs.size(-1)
         # The saved log-probabilities are this function's own buffer: reuse it for the gradient.
-        grad = log_probs.exp_()
-        if smoothing > 0:
-            grad.sub_(smoothing / classes)
-        rows = torch.arange(grad.size(0), device=grad.device)
-        grad[rows, targets] -= 1.0 - smoothing
+        grad = _gradient_in_place(log_probs, targets, ctx.smoothing)
         scale = float(grad_output)
         if scale != 1.0:  # the trainer backpropagates the summed loss, so usually 1
             grad.mul_(scale)
@@ -78,7 +87,6 @@ def _chunked_loss(hidden: Tensor, weight: Tensor, targets: Tensor, smoothing: fl
     respect to hidden and weight; the products run in ``dtype`` (bf16 under autocast)."""
     hidden_c, weight_c = hidden.to(dtype), weight.to(dtype)
     total = torch.promote_types(dtype, torch.float32)
-    classes = weight.size(0)
     loss = torch.zeros((), dtype=total, device=hidden.device)
     grad_hidden = torch.empty_like(hidden_c) if with_grads else None
     # Accumulated over the chunks in fp32 at least, like ``total``.
@@ -86,15 +94,10 @@ def _chunked_loss(hidden: Tensor, weight: Tensor, targets: Tensor, smoothing: fl
     for start in range(0, hidden.size(0), chunk_rows):
         rows, gold = hidden_c[start:start + chunk_rows], targets[start:start + chunk_rows]
         log_probs = torch.log_softmax(F.linear(rows, weight_c), dim=-1)
-        loss -= (1.0 - smoothing) * log_probs.gather(1, gold.unsqueeze(1)).sum(dtype=total)
-        if smoothing > 0:
-            loss -= smoothing * log_probs.sum(dtype=total) / classes
+        loss += _summed_loss(log_probs, gold, smoothing)
         if grad_hidden is None or grad_weight is None:
             continue
-        grad = log_probs.exp_()  # softmax - (1 - e) onehot - e / V, as _SmoothedCrossEntropy
-        if smoothing > 0:
-            grad.sub_(smoothing / classes)
-        grad[torch.arange(grad.size(0), device=grad.device), gold] -= 1.0 - smoothing
+        grad = _gradient_in_place(log_probs, gold, smoothing)
         torch.mm(grad, weight_c, out=grad_hidden[start:start + chunk_rows])
         if grad.dtype == total:
             grad_weight.addmm_(grad.t(), rows)
