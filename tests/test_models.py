@@ -300,7 +300,7 @@ def test_a_restricted_output_needs_ids_of_the_vocabulary_and_a_known_setting():
 
 def test_the_validation_loss_is_the_loss_per_token_of_all_pairs_whatever_the_batches():
     from seq2seq.data.batching import make_batch
-    from seq2seq.topologies.translation import TranslationObjective, ValidationData, sequence_loss
+    from seq2seq.topologies.translation import TranslationObjective, ValidationData
     from seq2seq.translate import SearchSettings
     model = tiny_model(input_feeding=True)
     generator = torch.Generator().manual_seed(3)
@@ -312,6 +312,45 @@ def test_the_validation_loss_is_the_loss_per_token_of_all_pairs_whatever_the_bat
     whole = make_batch(src, tgt, range(len(src)))  # one batch, in the given order
     with torch.no_grad():
         logits = model(whole.src, whole.src_len, whole.tgt_in).logits
-        expected = float(sequence_loss(logits, whole.tgt_out, 0.0)) / int((whole.tgt_out != PAD).sum())
+        real = whole.tgt_out != PAD
+        expected = float(smoothed_cross_entropy(logits[real], whole.tgt_out[real], 0.0)) / int(real.sum())
     assert loss == pytest.approx(expected, rel=1e-5)
     assert ppl == pytest.approx(math.exp(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize("cell,input_feeding,teacher_forcing",
+                         [("gru", False, 1.0), ("lstm", True, 1.0), ("gru", False, 0.5)])
+def test_the_generation_loss_is_the_logits_loss_without_the_logits(cell, input_feeding,
+                                                                   teacher_forcing):
+    # 1 vs N trains through decoder.output_loss (readouts of the real positions only), which must
+    # give the label-smoothed loss of the full logits, and the same gradient to every parameter.
+    from seq2seq.models.generator import ConditionedGenerator
+    from seq2seq.topologies.generation import make_generation_batch, summed_loss
+    torch.manual_seed(0)
+    decoder = lambda vocab_size, context_size, attention: RNNDecoder(  # noqa: E731
+        vocab_size, context_size, cell, E, 5, 1, 0.0, attention, input_feeding, True, True)
+    model = ConditionedGenerator(decoder, num_conditions=3, tgt_vocab_size=V, condition_dim=6)
+    batch = make_generation_batch([0, 2, 1], [[4, 5, 6, 7], [8, 9], [10, 4, 5]], [0, 1, 2])
+
+    def gradients(loss_of):
+        model.zero_grad()
+        torch.manual_seed(7)  # scheduled sampling draws the same coins on both paths
+        loss = loss_of()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    def logits_loss():
+        logits = model(batch.conditions, batch.tgt_in, teacher_forcing).logits
+        real = batch.tgt_out != PAD
+        return smoothed_cross_entropy(logits[real], batch.tgt_out[real], 0.1)
+
+    calls = []
+    fused_loss = model.decoder.output_loss
+    model.decoder.output_loss = lambda *args: calls.append(args[0].shape) or fused_loss(*args)
+    fused, fused_grads = gradients(lambda: summed_loss(model, batch, teacher_forcing, 0.1))
+    assert calls == [(12, E)]  # the readouts (tied: E wide) of the 12 real targets, not logits
+    expected, expected_grads = gradients(logits_loss)
+    assert fused.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert fused_grads.keys() == expected_grads.keys() and fused_grads
+    for name, grad in expected_grads.items():
+        torch.testing.assert_close(fused_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)

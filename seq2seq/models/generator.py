@@ -7,7 +7,7 @@ with ``attention="none"``, where c plays the part of the encoder's summary vecto
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -33,8 +33,10 @@ class ConditionedGenerator(nn.Module):
         memory = Memory(c.unsqueeze(1), None, mask, c)
         return memory, self.decoder.init_state(memory)
 
-    def forward(self, conditions: Tensor, tgt_in: Tensor,
-                teacher_forcing_ratio: float = 1.0) -> DecoderOutput:
-        """Logits [B, T, V] for each position of the sequences; conditions [B], tgt_in [B, T]."""
+    def forward(self, conditions: Tensor, tgt_in: Tensor, teacher_forcing_ratio: float = 1.0,
+                output_mask: Optional[Tensor] = None, project: bool = True) -> DecoderOutput:
+        """Logits [B, T, V] for each position of the sequences; conditions [B], tgt_in [B, T].
+        ``output_mask`` and ``project`` as in ``RNNDecoder.forward`` (readouts of the masked
+        positions only, for ``decoder.output_loss``)."""
         memory, state = self.encode(conditions)
-        return self.decoder(tgt_in, memory, state, teacher_forcing_ratio)
+        return self.decoder(tgt_in, memory, state, teacher_forcing_ratio, output_mask, project)

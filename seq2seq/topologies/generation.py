@@ -24,7 +24,7 @@ from seq2seq.evaluation.report import library_versions, line_count, write_report
 from seq2seq.models import count_parameters
 from seq2seq.search import ModelStepper, greedy_search, sampler
 from seq2seq.tokenization import BOS, EOS, PAD, SentencePieceTokenizer, TokenizerPair
-from seq2seq.topologies.translation import loss_and_perplexity, sequence_loss
+from seq2seq.topologies.translation import loss_and_perplexity
 from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint
 from seq2seq.training.distributed import Distributed
 
@@ -67,8 +67,12 @@ class GenerationBatches(BucketedBatches):
 
 def summed_loss(model: nn.Module, batch: GenerationBatch, teacher_forcing: float = 1.0,
                 smoothing: float = 0.0) -> Tensor:
-    logits = model(batch.conditions, batch.tgt_in, teacher_forcing).logits
-    return sequence_loss(logits, batch.tgt_out, smoothing)
+    """The batch's label-smoothed cross-entropy, summed over its real (non-padding) targets: the
+    output layer fused with the loss, as translation does (no [N, V] logits)."""
+    real = batch.tgt_out != PAD
+    readout = model(batch.conditions, batch.tgt_in, teacher_forcing, output_mask=real,
+                    project=False).readout
+    return model.decoder.output_loss(readout, batch.tgt_out[real], smoothing)
 
 
 def perplexity(model: nn.Module, batches: GenerationBatches) -> tuple[float, float]:

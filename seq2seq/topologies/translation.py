@@ -22,18 +22,11 @@ from seq2seq.models import count_parameters
 from seq2seq.precision import resolve_precision
 from seq2seq.recase import Recaser
 from seq2seq.tokenization import PAD, TokenizerPair
-from seq2seq.training.cross_entropy import smoothed_cross_entropy
 from seq2seq.training.checkpoint import build_model
 from seq2seq.training.distributed import Distributed
 from seq2seq.translate import SearchSettings, Translator, comparable_references, translate_ids
 
 log = logging.getLogger(__name__)
-
-
-def sequence_loss(logits: Tensor, targets: Tensor, smoothing: float) -> Tensor:
-    """Cross-entropy summed over the non-padding targets. logits [B, T, V], targets [B, T]."""
-    real = targets != PAD
-    return smoothed_cross_entropy(logits[real], targets[real], smoothing)
 
 
 def loss_and_perplexity(batches: Iterable[Any], summed: Callable[[Any], Tensor]
