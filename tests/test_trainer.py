@@ -162,3 +162,19 @@ def test_a_budget_spent_during_a_validation_stops_the_run_there(tmp_path):
     state = trainer.fit(_Steps())
     assert (state.step, state.epoch, figures.validations) == (6, 2, 2)
     assert "max_minutes" in state.stop_reason and state.validated_step == 6
+
+
+def test_validate_every_epochs_validates_after_every_nth_epoch_and_the_last_step(tmp_path):
+    figures = _SlowFigures([])
+    figures.validate = lambda model: {"loss": 1.0, "bleu": 1.0}  # no sleep
+    trainer = Trainer(TrainerSettings(max_epochs=5, validate_every_epochs=2, progress_bar=False),
+                      nn.Linear(2, 1), figures, tmp_path, {})
+    state = trainer.fit(_Steps())
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    valid_steps = [int(row.split(",")[0]) for row in rows[1:] if row.split(",")[2] == "valid"]
+    assert state.step == 15 and valid_steps == [6, 12, 15]  # epochs 2 and 4, then the end
+
+
+def test_validate_every_epochs_must_be_positive():
+    with pytest.raises(ConfigError, match="trainer.validate_every_epochs"):
+        TrainerSettings(validate_every_epochs=0)

@@ -50,7 +50,8 @@ class TrainerSettings:
     min_lr: float = 1e-5
     lr_anneal_minutes: float = 0.0          # > 0 (with max_minutes): over the budget's last N
                                             # minutes the LR falls linearly to min_lr instead
-    validate_every: int = 0                 # steps between validations; 0 = after every epoch
+    validate_every: int = 0                 # steps between validations; 0 = at epoch ends:
+    validate_every_epochs: int = 1          # after every Nth epoch (and after the last step)
     valid_beam: int = 1
     valid_max_sentences: Optional[int] = None
     early_stopping_metric: str = "bleu"     # a validation metric; loss and ppl: lower is better
@@ -74,6 +75,7 @@ class TrainerSettings:
         check_range("trainer.label_smoothing", self.label_smoothing, 0.0, 1.0)
         check_range("trainer.valid_beam", self.valid_beam, 1)
         check_range("trainer.validate_every", self.validate_every, 0)
+        check_range("trainer.validate_every_epochs", self.validate_every_epochs, 1)
         check_range("trainer.keep_checkpoints", self.keep_checkpoints, 0)
         check_range("trainer.average_last", self.average_last, 0)
         if self.average_last > self.keep_checkpoints:
@@ -480,7 +482,7 @@ class Trainer:
                 if not stop:
                     s.epoch += 1
                     s.batch_in_epoch = 0
-                    if not settings.validate_every:
+                    if not settings.validate_every and s.epoch % settings.validate_every_epochs == 0:
                         stop = self._validate_and_log(metrics_log, started)
             if not s.stop_reason:
                 s.stop_reason = f"reached max_epochs={settings.max_epochs}"
