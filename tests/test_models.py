@@ -27,6 +27,17 @@ def tiny_model(cell="gru", attention="bahdanau", bidirectional=True, input_feedi
     return EncoderDecoder(encoder, decoder, src_vocab, V, attention, share).eval()
 
 
+def grads_by_name(model: torch.nn.Module) -> dict:
+    """A copy of every parameter's gradient (those that have one), by name."""
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same_grads(ours: dict, theirs: dict, **tolerance) -> None:
+    assert ours.keys() == theirs.keys() and ours
+    for name, grad in ours.items():
+        torch.testing.assert_close(grad, theirs[name], msg=name, **tolerance)
+
+
 @pytest.mark.parametrize("cell,bidirectional,layers",
                          list(itertools.product(["rnn", "gru", "lstm"], [False, True], [1, 2])))
 def test_encoder_shapes(cell, bidirectional, layers):
@@ -101,15 +112,12 @@ def test_teacher_forced_unroll_equals_step_by_step(cell, layers, attention, inpu
                 state = out.state
             logits = torch.stack(steps, 1)
         (logits * weights).sum().backward()
-        return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
-                                 if p.grad is not None}
+        return logits.detach(), grads_by_name(model)
 
     fused, fused_grads = logits_and_grads(True)
     stepped, stepped_grads = logits_and_grads(False)
     torch.testing.assert_close(fused, stepped, rtol=1e-5, atol=1e-6)
-    assert fused_grads.keys() == stepped_grads.keys()
-    for name, grad in fused_grads.items():
-        torch.testing.assert_close(grad, stepped_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert_same_grads(fused_grads, stepped_grads, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("input_feeding,ratio", [(False, 1.0), (True, 1.0), (False, 0.5)])
@@ -150,15 +158,12 @@ def test_output_loss_of_the_readouts_is_the_loss_of_the_logits(input_feeding, ra
             assert out.logits is None and out.readout.shape == (6, model.decoder.readout_size)
             loss = model.decoder.output_loss(out.readout, tgt_out[mask], 0.1)
         loss.backward()
-        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
-                               if p.grad is not None}
+        return loss.detach(), grads_by_name(model)
 
     logits_loss, logits_grads = loss_and_grads(True)
     readout_loss, readout_grads = loss_and_grads(False)
     torch.testing.assert_close(readout_loss, logits_loss)
-    assert readout_grads.keys() == logits_grads.keys()
-    for name, grad in readout_grads.items():
-        torch.testing.assert_close(grad, logits_grads[name], msg=name)
+    assert_same_grads(readout_grads, logits_grads)
 
 
 @pytest.mark.parametrize("input_feeding", [False, True])
@@ -337,7 +342,7 @@ def test_the_generation_loss_is_the_logits_loss_without_the_logits(cell, input_f
         torch.manual_seed(7)  # scheduled sampling draws the same coins on both paths
         loss = loss_of()
         loss.backward()
-        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return loss.detach(), grads_by_name(model)
 
     def logits_loss():
         logits = model(batch.conditions, batch.tgt_in, teacher_forcing).logits
@@ -351,6 +356,4 @@ def test_the_generation_loss_is_the_logits_loss_without_the_logits(cell, input_f
     assert calls == [(12, E)]  # the readouts (tied: E wide) of the 12 real targets, not logits
     expected, expected_grads = gradients(logits_loss)
     assert fused.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert fused_grads.keys() == expected_grads.keys() and fused_grads
-    for name, grad in expected_grads.items():
-        torch.testing.assert_close(fused_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert_same_grads(fused_grads, expected_grads, rtol=1e-4, atol=1e-6)
