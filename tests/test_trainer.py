@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from seq2seq.errors import ConfigError
+from seq2seq.training.metrics_log import read_metrics
 from seq2seq.training.trainer import Trainer, TrainerSettings
 
 
@@ -170,8 +171,8 @@ def test_validate_every_epochs_validates_after_every_nth_epoch_and_the_last_step
     trainer = Trainer(TrainerSettings(max_epochs=5, validate_every_epochs=2, progress_bar=False),
                       nn.Linear(2, 1), figures, tmp_path, {})
     state = trainer.fit(_Steps())
-    rows = (tmp_path / "metrics.csv").read_text().splitlines()
-    valid_steps = [int(row.split(",")[0]) for row in rows[1:] if row.split(",")[2] == "valid"]
+    valid_steps = [int(row["step"]) for row in read_metrics(tmp_path / "metrics.csv")
+                   if row["split"] == "valid"]
     assert state.step == 15 and valid_steps == [6, 12, 15]  # epochs 2 and 4, then the end
 
 
