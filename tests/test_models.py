@@ -32,6 +32,13 @@ def grads_by_name(model: torch.nn.Module) -> dict:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+def logits_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """The reference loss: label-smoothed cross-entropy of full logits [B, T, V], summed over the
+    non-padding targets [B, T]."""
+    real = targets != PAD
+    return smoothed_cross_entropy(logits[real], targets[real], smoothing)
+
+
 def assert_same_grads(ours: dict, theirs: dict, **tolerance) -> None:
     assert ours.keys() == theirs.keys() and ours
     for name, grad in ours.items():
@@ -317,8 +324,7 @@ def test_the_validation_loss_is_the_loss_per_token_of_all_pairs_whatever_the_bat
     whole = make_batch(src, tgt, range(len(src)))  # one batch, in the given order
     with torch.no_grad():
         logits = model(whole.src, whole.src_len, whole.tgt_in).logits
-        real = whole.tgt_out != PAD
-        expected = float(smoothed_cross_entropy(logits[real], whole.tgt_out[real], 0.0)) / int(real.sum())
+        expected = float(logits_loss(logits, whole.tgt_out, 0.0)) / int((whole.tgt_out != PAD).sum())
     assert loss == pytest.approx(expected, rel=1e-5)
     assert ppl == pytest.approx(math.exp(expected), rel=1e-5)
 
@@ -344,16 +350,15 @@ def test_the_generation_loss_is_the_logits_loss_without_the_logits(cell, input_f
         loss.backward()
         return loss.detach(), grads_by_name(model)
 
-    def logits_loss():
+    def loss_of_the_logits():
         logits = model(batch.conditions, batch.tgt_in, teacher_forcing).logits
-        real = batch.tgt_out != PAD
-        return smoothed_cross_entropy(logits[real], batch.tgt_out[real], 0.1)
+        return logits_loss(logits, batch.tgt_out, 0.1)
 
     calls = []
     fused_loss = model.decoder.output_loss
     model.decoder.output_loss = lambda *args: calls.append(args[0].shape) or fused_loss(*args)
     fused, fused_grads = gradients(lambda: summed_loss(model, batch, teacher_forcing, 0.1))
     assert calls == [(12, E)]  # the readouts (tied: E wide) of the 12 real targets, not logits
-    expected, expected_grads = gradients(logits_loss)
+    expected, expected_grads = gradients(loss_of_the_logits)
     assert fused.item() == pytest.approx(expected.item(), rel=1e-5)
     assert_same_grads(fused_grads, expected_grads, rtol=1e-4, atol=1e-6)
