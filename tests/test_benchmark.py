@@ -9,12 +9,24 @@ def test_models_take_turns_on_the_same_batches():
     calls = []
     steps = {name: (lambda batch, name=name: calls.append((name, batch.id))) for name in "abc"}
     batches = [SimpleNamespace(id=i, num_tgt_tokens=10 * (i + 1)) for i in range(4)]
-    results = time_steps(steps, batches, warmup=1)
+    results = time_steps(steps, dict.fromkeys("abc", batches), warmup=1)
     assert [name for name, _ in calls] == list("abc" "bca" "cab" "abc")
     assert [batch for _, batch in calls] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
     for name in "abc":
         assert results[name]["timed_steps"] == 3 and results[name]["tokens_per_batch"] == 30.0
         assert results[name]["tokens_per_second"] > 0
+
+
+def test_models_of_another_vocabulary_count_the_tokens_of_their_own_batches():
+    # the reference model (the anchors' 8,000 pieces) and an experiment model with another
+    # vocabulary see the same sentences cut into different numbers of pieces
+    calls = []
+    steps = {name: (lambda batch, name=name: calls.append((name, batch.id))) for name in "ab"}
+    batches = {"a": [SimpleNamespace(id=f"a{i}", num_tgt_tokens=10) for i in range(3)],
+               "b": [SimpleNamespace(id=f"b{i}", num_tgt_tokens=8) for i in range(3)]}
+    results = time_steps(steps, batches, warmup=1)
+    assert calls == [("a", "a0"), ("b", "b0"), ("b", "b1"), ("a", "a1"), ("a", "a2"), ("b", "b2")]
+    assert results["a"]["tokens_per_batch"] == 10.0 and results["b"]["tokens_per_batch"] == 8.0
 
 
 FAKE_FLOOR = '''

@@ -2,18 +2,21 @@
 
     python scripts/benchmark.py --data-root ../shared/data --out benchmark.json [--checkpoint PATH]
 
-Measures, on the same batches:
+Measures:
   (a) training throughput (target tokens per second: pieces + EOS, no padding) over --steps
       updates after --warmup, on length-sorted batches of 128 sentence pairs, for the reference
-      model of ../shared/anchors/README.md (``model=reference``) and for the experiment's model
-      (and, when its output layer scores only the training targets' pieces, for the same model
-      with the output layer over every id: what the restriction buys, in the same run);
-  (b) the plain-PyTorch floor of ../shared/anchors/torch_floor.py on those batches, so the
-      framework's speed is a ratio measured side by side: the models take turns batch by
-      batch, so a change in the machine's speed during the run affects them alike. The floor
-      runs in a plain child process (a script of its own, as its users run it: no process
-      settings of the framework), and its loop model also runs in this process, which has
-      seq2seq-train's ``keep_freed_memory``: two ratios, the second one conservative;
+      model of ../shared/anchors/README.md (``model=reference``, with the anchors' joint
+      vocabulary of 8,000 pieces: --reference-vocab-size) and for the experiment's model with its
+      own vocabulary (and, when its output layer scores only the training targets' pieces, for
+      the same model with the output layer over every id: what the restriction buys, in the
+      same run);
+  (b) the plain-PyTorch floor of ../shared/anchors/torch_floor.py on the reference model's
+      batches (the same ones), so the framework's speed is a ratio measured side by side: the
+      models take turns batch by batch, so a change in the machine's speed during the run
+      affects them alike. The floor runs in a plain child process (a script of its own, as its
+      users run it: no process settings of the framework), and its loop model also runs in
+      this process, which has seq2seq-train's ``keep_freed_memory``: two ratios, the second one
+      conservative;
   (c) decoding test_2016_flickr at batch 64 with an output cap of 100: sentences and tokens per
       second, greedy and beam 5, model load excluded, with the BLEU of each, using --checkpoint
       or, without one, the reference model trained for --train-steps updates here.
@@ -32,6 +35,7 @@ import random
 import resource
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -62,6 +66,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="whose model is timed besides the reference model")
     parser.add_argument("--anchors", default=str(ROOT.parent / "shared" / "anchors"),
                         help="the folder of torch_floor.py")
+    parser.add_argument("--reference-vocab-size", type=int, default=8000,
+                        help="pieces of the joint vocabulary that the reference model and the floor "
+                             "are timed with (the anchors': 8,000); the experiment's model uses its own")
     parser.add_argument("--steps", type=int, default=20, help="timed updates per model")
     parser.add_argument("--warmup", type=int, default=3, help="untimed updates first")
     parser.add_argument("--batch", type=int, default=128, help="sentence pairs per batch")
@@ -97,24 +104,42 @@ def sorted_batches(src: list[list[int]], tgt: list[list[int]], size: int, count:
     return [make_batch([src[i] for i in ids], [tgt[i] for i in ids], ids) for ids in chosen]
 
 
-def time_steps(steps: dict[str, Any], batches: list[Batch], warmup: int) -> dict[str, dict]:
-    """Run every ``steps[name](batch)`` on each batch, the models taking turns batch by batch
-    (in an order that rotates), so that a drift in the machine's speed during the run hits them
-    all alike; tokens per second of each over the batches after ``warmup``."""
+@dataclass
+class EncodedTraining:
+    """The training pairs as one vocabulary's ids, and the timed batches drawn from them."""
+    src: list[list[int]]
+    tgt: list[list[int]]
+    batches: list[Batch]
+    vocab_size: int
+
+
+def encoded_batches(tokenizers: TokenizerPair, train: Any, size: int, count: int) -> EncodedTraining:
+    """Encode the training pairs (at most 100 pieces a side) and draw ``count`` batches."""
+    src, tgt = filter_pairs(tokenizers.src.encode(train.src), tokenizers.tgt.encode(train.tgt), 100)
+    return EncodedTraining(src, tgt, sorted_batches(src, tgt, size, count), tokenizers.tgt.vocab_size)
+
+
+def time_steps(steps: dict[str, Any], batches: dict[str, list[Batch]], warmup: int
+               ) -> dict[str, dict]:
+    """Run every ``steps[name]`` on its own ``batches[name]`` (models of one vocabulary share a
+    list), the models taking turns batch by batch (in an order that rotates), so that a drift in
+    the machine's speed during the run hits them all alike; tokens per second of each over the
+    batches after ``warmup``."""
     names = list(steps)
     seconds = dict.fromkeys(names, 0.0)
-    tokens = 0
-    for i, batch in enumerate(batches):
+    tokens = dict.fromkeys(names, 0)
+    rounds = min(len(batches[name]) for name in names)
+    for i in range(rounds):
         for name in names[i % len(names):] + names[:i % len(names)]:
+            batch = batches[name][i]
             start = time.perf_counter()
             steps[name](batch)
             if i >= warmup:
                 seconds[name] += time.perf_counter() - start
-        if i >= warmup:
-            tokens += batch.num_tgt_tokens
-    timed = len(batches) - warmup
-    return {name: {"tokens_per_second": round(tokens / seconds[name], 1), "timed_steps": timed,
-                   "tokens_per_batch": round(tokens / max(timed, 1), 1)} for name in names}
+                tokens[name] += batch.num_tgt_tokens
+    timed = rounds - warmup
+    return {name: {"tokens_per_second": round(tokens[name] / seconds[name], 1), "timed_steps": timed,
+                   "tokens_per_batch": round(tokens[name] / max(timed, 1), 1)} for name in names}
 
 
 def framework_step(model: torch.nn.Module, precision: str = "fp32"):
@@ -264,12 +289,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = compose(overrides)
     files, tokenizers = prepare(cfg)
     train = files.read(files.train)
-    src, tgt = filter_pairs(tokenizers.src.encode(train.src), tokenizers.tgt.encode(train.tgt), 100)
-    batches = sorted_batches(src, tgt, args.batch, args.warmup + args.steps)
-    vocab = tokenizers.tgt.vocab_size
+    count = args.warmup + args.steps
+    own = encoded_batches(tokenizers, train, args.batch, count)
+    # The reference model and the floor are the anchors' (../shared/anchors/README.md), with
+    # their vocabulary size (--reference-vocab-size: 8,000 joint pieces), whatever size the
+    # experiment's own model uses, so that their figures stay comparable with the anchors'.
+    if cfg.data.vocab_size == args.reference_vocab_size:
+        ref_tokenizers, ref = tokenizers, own
+    else:
+        _, ref_tokenizers = prepare(compose(overrides + [f"data.vocab_size={args.reference_vocab_size}"]))
+        ref = encoded_batches(ref_tokenizers, train, args.batch, count)
     results: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
                                "keep_freed_memory": args.keep_freed_memory,
-                               "batch_sentences": args.batch, "vocab_size": vocab}
+                               "batch_sentences": args.batch, "vocab_size": own.vocab_size,
+                               "reference_vocab_size": ref.vocab_size}
 
     train_precision = resolve_precision(args.precision or cfg.trainer.get("precision", "fp32"),
                                         "trainer.precision")
@@ -278,32 +311,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results.update(train_precision=train_precision, decode_precision=decode_precision)
 
     # The reference model alone: an experiment's model settings would otherwise merge into it.
-    models = {"reference": compose(["model=reference"]).model, "experiment_model": cfg.model}
+    models = {"reference": (compose(["model=reference"]).model, ref),
+              "experiment_model": (cfg.model, own)}
     if cfg.model.decoder.get("output_vocabulary", "all") != "all":
         # what the output layer restricted to the training targets' pieces buys, in this run
-        models["experiment_model_all_outputs"] = compose(
-            overrides + ["model.decoder.output_vocabulary=all"]).model
+        models["experiment_model_all_outputs"] = (
+            compose(overrides + ["model.decoder.output_vocabulary=all"]).model, own)
     # bf16 is timed beside fp32 (each from the same initial weights), so that what it buys is a
     # ratio measured in the same run.
     steps: dict[str, Any] = {}
+    batches: dict[str, list[Batch]] = {}
     params: dict[str, int] = {}
-    for name, model_cfg in models.items():
+    for name, (model_cfg, data) in models.items():
         for suffix, precision in precision_variants(train_precision).items():
             torch.manual_seed(42)
-            model = build_model(model_cfg, vocab, vocab)
-            restrict_output_to_targets(model.decoder, tgt)
+            model = build_model(model_cfg, data.vocab_size, data.vocab_size)
+            restrict_output_to_targets(model.decoder, data.tgt)
             params[name] = sum(p.numel() for p in model.parameters())
             steps[name + suffix] = framework_step(model, precision)
+            batches[name + suffix] = data.batches
             if name == "reference" and not suffix:
                 reference = model
-    floor_process = FloorProcess(args.anchors, vocab, ("loop", "fused"), args.threads)
+    floor_process = FloorProcess(args.anchors, ref.vocab_size, ("loop", "fused"), args.threads)
     try:
-        results.update(time_steps({
-            **steps,
-            "floor_loop": floor_process.step("loop"),
-            "floor_fused": floor_process.step("fused"),
-            "floor_loop_same_process": floor_step(load_floor(args.anchors), vocab, "loop")},
-            batches, args.warmup))
+        steps.update(floor_loop=floor_process.step("loop"), floor_fused=floor_process.step("fused"),
+                     floor_loop_same_process=floor_step(load_floor(args.anchors), ref.vocab_size,
+                                                        "loop"))
+        batches.update(dict.fromkeys(("floor_loop", "floor_fused", "floor_loop_same_process"),
+                                     ref.batches))
+        results.update(time_steps(steps, batches, args.warmup))
     finally:
         floor_process.close()
     for name in models:
@@ -317,7 +353,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         recaser = checkpoint_recaser(payload)
         results["decoding_model"] = str(args.checkpoint)
     else:
-        model = brief_training(reference, src, tgt, args.batch, args.train_steps, train_precision)
+        model = brief_training(reference, ref.src, ref.tgt, args.batch, args.train_steps,
+                               train_precision)
+        tokenizers = ref_tokenizers
         results["decoding_model"] = f"reference model after {args.train_steps} updates"
     model.eval()
     # fp32 first in each pair, so the bf16 figure does not gain from a colder start.
@@ -365,7 +403,8 @@ def brief_training(model, src, tgt, size: int, steps: int, precision: str = "fp3
 
 def print_table(r: dict[str, Any]) -> None:
     train, decode = r.get("train_precision", "fp32"), r.get("decode_precision", "fp32")
-    rows = []
+    rows = [("vocabulary: reference model and floor", r["reference_vocab_size"], "pieces"),
+            ("vocabulary: experiment model", r["vocab_size"], "pieces")]
     for suffix, precision in precision_variants(train).items():
         for name, label in (("reference", "reference model"), ("experiment_model", "experiment model"),
                             ("experiment_model_all_outputs", "... output layer over all ids")):
