@@ -82,6 +82,8 @@ def test_multi30k_experiments_build_the_measured_recipe(experiment, source):
     # validated every second epoch: 2.6 % more updates in the budget (session 35)
     assert cfg.trainer.validate_every == 0
     assert cfg.trainer.validate_every_epochs == (2 if lowercased else 1)
+    # a joint vocabulary of 10,000 pieces (session 38); the cased recipe was measured at 8,000
+    assert cfg.data.vocab_size == (10000 if lowercased else 8000)
 
 
 @pytest.mark.parametrize("attention", ["none", "bahdanau", "luong"])
