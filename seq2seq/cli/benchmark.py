@@ -109,16 +109,20 @@ def sorted_batches(src: list[list[int]], tgt: list[list[int]], size: int, count:
 @dataclass
 class EncodedTraining:
     """The training pairs as one vocabulary's ids, and the timed batches drawn from them."""
+    tokenizers: TokenizerPair
     src: list[list[int]]
     tgt: list[list[int]]
     batches: list[Batch]
-    vocab_size: int
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizers.tgt.vocab_size
 
 
 def encoded_batches(tokenizers: TokenizerPair, train: Any, size: int, count: int) -> EncodedTraining:
     """Encode the training pairs (at most 100 pieces a side) and draw ``count`` batches."""
     src, tgt = filter_pairs(tokenizers.src.encode(train.src), tokenizers.tgt.encode(train.tgt), 100)
-    return EncodedTraining(src, tgt, sorted_batches(src, tgt, size, count), tokenizers.tgt.vocab_size)
+    return EncodedTraining(tokenizers, src, tgt, sorted_batches(src, tgt, size, count))
 
 
 def time_steps(steps: dict[str, Any], batches: dict[str, list[Batch]], warmup: int
@@ -297,7 +301,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # their vocabulary size (--reference-vocab-size: 8,000 joint pieces), whatever size the
     # experiment's own model uses, so that their figures stay comparable with the anchors'.
     if cfg.data.vocab_size == args.reference_vocab_size:
-        ref_tokenizers, ref = tokenizers, own
+        ref = own
     else:
         _, ref_tokenizers = prepare(compose(overrides + [f"data.vocab_size={args.reference_vocab_size}"]))
         ref = encoded_batches(ref_tokenizers, train, args.batch, count)
@@ -336,11 +340,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 reference = model
     floor_process = FloorProcess(args.anchors, ref.vocab_size, ("loop", "fused"), args.threads)
     try:
-        steps.update(floor_loop=floor_process.step("loop"), floor_fused=floor_process.step("fused"),
-                     floor_loop_same_process=floor_step(load_floor(args.anchors), ref.vocab_size,
-                                                        "loop"))
-        batches.update(dict.fromkeys(("floor_loop", "floor_fused", "floor_loop_same_process"),
-                                     ref.batches))
+        floor_steps = {"floor_loop": floor_process.step("loop"),
+                       "floor_fused": floor_process.step("fused"),
+                       "floor_loop_same_process": floor_step(load_floor(args.anchors),
+                                                             ref.vocab_size, "loop")}
+        steps.update(floor_steps)
+        batches.update(dict.fromkeys(floor_steps, ref.batches))
         results.update(time_steps(steps, batches, args.warmup))
     finally:
         floor_process.close()
@@ -357,7 +362,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         model = brief_training(reference, ref.src, ref.tgt, args.batch, args.train_steps,
                                train_precision)
-        tokenizers = ref_tokenizers
+        tokenizers = ref.tokenizers
         results["decoding_model"] = f"reference model after {args.train_steps} updates"
     model.eval()
     # fp32 first in each pair, so the bf16 figure does not gain from a colder start.
