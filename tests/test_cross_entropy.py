@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seq2seq.training.cross_entropy import linear_cross_entropy, smoothed_cross_entropy
+from seq2seq.models.cross_entropy import linear_cross_entropy, smoothed_cross_entropy
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])

@@ -64,7 +64,8 @@ class LuongAttention(nn.Module):
         return _attend(torch.bmm(query, keys.transpose(1, 2)), values, mask)  # scores [B, T, S]
 
 
-def build_attention(name: str, query_size: int, key_size: int, hidden_size: int) -> nn.Module | None:
+def build_attention(name: str, query_size: int, key_size: int, hidden_size: int
+                    ) -> BahdanauAttention | LuongAttention | None:
     """The attention module called ``name`` (None for "none")."""
     check_choice("model.attention", name, ATTENTIONS)
     if name == "bahdanau":

@@ -37,12 +37,16 @@ def cell_step(cell: str, x: Tensor, h: Tensor, c: Optional[Tensor], weight_ih: T
         z = torch.sigmoid(i_z + h_z)           # update gate
         n = torch.tanh(i_n + r * h_n)          # candidate: the reset gate scales U_n h + b_n
         return (1 - z) * n + z * h, None       # h' = (1 - z) * n + z * h
+    if c is None:
+        raise ValueError(f"cell={cell!r} needs its cell state c")
     i, f, g, o = (gi + gh).chunk(4, dim=1)     # input, forget, candidate, output
     if cell == "lstm":
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # forget, then write
         return torch.sigmoid(o) * torch.tanh(c), c                    # the output gate reads c'
     # Peephole LSTM (Gers & Schmidhuber, 2000): the gates also look at the cell state, through
     # diagonal weights (one per unit): input and forget gates at c, the output gate at c'.
+    if peephole is None:
+        raise ValueError("cell='lstm_peephole' needs its peephole weights")
     p_i, p_f, p_o = peephole
     c = torch.sigmoid(f + p_f * c) * c + torch.sigmoid(i + p_i * c) * torch.tanh(g)
     return torch.sigmoid(o + p_o * c) * torch.tanh(c), c
@@ -72,8 +76,9 @@ class ReferenceLayer(nn.Module):
                 self.register_parameter(f"{name}_l0{suffix}", param)
 
     def _weights(self, suffix: str) -> dict[str, Tensor]:
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "peephole")
-        return {name: getattr(self, f"{name}_l0{suffix}", None) for name in names}
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + \
+            (("peephole",) if self.cell == "lstm_peephole" else ())
+        return {name: getattr(self, f"{name}_l0{suffix}") for name in names}
 
     def forward(self, x: Tensor, lengths: Optional[Tensor], h0: Tensor, c0: Optional[Tensor]
                 ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
@@ -86,7 +91,7 @@ class ReferenceLayer(nn.Module):
         if lengths is None:
             lengths = torch.full((batch,), steps, dtype=torch.long)
         real = (torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)).to(x.dtype)  # [B, T]
-        outputs, finals_h, finals_c = [], [], []
+        outputs, finals_h, finals_c = [], [], []  # finals_c: only with a cell state
         for direction, suffix in enumerate(self.suffixes):
             weights = self._weights(suffix)
             h, c = h0[direction], None if c0 is None else c0[direction]
@@ -98,11 +103,12 @@ class ReferenceLayer(nn.Module):
                 keep = real[:, t].unsqueeze(1)
                 new_h, new_c = cell_step(self.cell, x[:, t], h, c, **weights)
                 h = keep * new_h + (1 - keep) * h
-                if c is not None:
+                if c is not None and new_c is not None:
                     c = keep * new_c + (1 - keep) * c
                 per_step[t] = keep * new_h
             outputs.append(torch.stack(per_step, dim=1))
             finals_h.append(h)
-            finals_c.append(c)
-        c_n = None if c0 is None else torch.stack(finals_c)
+            if c is not None:
+                finals_c.append(c)
+        c_n = torch.stack(finals_c) if finals_c else None
         return torch.cat(outputs, dim=-1), torch.stack(finals_h), c_n

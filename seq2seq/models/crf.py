@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from seq2seq.data.labelled import IGNORE
+from seq2seq.tokenization import IGNORE
 
 
 class CRF(nn.Module):

@@ -8,7 +8,7 @@ tanh(W [h; context]) (Luong et al., 2015, eq. 5).
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, Optional, get_args
+from typing import Any, Literal, NamedTuple, Optional, get_args
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +18,9 @@ from seq2seq.errors import check_choice, check_range
 from seq2seq.models.attention import AttentionName, build_attention
 from seq2seq.models.dropout import Dropout, drop_tokens
 from seq2seq.models.encoder import EncoderOutput
+from seq2seq.models.output_layer import OutputLayer
 from seq2seq.models.rnn import Cell, build_rnn, check_rnn_options, has_cell_state, rnn_step
-from seq2seq.tokenization import PAD, SPECIALS, UNK
-from seq2seq.training.cross_entropy import linear_cross_entropy
+from seq2seq.tokenization import PAD
 
 OutputVocabulary = Literal["all", "training_targets"]
 OUTPUT_VOCABULARIES: tuple[str, ...] = get_args(OutputVocabulary)
@@ -52,8 +52,9 @@ class DecoderState(NamedTuple):
 
     def index_select(self, order: Tensor) -> "DecoderState":
         """Reorder or repeat the batch, without knowing what the state holds (beam search)."""
-        pick = lambda t, dim: None if t is None else t.index_select(dim, order)  # noqa: E731
-        return DecoderState(pick(self.hidden, 1), pick(self.cell, 1), pick(self.feed, 0))
+        def pick(t: Optional[Tensor], dim: int) -> Optional[Tensor]:
+            return None if t is None else t.index_select(dim, order)
+        return DecoderState(self.hidden.index_select(1, order), pick(self.cell, 1), pick(self.feed, 0))
 
 
 class StepOutput(NamedTuple):
@@ -87,8 +88,6 @@ class RNNDecoder(nn.Module):
         super().__init__()
         check_choice("model.decoder.output_vocabulary", output_vocabulary, OUTPUT_VOCABULARIES)
         self.output_vocabulary = output_vocabulary
-        self.register_buffer("output_ids", None)  # set by restrict_output
-        self.register_buffer("_output_positions", None, persistent=False)
         check_rnn_options(cell, hidden_size, num_layers, dropout, "model.decoder", implementation)
         check_range("model.decoder.embedding_dim", embedding_dim, 1)
         check_range("model.decoder.word_dropout", word_dropout, 0.0, 1.0)
@@ -108,64 +107,45 @@ class RNNDecoder(nn.Module):
                              implementation)
         self.bridge = nn.Linear(context_size, num_layers * hidden_size) if bridge else None
         self.readout = nn.Linear(hidden_size + context_size, self.readout_size)
-        self.output_layer = nn.Linear(self.readout_size, vocab_size, bias=False)
+        self.output_layer = OutputLayer(self.readout_size, vocab_size)
         if tie_embeddings:
             self.output_layer.weight = self.embedding.weight
 
     def restrict_output(self, ids: Tensor) -> None:
-        """Score only the target ids ``ids`` (the special ids are always kept): with a joint
-        vocabulary of both languages, about a quarter of the pieces never occur in the targets,
-        and the output layer and its softmax are the largest part of a training step. Logits of
-        ``forward`` are then over these ids in ascending order (map the targets with
-        ``output_positions``), the special ids first, at their own numbers; ``step`` returns
-        logits over every id (-inf for those left out) or, for search, over these only. The ids
-        are a buffer of the state dict, so a checkpoint rebuilds the same restriction."""
-        ids = torch.unique(torch.cat([torch.as_tensor(ids, dtype=torch.long).flatten(),
-                                      torch.arange(len(SPECIALS))]))
-        if ids.min() < 0 or ids.max() >= self.vocab_size:
-            raise ValueError(f"output ids must lie in [0, {self.vocab_size}), got "
-                             f"{int(ids.min())}..{int(ids.max())}")
-        self.register_buffer("output_ids", ids)
-        # Ids outside the list (a validation target that training never used) score as UNK.
-        positions = torch.full((self.vocab_size,), UNK, dtype=torch.long)
-        positions[ids] = torch.arange(len(ids))
-        self.register_buffer("_output_positions", positions, persistent=False)
+        """Score only the target ids ``ids`` (``OutputLayer.restrict``): logits of ``forward`` are
+        then over the kept ids (map the targets with ``output_layer.columns``), and ``step``
+        returns logits over every id (-inf for those left out) or, for search, over these only."""
+        self.output_layer.restrict(ids)
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict,
-                              strict: bool, missing_keys: list, unexpected_keys: list,
-                              error_msgs: list) -> None:
-        # The kept ids decide what every column of the output layer means, and the column map
-        # (_output_positions, not saved) is built from this model's own ids: a state whose ids
-        # differ would load without complaint (same length) or with torch's shape message.
-        saved = state_dict.get(prefix + "output_ids")
-        if saved is not None and self.output_ids is not None and not torch.equal(saved, self.output_ids):
-            other = " other ones" if len(saved) == len(self.output_ids) else ""
-            error_msgs.append(
-                f"{prefix}output_ids: the saved output layer scores {len(saved)} target ids, this "
-                f"model {len(self.output_ids)}{other} (model.decoder.output_vocabulary="
-                "training_targets keeps the ids its training targets use: were these trained on "
-                "other data?)")
+    @property
+    def output_ids(self) -> Optional[Tensor]:
+        """[K] the ids a restricted output layer scores, ascending; None: every id."""
+        return self.output_layer.output_ids
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
+                              local_metadata: dict[str, Any], strict: bool, missing_keys: list[str],
+                              unexpected_keys: list[str], error_msgs: list[str]) -> None:
+        # Checkpoints saved before the output layer was a module of its own hold its kept ids at
+        # decoder.output_ids; the layer (loaded after this) reads them at its own key.
+        saved = state_dict.pop(prefix + "output_ids", None)
+        if saved is not None:
+            state_dict.setdefault(prefix + "output_layer.output_ids", saved)
+        if self.output_vocabulary == "all" and self.output_ids is None \
+                and prefix + "output_layer.output_ids" in state_dict:
+            error_msgs.append(f"{prefix}output_layer.output_ids: the saved output layer scores the "
+                              "training targets' ids only, this model every id (set "
+                              "model.decoder.output_vocabulary=training_targets)")
             return
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
-
-    def output_positions(self, targets: Tensor) -> Tensor:
-        """Target ids -> their columns in ``forward``'s logits (PAD stays PAD)."""
-        return targets if self.output_ids is None else self._output_positions[targets]
-
-    def _output_weight(self) -> Tensor:
-        weight = self.output_layer.weight
-        if self.output_ids is None:
-            return weight
-        return weight.index_select(0, self.output_ids)
 
     def memory(self, encoded: EncoderOutput) -> Memory:
         """Prepare the encoder output for decoding (keys projected once per sentence)."""
         keys = None if self.attention is None else self.attention.project_keys(encoded.states)
         # Decoding steps read the kept rows of a restricted output layer from here: gathered
-        # once per batch instead of at every step (with gradients, each step gathers its own).
-        kept = None if self.output_ids is None or torch.is_grad_enabled() else self._output_weight()
-        return Memory(encoded.states, keys, encoded.mask, encoded.final[-1], kept)
+        # once per batch instead of at every step.
+        return Memory(encoded.states, keys, encoded.mask, encoded.final[-1],
+                      self.output_layer.decoding_rows())
 
     def init_state(self, memory: Memory) -> DecoderState:
         """Initial state from the encoder summary through the bridge (zeros without a bridge)."""
@@ -182,7 +162,7 @@ class RNNDecoder(nn.Module):
 
     def _rnn_input(self, embedded: Tensor, state: DecoderState, memory: Memory) -> Tensor:
         parts = [embedded]
-        if self.input_feeding:
+        if state.feed is not None:  # input feeding
             parts.append(state.feed.unsqueeze(1).expand(-1, embedded.size(1), -1))
         if self.attention is None:
             parts.append(memory.summary.unsqueeze(1).expand(-1, embedded.size(1), -1))
@@ -202,22 +182,26 @@ class RNNDecoder(nn.Module):
             cell = None
         return self._read(outputs, hidden, cell, memory)
 
-    def _run_known(self, gates: Tensor, rest_weight: Tensor, state: DecoderState, memory: Memory
-                   ) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
-        """One teacher-forced step whose embedding part of the input projection, ``gates`` [B, G],
-        was computed for all steps at once (``_embedding_gates``)."""
+    def _run_known(self, rnn: nn.RNNBase, gates: Tensor, rest_weight: Tensor, state: DecoderState,
+                   memory: Memory) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
+        """One teacher-forced step of ``rnn`` (``self.rnn``) whose embedding part of the input
+        projection, ``gates`` [B, G], was computed for all steps at once (``_embedding_gates``);
+        the rest of the input is the fed-back attentional vector (and c without attention)."""
+        if state.feed is None:
+            raise ValueError("_run_known needs a decoder with input feeding")
         parts = [state.feed] + ([memory.summary] if self.attention is None else [])
         rest = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
-        out, hidden, cell = rnn_step(self.rnn, rest, state.hidden, state.cell,
+        out, hidden, cell = rnn_step(rnn, rest, state.hidden, state.cell,
                                      first_layer=(rest_weight, gates))
         return self._read(out.unsqueeze(1), hidden, cell, memory)
 
-    def _embedding_gates(self, embedded: Tensor) -> tuple[list[Tensor], Tensor]:
+    @staticmethod
+    def _embedding_gates(rnn: nn.RNNBase, embedded: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
         """Layer 0's input projection of the embeddings [B, T, E] for all steps in one matmul (T
         x [B, G], bias included), and the columns of W_ih left for the other inputs."""
-        w_ih = self.rnn.weight_ih_l0
+        w_ih = rnn.get_parameter("weight_ih_l0")
         w_embedding, w_rest = w_ih.split([embedded.size(-1), w_ih.size(1) - embedded.size(-1)], 1)
-        return F.linear(embedded, w_embedding, self.rnn.bias_ih_l0).unbind(1), w_rest
+        return F.linear(embedded, w_embedding, rnn.get_parameter("bias_ih_l0")).unbind(1), w_rest
 
     def _read(self, outputs: Tensor, hidden: Tensor, cell: Optional[Tensor], memory: Memory
               ) -> tuple[Tensor, DecoderState, Optional[Tensor]]:
@@ -238,11 +222,9 @@ class RNNDecoder(nn.Module):
         ``all_ids=False`` over ``output_ids`` only (what search uses)."""
         embedded = self.dropout(self.embedding(prev_tokens.unsqueeze(1)))  # [B, 1, E]
         readout, state, weights = self._run(embedded, state, memory)
-        weight = self._output_weight() if memory.output_weight is None else memory.output_weight
-        logits = F.linear(readout.squeeze(1), weight)
-        if self.output_ids is not None and all_ids:
-            logits = logits.new_full((logits.size(0), self.vocab_size), float("-inf")) \
-                .index_copy_(1, self.output_ids, logits)
+        logits = self.output_layer(readout.squeeze(1), memory.output_weight)
+        if all_ids:
+            logits = self.output_layer.scatter(logits)
         return StepOutput(logits, state, None if weights is None else weights.squeeze(1))
 
     def forward(self, tgt_in: Tensor, memory: Memory, state: DecoderState,
@@ -263,51 +245,55 @@ class RNNDecoder(nn.Module):
         if teacher_forcing_ratio >= 1.0 and not self.input_feeding:
             # Every input is known in advance: one RNN call over the whole target (oneDNN/cuDNN
             # kernels) and attention for all steps in one batched matmul.
-            readout, _, weights = self._run(self.dropout(self.embedding(tgt_in)), state, memory)
-            return self._output(readout, output_mask, project, weights)
+            readout, _, attention = self._run(self.dropout(self.embedding(tgt_in)), state, memory)
+            return self._output(readout, output_mask, project, attention)
         sampling = teacher_forcing_ratio < 1.0
         embedded = self.dropout(self.embedding(tgt_in))  # [B, T, E], reference inputs
         if not sampling and isinstance(self.rnn, nn.RNNBase):
-            return self._forward_known(embedded, state, memory, output_mask, project)
+            return self._forward_known(self.rnn, embedded, state, memory, output_mask, project)
         # unbind, not embedded[:, t]: slicing would give each step's gradient the full [B, T, E]
         # shape, zero-filled and summed T times in the backward pass.
-        embedded = embedded.unbind(1)
-        readouts, logits, weights = [], [], []
+        references = embedded.unbind(1)
+        readouts: list[Tensor] = []
+        logits: list[Tensor] = []
+        weights: list[Tensor] = []  # none without attention
         for t in range(tgt_in.size(1)):
-            reference = embedded[t].unsqueeze(1)
+            reference = references[t].unsqueeze(1)
             if not logits:
                 step_in = reference
             else:
-                predicted_ids = logits[-1].argmax(-1, keepdim=True)
-                if self.output_ids is not None:
-                    predicted_ids = self.output_ids[predicted_ids]
+                predicted_ids = self.output_layer.ids(logits[-1].argmax(-1, keepdim=True))
                 predicted = self.dropout(self.embedding(predicted_ids))
                 use_reference = torch.rand(tgt_in.size(0), 1, 1, device=tgt_in.device) < teacher_forcing_ratio
                 step_in = torch.where(use_reference, reference, predicted)
             readout, state, step_weights = self._run(step_in, state, memory)
             readouts.append(readout)
             if sampling:  # the next step may read this step's prediction
-                logits.append(F.linear(readout.squeeze(1), self._output_weight()))
-            weights.append(step_weights)
-        attention = None if self.attention is None else torch.cat(weights, dim=1)
+                logits.append(self.output_layer(readout.squeeze(1)))
+            if step_weights is not None:
+                weights.append(step_weights)
+        attention = torch.cat(weights, dim=1) if weights else None
         if sampling and project:
             stacked = torch.stack(logits, dim=1)
             return DecoderOutput(stacked if output_mask is None else stacked[output_mask], attention)
         # Under teacher forcing the output layer runs once, over all steps together.
         return self._output(torch.cat(readouts, dim=1), output_mask, project, attention)
 
-    def _forward_known(self, embedded: Tensor, state: DecoderState, memory: Memory,
+    def _forward_known(self, rnn: nn.RNNBase, embedded: Tensor, state: DecoderState, memory: Memory,
                        output_mask: Optional[Tensor], project: bool) -> DecoderOutput:
         """Teacher forcing with input feeding: only the embedding part of each step's input is
         known in advance, so its projection is done for all steps in one matmul and the loop does
-        the rest (fewer, larger matmuls than projecting [embedding; feed] step by step)."""
-        gates, rest_weight = self._embedding_gates(embedded)
-        readouts, weights = [], []
+        the rest (fewer, larger matmuls than projecting [embedding; feed] step by step). ``rnn``:
+        ``self.rnn``, a ``torch.nn`` RNN."""
+        gates, rest_weight = self._embedding_gates(rnn, embedded)
+        readouts: list[Tensor] = []
+        weights: list[Tensor] = []  # none without attention
         for step_gates in gates:
-            readout, state, step_weights = self._run_known(step_gates, rest_weight, state, memory)
+            readout, state, step_weights = self._run_known(rnn, step_gates, rest_weight, state, memory)
             readouts.append(readout)
-            weights.append(step_weights)
-        attention = None if self.attention is None else torch.cat(weights, dim=1)
+            if step_weights is not None:
+                weights.append(step_weights)
+        attention = torch.cat(weights, dim=1) if weights else None
         return self._output(torch.cat(readouts, dim=1), output_mask, project, attention)
 
     def _output(self, readout: Tensor, output_mask: Optional[Tensor], project: bool,
@@ -318,12 +304,10 @@ class RNNDecoder(nn.Module):
             readout = readout[output_mask]
         if not project:
             return DecoderOutput(None, attention, readout)
-        return DecoderOutput(F.linear(readout, self._output_weight()), attention)
+        return DecoderOutput(self.output_layer(readout), attention)
 
     def output_loss(self, readout: Tensor, targets: Tensor, smoothing: float = 0.0) -> Tensor:
         """The label-smoothed cross-entropy, summed, of the output layer over readouts [N, R]
-        (``forward(..., project=False)``) against target ids [N]: the same number and gradients
-        as the logits' loss, computed in row chunks that never build the [N, V] logits
-        (``linear_cross_entropy``)."""
-        return linear_cross_entropy(readout, self._output_weight(), self.output_positions(targets),
-                                    smoothing)
+        (``forward(..., project=False)``) against target ids [N], without building the logits
+        (``OutputLayer.loss``)."""
+        return self.output_layer.loss(readout, targets, smoothing)

@@ -165,22 +165,23 @@ class SequenceTagger(nn.Module):
                 word_lexicon: Optional[Tensor] = None, word_ids: Optional[Tensor] = None
                 ) -> TaggerOutput:
         """Tag scores per word (the CRF's emissions when it has one), and class logits."""
-        dropping = self.training and self.word_dropout > 0
-        if dropping:
-            dropped = torch.rand(word_starts.shape) < self.word_dropout               # [B, W]
-            if word_ids is not None:
-                word_ids = word_ids.masked_fill(dropped & (word_ids != PAD), UNK)
+        dropped = torch.rand(word_starts.shape) < self.word_dropout \
+            if self.training and self.word_dropout > 0 else None                       # [B, W]
+        if dropped is not None and word_ids is not None:
+            word_ids = word_ids.masked_fill(dropped & (word_ids != PAD), UNK)
         word_features = self.word_features(word_bytes, word_lexicon, word_ids)  # [B, W, F] / None
-        owners = piece_words(word_starts, src.size(1)) \
-            if dropping or word_features is not None else None
-        if dropping:
-            in_dropped_word = dropped.gather(1, owners)
-            src = src.masked_fill(in_dropped_word & (src != PAD) & (src != EOS), UNK)
-        extra = None if word_features is None else _at(word_features, owners)  # [B, S, F]
+        extra = None  # [B, S, F] the word features at each piece
+        if dropped is not None or word_features is not None:
+            owners = piece_words(word_starts, src.size(1))
+            if dropped is not None:
+                in_dropped_word = dropped.gather(1, owners)
+                src = src.masked_fill(in_dropped_word & (src != PAD) & (src != EOS), UNK)
+            if word_features is not None:
+                extra = _at(word_features, owners)
         encoded = self.encoder(src, src_len, extra)
         words = self.word_states(encoded.states, word_starts, word_ends)
         label_logits = None
-        if self.joint:
+        if self.pooling is not None and self.classifier is not None:  # a joint model
             utterance = self.pooling(encoded)
             label_logits = self.classifier(utterance)
             words = torch.cat([words, utterance.unsqueeze(1).expand_as(words)], dim=-1)

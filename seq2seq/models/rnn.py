@@ -12,7 +12,8 @@ and the final state ``h_n`` (``(h_n, c_n)`` for LSTMs) as ``[layers * directions
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from collections.abc import Callable
+from typing import Any, Literal, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -56,9 +57,11 @@ def torch_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
     return {"gru": nn.GRU, "lstm": nn.LSTM}[cell](input_size, hidden_size, **options)
 
 
-# torch's fused one-step kernels, by the cell's name in cells.cell_step
-CELL_KERNELS = {"rnn": torch.rnn_tanh_cell, "rnn_relu": torch.rnn_relu_cell,
-                "gru": torch.gru_cell, "lstm": torch.lstm_cell}
+# torch's fused one-step kernels, by the cell's name in cells.cell_step (their signatures differ:
+# the LSTM's takes and returns (h, c))
+CELL_KERNELS: dict[str, Callable[..., Any]] = {
+    "rnn": torch.rnn_tanh_cell, "rnn_relu": torch.rnn_relu_cell, "gru": torch.gru_cell,
+    "lstm": torch.lstm_cell}
 
 
 def rnn_step(rnn: nn.RNNBase, x: Tensor, hidden: Tensor, cell: Optional[Tensor] = None,
@@ -137,18 +140,19 @@ class LayeredRNN(nn.Module):
 
     def forward(self, inputs: Union[Tensor, PackedSequence], hx: Optional[State] = None
                 ) -> tuple[Union[Tensor, PackedSequence], State]:
-        packed = isinstance(inputs, PackedSequence)
-        if packed:
+        lengths: Optional[Tensor] = None  # set for a PackedSequence
+        if isinstance(inputs, PackedSequence):
             x, lengths = pad_packed_sequence(inputs, batch_first=True)
         else:
-            x, lengths = inputs, None
+            x = inputs
         with_c = has_cell_state(self.cell)
         layers, dirs, batch = len(self.layers), self.directions, x.size(0)
         if hx is None:
             zeros = x.new_zeros(layers * dirs, batch, self.hidden_size)
             hx = (zeros, zeros) if with_c else zeros
-        h0, c0 = hx if with_c else (hx, None)
-        finals_h, finals_c = [], []
+        h0, c0 = hx if isinstance(hx, tuple) else (hx, None)  # a tuple for LSTMs
+        finals_h: list[Tensor] = []
+        finals_c: list[Tensor] = []
         for k, layer in enumerate(self.layers):
             h_k = h0[k * dirs:(k + 1) * dirs]
             c_k = None if c0 is None else c0[k * dirs:(k + 1) * dirs]
@@ -156,10 +160,11 @@ class LayeredRNN(nn.Module):
             out, h_n, c_n = self._run_layer(layer, layer_in, lengths, h_k, c_k)
             x = out + x if self.residual and k > 0 else out
             finals_h.append(h_n)
-            finals_c.append(c_n)
+            if c_n is not None:
+                finals_c.append(c_n)
         h_n = torch.cat(finals_h)
         state: State = (h_n, torch.cat(finals_c)) if with_c else h_n
-        if packed:
+        if lengths is not None:
             return pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False), state
         return x, state
 
@@ -217,15 +222,17 @@ def run_unpacked(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> tuple[Tensor, T
     """
     batch, length = x.shape[:2]
     last = (lengths - 1).view(batch, 1, 1).expand(-1, 1, rnn.hidden_size)
-    directions = ["", "_reverse"] if rnn.bidirectional else [""]
-    reverse = reversal_index(lengths, length).unsqueeze(-1) if rnn.bidirectional else None
+    # each direction's parameter suffix, and for the backward one the index that reverses the rows
+    directions: list[tuple[str, Optional[Tensor]]] = [("", None)]
+    if rnn.bidirectional:
+        directions.append(("_reverse", reversal_index(lengths, length).unsqueeze(-1)))
     finals = []
     for layer in range(rnn.num_layers):
         if layer > 0:  # torch.nn's dropout between layers
             x = apply_dropout(x, rnn.dropout, rnn.training)
         outputs = []
-        for suffix in directions:
-            if suffix:
+        for suffix, reverse in directions:
+            if reverse is not None:
                 flipped = x.gather(1, reverse.expand(-1, -1, x.size(-1)))
                 out = _layer_run(rnn, flipped, layer, suffix)
                 finals.append(out.gather(1, last).squeeze(1))
