@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -23,3 +24,11 @@ def build(config: Any, **kwargs: Any) -> Any:
         if isinstance(cause, TypeError):  # e.g. an unexpected keyword argument: a misspelt key
             raise ConfigError(f"{err}") from None
         raise
+
+
+def config_dir() -> Path:
+    """The Hydra config tree: ``seq2seq/conf`` in an installed package, or the repository's
+    ``conf/`` beside the package in a source checkout."""
+    package = Path(__file__).resolve().parent
+    installed = package / "conf"
+    return installed if (installed / "train.yaml").is_file() else package.parent / "conf"

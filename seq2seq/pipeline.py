@@ -1,5 +1,7 @@
-"""The main job behind ``scripts/train.py``: set up the run, then hand it to its topology
-(``conf/topology``: translate, classify, tag or generate), which trains and writes the report."""
+"""The driver behind ``seq2seq-train``: set up the run, let its topology (``conf/topology``:
+translate, classify, tag or generate) prepare the data and the model, train, choose the test
+checkpoint, and let the topology score it and write the report. The steps are the same for every
+topology; what each step does for a task is the topology's."""
 
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from seq2seq.config import build
-from seq2seq.data.corpus import CorpusFiles
 from seq2seq.errors import ConfigError
+from seq2seq.models import count_parameters
 from seq2seq.runtime import keep_freed_memory
-from seq2seq.tokenization import TokenizerPair, TokenizerSettings, build_tokenizers
-from seq2seq.training.distributed import Distributed, init_distributed, shutdown_distributed
+from seq2seq.topologies.base import PredictOptions, Topology, training_facts
 from seq2seq.training.averaging import average_checkpoints
-from seq2seq.training.checkpoint import CheckpointDir, save_checkpoint
+from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
+from seq2seq.training.distributed import Distributed, init_distributed, shutdown_distributed
 from seq2seq.training.trainer import (LOWER_IS_BETTER, Objective, Trainer, TrainerSettings,
                                       TrainState)
 
@@ -44,29 +46,6 @@ def check_run_dir(run_dir: Path, min_free_mib: int = 100) -> None:
     free = shutil.disk_usage(run_dir).free // 2**20
     if free < min_free_mib:
         raise ConfigError(f"run folder {run_dir} has {free} MiB free; need at least {min_free_mib}")
-
-
-def tokenizer_settings(cfg: DictConfig) -> TokenizerSettings:
-    options = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
-               if k != "cache_dir"}
-    try:
-        return TokenizerSettings(**options)
-    except TypeError as err:
-        raise ConfigError(f"tokenizer: {err}") from None
-
-
-def prepare(cfg: DictConfig) -> tuple[CorpusFiles, TokenizerPair]:
-    """Make the corpus available and train (or reuse) its tokenizers."""
-    data_options = {k: cfg.data[k] for k in ("root", "src_lang", "tgt_lang", "train", "valid",
-                                              "test", "download", "download_dir")
-                    if k in cfg.data}
-    files = build({"_target_": "seq2seq.data.sources.prepare_corpus", **data_options,
-                         "generator": cfg.data.get("generator"),
-                         "downloader": cfg.data.get("downloader")})
-    src_train, tgt_train = files.pair(files.train)
-    tokenizers = build_tokenizers([src_train], [tgt_train], tokenizer_settings(cfg.tokenizer),
-                                  cfg.tokenizer.cache_dir)
-    return files, tokenizers
 
 
 def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
@@ -96,9 +75,17 @@ def _run_training(cfg: DictConfig, run_dir: Path, overrides: list[str] | None,
         torch.set_num_threads(int(cfg.num_threads))
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
-    topology = build(cfg.topology)  # e.g. seq2seq.topologies.translation.run
-    return topology(cfg=cfg, run_dir=run_dir, overrides=list(overrides or []),
-                    distributed=distributed)
+    topology: Topology = build(cfg.topology)  # conf/topology: translate, classify, tag, generate
+    setup = topology.setup(cfg, distributed)
+    state = train_model(cfg, run_dir, setup.model, setup.objective, setup.batches, distributed)
+    if not distributed.is_main:
+        return {}
+    best, averaging = choose_test_checkpoint(cfg, run_dir, setup.model, setup.objective, state)
+    predictor = topology.load_predictor(load_checkpoint(best), [best], PredictOptions())
+    facts = {"checkpoint": str(best), "num_params": count_parameters(predictor.model),
+             **training_facts(state), **setup.facts, "learning_curve": "learning_curve.png",
+             "overrides": list(overrides or []), "seed": cfg.seed, **averaging}
+    return topology.test_report(cfg, predictor, setup.data, run_dir, facts)
 
 
 def train_model(cfg: DictConfig, run_dir: Path, model: nn.Module, objective: Objective,

@@ -31,6 +31,7 @@ class SpecialIds(NamedTuple):
 
 SPECIALS = SpecialIds(pad=0, unk=1, bos=2, eos=3)
 PAD, UNK, BOS, EOS = SPECIALS
+IGNORE = -100  # torch's cross-entropy default ignore_index: labels/tags unseen in training, padding
 
 # SentencePiece's built-in normalization rules; the "_cf" ones also fold case.
 Normalization = Literal["nmt_nfkc", "nmt_nfkc_cf", "nfkc", "nfkc_cf", "identity"]
@@ -64,6 +65,8 @@ class TokenizerSettings:
     # model fitted on the training targets (seq2seq/recase.py), and score them against the cased
     # references. It changes what is done with the output, not the SentencePiece model.
     recase: bool = False
+    # Where trained SentencePiece models are kept, keyed by their corpus and settings.
+    cache_dir: str = "~/.cache/seq2seq/spm"
 
     def __post_init__(self) -> None:
         check_choice("tokenizer.model_type", self.model_type, ("unigram", "bpe", "char", "word"))
@@ -141,7 +144,7 @@ class SentencePieceTokenizer:
 
 def _fingerprint(files: Sequence[Path], settings: TokenizerSettings) -> str:
     trained_by = {k: v for k, v in asdict(settings).items()
-                  if not k.startswith("sampling_") and k != "recase"}
+                  if not k.startswith("sampling_") and k not in ("recase", "cache_dir")}
     digest = hashlib.sha256(json.dumps(trained_by, sort_keys=True).encode())
     for path in files:
         digest.update(path.name.encode())

@@ -6,17 +6,20 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from seq2seq.config import build
 from seq2seq.data.batching import make_batch
 from seq2seq.errors import CheckpointError, check_range
 from seq2seq.precision import check_precision
 from seq2seq.recase import Recaser
 from seq2seq.search import Ensemble, Hypothesis, decode
 from seq2seq.tokenization import TokenizerPair
-from seq2seq.training.checkpoint import checkpoint_task, load_checkpoint, model_from_checkpoint
+from seq2seq.topologies.registry import checkpoint_topology
+from seq2seq.training.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,27 @@ class Translation(NamedTuple):
     hyp_pieces: list[str]
     score: float
     attention: Optional[Tensor]  # [hyp pieces + EOS, src pieces + EOS]
+
+
+def build_translation_model(model_cfg: DictConfig | dict, src_vocab_size: int,
+                            tgt_vocab_size: int) -> nn.Module:
+    """The ``model`` config (an encoder-decoder) built for the two vocabulary sizes."""
+    if isinstance(model_cfg, dict):
+        model_cfg = OmegaConf.create(model_cfg)
+    return build(model_cfg, src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size)
+
+
+def model_from_checkpoint(payload: dict[str, Any]) -> tuple[nn.Module, TokenizerPair, DictConfig]:
+    """Rebuild a translation model (in eval mode), its tokenizers and its config from a loaded
+    checkpoint."""
+    config = OmegaConf.create(payload["config"])
+    tokenizers = TokenizerPair.from_state_dict(payload["tokenizers"])
+    model = build_translation_model(config.model, tokenizers.src.vocab_size,
+                                    tokenizers.tgt.vocab_size)
+    # A restricted output layer (output_vocabulary=training_targets) takes its saved ids as it loads.
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return model, tokenizers, config
 
 
 def comparable_references(references: Sequence[str], lowercase_output: bool) -> list[str]:
@@ -117,20 +141,22 @@ class Translator:
         """One checkpoint: ``from_checkpoint``. Several: their ensemble (``search.Ensemble``),
         which needs the same tokenizers in all; search settings come from the first
         (``payload``: the first checkpoint's contents, if already loaded)."""
+        payload = payload or load_checkpoint(paths[0])
         first = cls.from_checkpoint(paths[0], payload, **search_overrides)
         if len(paths) == 1:
             return first
         members = [first.model]
+        translation = type(checkpoint_topology(payload))
         for path in paths[1:]:
-            payload = load_checkpoint(path)
-            task = checkpoint_task(payload)
-            if task != "translate":
-                raise CheckpointError(f"{path}: a {task} checkpoint; ensembles are of "
+            member = load_checkpoint(path)
+            topology = checkpoint_topology(member)
+            if type(topology) is not translation:
+                raise CheckpointError(f"{path}: a {topology.name} checkpoint; ensembles are of "
                                       "translation checkpoints")
-            if payload["tokenizers"] != first.tokenizers.state_dict():
+            if member["tokenizers"] != first.tokenizers.state_dict():
                 raise CheckpointError(f"{path}: its SentencePiece models differ from those of "
                                       f"{paths[0]}; an ensemble's members must share them")
-            members.append(model_from_checkpoint(payload)[0])
+            members.append(model_from_checkpoint(member)[0])
         return cls(Ensemble(members), first.tokenizers, first.search, first.max_input_length,
                    first.recaser)
 
@@ -169,4 +195,8 @@ class Translator:
                   line_offset: int = 0) -> list[str]:
         """One translation per sentence; an empty or blank sentence gives an empty string."""
         return [t.text for t in self.translate_detailed(sentences, beam, line_offset=line_offset)]
+
+    def predict(self, lines: Sequence[str], line_offset: int = 0) -> list[str]:
+        """``translate`` with the settings it was loaded with (the ``Predictor`` protocol)."""
+        return self.translate(lines, line_offset=line_offset)
 

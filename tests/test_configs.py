@@ -4,13 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from seq2seq.config import build
 from omegaconf import OmegaConf
 
+from seq2seq.config import build
 from seq2seq.errors import ConfigError
-from seq2seq.pipeline import tokenizer_settings
 from seq2seq.precision import resolve_precision
-from seq2seq.training.checkpoint import build_model
+from seq2seq.translate import build_translation_model as build_model
 from seq2seq.translate import SearchSettings
 from tests.conftest import CONF, compose_train
 
@@ -36,8 +35,9 @@ def build_everything(cfg) -> None:
     build(cfg.topology)
     assert sum(p.numel() for p in model.parameters()) > 0
     build(cfg.trainer)
-    SearchSettings(**cfg.search)
-    tokenizer_settings(cfg.tokenizer)
+    build(cfg.search)
+    build(cfg.tokenizer)
+    build(cfg.data)
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
 
 
@@ -62,7 +62,7 @@ def test_multi30k_experiments_build_the_measured_recipe(experiment, source):
     # BENCHMARKS.md's 90-minute figures are for this model: input feeding, tied embeddings;
     # bf16 training where this machine runs it faster; fp32 decoding (bf16 beams scored lower).
     cfg = compose_train([f"experiment={experiment}"])
-    assert cfg.topology._target_.endswith("translation.run") and cfg.data.src_lang == source
+    assert cfg.topology._target_.endswith("Translate") and cfg.data.src_lang == source
     assert cfg.trainer.max_minutes == 90 and cfg.trainer.ema_decay > 0
     assert cfg.trainer.precision == "auto" and cfg.search.precision == "fp32"
     assert resolve_precision(cfg.trainer.precision, "trainer.precision") in ("fp32", "bf16")
@@ -75,7 +75,7 @@ def test_multi30k_experiments_build_the_measured_recipe(experiment, source):
     # the default: trained lowercased and recased, a narrower decoder, more dropout (BENCHMARKS.md,
     # sessions 25-27) on top of the cased recipe
     lowercased = not experiment.endswith("_cased")
-    settings = tokenizer_settings(cfg.tokenizer)
+    settings = build(cfg.tokenizer)
     assert (settings.normalization == "nmt_nfkc_cf") == settings.recase == lowercased
     assert decoder.hidden_size == (384 if lowercased else 512)
     assert decoder.word_dropout == model.encoder.word_dropout == (0.1 if lowercased else 0.0)
@@ -114,9 +114,9 @@ def test_misspelt_key_is_a_config_error_naming_it():
 
 def test_bad_search_and_tokenizer_options_are_named():
     with pytest.raises(ConfigError, match="search.beam=0"):
-        SearchSettings(**compose_train(["search.beam=0"]).search)
+        build(compose_train(["search.beam=0"]).search)
     with pytest.raises(ConfigError, match="tokenizer.vocab_size=2"):
-        tokenizer_settings(compose_train(["tokenizer.vocab_size=2"]).tokenizer)
+        build(compose_train(["tokenizer.vocab_size=2"]).tokenizer)
     with pytest.raises(ConfigError, match="trainer.teacher_forcing.kind"):
         build(compose_train(["trainer.teacher_forcing.kind=cosine"]).trainer)
 

@@ -9,7 +9,7 @@ import torch
 from seq2seq.models.crf import CRF
 from seq2seq.models.encoder import RNNEncoder
 from seq2seq.models.labelling import ByteWordFeatures, SequenceTagger, piece_words
-from seq2seq.topologies.labelling import viterbi
+from seq2seq.models.tag_decoding import viterbi
 
 
 def random_crf(num_tags: int, seed: int = 0) -> CRF:

@@ -14,7 +14,7 @@ import torch
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.pipeline import run_training
 from seq2seq.training.checkpoint import load_checkpoint
-from seq2seq.topologies.translation import TranslationObjective
+from seq2seq.topologies.translate import TranslationObjective
 from seq2seq.training.trainer import NonFiniteLoss
 from tests.conftest import ROOT, compose_train
 from tests.test_smoke import tiny_overrides
@@ -68,7 +68,7 @@ def test_resuming_with_another_model_names_the_checkpoint_and_what_to_do(tmp_pat
     # Fewer training pairs: the targets use fewer pieces, so the output layer keeps fewer ids.
     changed = base + ["trainer.max_steps=4", "resume=true", "data.generator.sizes.train=20"]
     with pytest.raises(CheckpointError, match=r"(?s)last.pt: cannot resume from it.*"
-                                              r"decoder.output_ids: the saved output layer.*"
+                                              r"decoder.output_layer.output_ids: the saved output layer.*"
                                               r"hydra.run.dir"):
         run_training(compose_train(changed), tmp_path / "run")
     assert last.read_bytes() == before  # nothing overwritten

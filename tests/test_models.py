@@ -11,19 +11,22 @@ from seq2seq.models.attention import BahdanauAttention, LuongAttention
 from seq2seq.models.decoder import RNNDecoder
 from seq2seq.models.encoder import RNNEncoder
 from seq2seq.models.encoder_decoder import EncoderDecoder
+from seq2seq.models.output_layer import OutputLayer
 from seq2seq.tokenization import PAD
-from seq2seq.training.cross_entropy import smoothed_cross_entropy
+from seq2seq.models.cross_entropy import smoothed_cross_entropy
 
 V, E, H = 11, 4, 3
 
 
 def tiny_model(cell="gru", attention="bahdanau", bidirectional=True, input_feeding=False,
-               layers=1, tie=False, share=False, src_vocab=V, src_embedding=E) -> EncoderDecoder:
+               layers=1, tie=False, share=False, src_vocab=V, src_embedding=E,
+               output_vocabulary="all") -> EncoderDecoder:
     torch.manual_seed(0)
     encoder = lambda vocab_size: RNNEncoder(  # noqa: E731
         vocab_size, cell, src_embedding, H, layers, bidirectional, 0.0)
     decoder = lambda vocab_size, context_size, attention: RNNDecoder(  # noqa: E731
-        vocab_size, context_size, cell, E, 5, layers, 0.0, attention, input_feeding, True, tie)
+        vocab_size, context_size, cell, E, 5, layers, 0.0, attention, input_feeding, True, tie,
+        output_vocabulary=output_vocabulary)
     return EncoderDecoder(encoder, decoder, src_vocab, V, attention, share).eval()
 
 
@@ -160,7 +163,7 @@ def test_output_loss_of_the_readouts_is_the_loss_of_the_logits(input_feeding, ra
         out = model(src, src_len, tgt_in, ratio, output_mask=mask, project=project)
         if project:
             assert out.readout is None
-            loss = smoothed_cross_entropy(out.logits, model.decoder.output_positions(tgt_out)[mask], 0.1)
+            loss = smoothed_cross_entropy(out.logits, model.decoder.output_layer.columns(tgt_out)[mask], 0.1)
         else:
             assert out.logits is None and out.readout.shape == (6, model.decoder.readout_size)
             loss = model.decoder.output_loss(out.readout, tgt_out[mask], 0.1)
@@ -254,7 +257,7 @@ def test_unknown_attention_names_the_option():
 @pytest.mark.parametrize("tie,input_feeding", [(True, True), (False, False)])
 def test_a_restricted_output_layer_scores_the_kept_ids_only(tie, input_feeding):
     """``restrict_output``: the teacher-forced logits are the full layer's columns of the kept ids
-    (the specials always kept), ``output_positions`` maps targets onto those columns, and a
+    (the specials always kept), ``output_layer.columns`` maps targets onto those columns, and a
     decoding step gives -inf to every id left out and the full layer's scores to the rest."""
     model = tiny_model(tie=tie, input_feeding=input_feeding)
     src, src_len = torch.tensor([[4, 5, 6, 3], [8, 9, 3, PAD]]), torch.tensor([4, 3])
@@ -267,7 +270,7 @@ def test_a_restricted_output_layer_scores_the_kept_ids_only(tie, input_feeding):
     assert model.decoder.output_ids.tolist() == kept.tolist()
     torch.testing.assert_close(model(src, src_len, tgt_in).logits, full[..., kept])
     targets = torch.tensor([[7, 9, 3, PAD], [5, 6, 3, PAD]])  # 6 was never kept: scored as UNK
-    assert model.decoder.output_positions(targets).tolist() == [[5, 6, 3, PAD], [4, 1, 3, PAD]]
+    assert model.decoder.output_layer.columns(targets).tolist() == [[5, 6, 3, PAD], [4, 1, 3, PAD]]
     step = model.decoder.step(tgt_in[:, 0], state, memory).logits
     assert step.shape == (2, V)
     torch.testing.assert_close(step[:, kept], full_step[:, kept])
@@ -296,11 +299,64 @@ def test_a_restricted_output_layer_loads_only_the_same_kept_ids():
     more.decoder.restrict_output(torch.tensor([5, 7, 8, 9]))
     same.load_state_dict(trained.state_dict())
     torch.testing.assert_close(same.decoder.output_layer.weight, trained.decoder.output_layer.weight)
-    with pytest.raises(RuntimeError, match="decoder.output_ids: the saved output layer scores 7 "
-                                           "target ids, this model 7 other ones"):
+    with pytest.raises(RuntimeError, match="decoder.output_layer.output_ids: the saved output layer "
+                                           "scores 7 target ids, this model 7 other ones"):
         other.load_state_dict(trained.state_dict())
     with pytest.raises(RuntimeError, match="scores 7 target ids, this model 8 \\("):
         more.load_state_dict(trained.state_dict())
+
+
+def test_an_unrestricted_output_layer_takes_the_saved_kept_ids_as_it_loads():
+    """A model built from a checkpoint's config (output_vocabulary=training_targets) learns
+    which ids its output layer keeps from the state it loads; a model that scores every id
+    (output_vocabulary=all, e.g. a resumed run with the setting changed) refuses such a state."""
+    trained = tiny_model()
+    trained.decoder.restrict_output(torch.tensor([5, 7, 9]))
+    with pytest.raises(RuntimeError, match="output_ids: the saved output layer scores the "
+                                           "training targets' ids only, this model every id"):
+        tiny_model().load_state_dict(trained.state_dict())
+    fresh = tiny_model(output_vocabulary="training_targets")
+    fresh.load_state_dict(trained.state_dict())
+    assert fresh.decoder.output_ids.tolist() == [0, 1, 2, 3, 5, 7, 9]
+    targets = torch.tensor([7, 6, PAD])  # 6 was never kept: UNK's column
+    assert fresh.decoder.output_layer.columns(targets).tolist() == [5, 1, PAD]
+    smaller = OutputLayer(fresh.decoder.readout_size, 6)  # ids 7 and 9 lie beyond its 6 pieces
+    with pytest.raises(RuntimeError, match="(?s)Unexpected key.*output_ids.*size mismatch for weight"):
+        smaller.load_state_dict(trained.decoder.output_layer.state_dict())
+
+
+@pytest.mark.parametrize("restricted", [False, True])
+def test_a_state_dict_of_the_old_key_layout_loads_and_gives_the_same_logits(restricted):
+    """Checkpoints saved while the output layer was an ``nn.Linear`` of the decoder hold
+    ``decoder.output_layer.weight`` and, restricted, ``decoder.output_ids``."""
+    trained = tiny_model(input_feeding=True)
+    if restricted:
+        trained.decoder.restrict_output(torch.tensor([9, 5, 7]))
+    old_layout = {("decoder.output_ids" if name == "decoder.output_layer.output_ids" else name): value
+                  for name, value in trained.state_dict().items()}
+    assert ("decoder.output_ids" in old_layout) == restricted
+    assert "decoder.output_layer.weight" in old_layout
+    torch.manual_seed(5)
+    loaded = tiny_model(input_feeding=True,
+                        output_vocabulary="training_targets" if restricted else "all")
+    for p in loaded.parameters():  # other weights than the trained ones until loaded
+        torch.nn.init.normal_(p)
+    loaded.load_state_dict(old_layout)
+    assert loaded.state_dict().keys() == trained.state_dict().keys()
+    src, src_len = torch.tensor([[4, 5, 6, 3], [8, 9, 3, PAD]]), torch.tensor([4, 3])
+    tgt_in = torch.tensor([[2, 7, 8, 9], [2, 5, 6, PAD]])
+    assert torch.equal(loaded(src, src_len, tgt_in).logits, trained(src, src_len, tgt_in).logits)
+    memory, state = loaded.encode(src, src_len)
+    expected_memory, expected_state = trained.encode(src, src_len)
+    with torch.no_grad():
+        step = loaded.decoder.step(tgt_in[:, 0], state, memory, all_ids=False).logits
+        expected = trained.decoder.step(tgt_in[:, 0], expected_state, expected_memory, all_ids=False)
+    assert torch.equal(step, expected.logits)
+    if restricted:  # and a model restricted to other ids still refuses it
+        other = tiny_model(input_feeding=True)
+        other.decoder.restrict_output(torch.tensor([5, 7, 8]))
+        with pytest.raises(RuntimeError, match="output_ids: the saved output layer scores 7"):
+            other.load_state_dict(old_layout)
 
 
 def test_a_restricted_output_needs_ids_of_the_vocabulary_and_a_known_setting():
@@ -312,7 +368,7 @@ def test_a_restricted_output_needs_ids_of_the_vocabulary_and_a_known_setting():
 
 def test_the_validation_loss_is_the_loss_per_token_of_all_pairs_whatever_the_batches():
     from seq2seq.data.batching import make_batch
-    from seq2seq.topologies.translation import TranslationObjective, ValidationData
+    from seq2seq.topologies.translate import TranslationObjective, ValidationData
     from seq2seq.translate import SearchSettings
     model = tiny_model(input_feeding=True)
     generator = torch.Generator().manual_seed(3)
@@ -336,7 +392,8 @@ def test_the_generation_loss_is_the_logits_loss_without_the_logits(cell, input_f
     # 1 vs N trains through decoder.output_loss (readouts of the real positions only), which must
     # give the label-smoothed loss of the full logits, and the same gradient to every parameter.
     from seq2seq.models.generator import ConditionedGenerator
-    from seq2seq.topologies.generation import make_generation_batch, summed_loss
+    from seq2seq.topologies.generate.batches import make_generation_batch
+    from seq2seq.topologies.generate.objective import generation_loss
     torch.manual_seed(0)
     decoder = lambda vocab_size, context_size, attention: RNNDecoder(  # noqa: E731
         vocab_size, context_size, cell, E, 5, 1, 0.0, attention, input_feeding, True, True)
@@ -357,7 +414,7 @@ def test_the_generation_loss_is_the_logits_loss_without_the_logits(cell, input_f
     calls = []
     fused_loss = model.decoder.output_loss
     model.decoder.output_loss = lambda *args: calls.append(args[0].shape) or fused_loss(*args)
-    fused, fused_grads = gradients(lambda: summed_loss(model, batch, teacher_forcing, 0.1))
+    fused, fused_grads = gradients(lambda: generation_loss(model, batch, teacher_forcing, 0.1))
     assert calls == [(12, E)]  # the readouts (tied: E wide) of the 12 real targets, not logits
     expected, expected_grads = gradients(loss_of_the_logits)
     assert fused.item() == pytest.approx(expected.item(), rel=1e-5)

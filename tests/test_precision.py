@@ -9,7 +9,7 @@ from seq2seq.data.batching import make_batch
 from seq2seq.errors import ConfigError
 from seq2seq.precision import autocast, check_precision, resolve_precision
 from seq2seq.search import decode
-from seq2seq.topologies.translation import TranslationObjective, ValidationData
+from seq2seq.topologies.translate import TranslationObjective, ValidationData
 from seq2seq.training.trainer import Trainer, TrainerSettings
 from seq2seq.translate import SearchSettings
 from tests.test_models import tiny_model

@@ -17,8 +17,9 @@ from seq2seq.training.checkpoint import load_checkpoint
 from seq2seq.pipeline import run_training
 from seq2seq.search import greedy_search, sampler
 from seq2seq.tokenization import EOS
-from seq2seq.topologies.labelling import (bio_transitions, class_slots, class_tag_scores,
-                                          joint_decode, summed_loss, viterbi)
+from seq2seq.models.tag_decoding import (bio_transitions, class_slots, class_tag_scores,
+                                         joint_decode, viterbi)
+from seq2seq.topologies.labelling.inference import labelling_loss
 from tests.conftest import ROOT, compose_train, require_shared
 from tests.test_smoke import run_cli
 
@@ -263,10 +264,10 @@ def test_real_snips_reads_with_aligned_tags():
 
 
 def test_experiment_configs_name_the_topologies():
-    for experiment, task in [("snips_intent", "classify"), ("snips_slots", "tag"),
-                             ("snips_generate", "generate")]:
+    for experiment, topology in [("snips_intent", "Classify"), ("snips_slots", "Tag"),
+                                 ("snips_generate", "Generate")]:
         cfg = compose_train([f"experiment={experiment}"])
-        assert cfg.topology.task == task and cfg.data.root.endswith("snips")
+        assert cfg.topology._target_.endswith(topology) and cfg.data.root.endswith("snips")
     assert (ROOT / "conf" / "topology" / "translate.yaml").is_file()
 
 
@@ -311,9 +312,9 @@ def test_class_loss_weight_scales_the_class_term_only():
     torch.manual_seed(0)
     label_logits, tag_logits, crf = torch.randn(2, 3), torch.randn(2, 2, 3), CRF(3)
     for tagger in (None, crf):  # softmax tags, then CRF tags
-        tags_only = summed_loss(None, tag_logits, batch, 0.0, tagger)
-        both = summed_loss(label_logits, tag_logits, batch, 0.0, tagger)
-        tripled = summed_loss(label_logits, tag_logits, batch, 0.0, tagger, class_weight=3.0)
+        tags_only = labelling_loss(None, tag_logits, batch, 0.0, tagger)
+        both = labelling_loss(label_logits, tag_logits, batch, 0.0, tagger)
+        tripled = labelling_loss(label_logits, tag_logits, batch, 0.0, tagger, class_weight=3.0)
         assert torch.allclose(tripled - tags_only, 3 * (both - tags_only))
         assert (both - tags_only).item() > 0
 
@@ -375,11 +376,13 @@ def test_evaluate_scores_label_files_without_a_checkpoint(tmp_path, capsys):
 def test_predict_gives_one_tag_row_per_utterance_without_a_class_head(tmp_path):
     # A tagger without the joint class head (and so without joint decoding) tags each utterance once.
     from seq2seq.data.labelled import LabelledSplit
-    from seq2seq.topologies.labelling import Labeller, evaluation_batches, predict
+    from seq2seq.predict import load_predictor
+    from seq2seq.topologies.labelling.data import evaluation_batches
+    from seq2seq.topologies.labelling.inference import predict
     run_training(compose_train(overrides_for(tmp_path, "snips_slots") + [
         "trainer.max_steps=4", "trainer.validate_every=2", "model.joint=false",
         "model.byte_features=0"]), tmp_path / "run")
-    labeller = Labeller.from_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    labeller = load_predictor(tmp_path / "run" / "checkpoints" / "best.pt")
     words = [u.split() for u in ["play some music by nina simone", "what is the weather in oslo"]]
     batches = evaluation_batches(LabelledSplit(words, None, None, {}), labeller.tokenizer,
                                  labeller.tables)

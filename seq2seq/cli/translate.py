@@ -15,15 +15,18 @@ import sys
 from itertools import islice
 from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, TextIO
 
+from seq2seq.cli import add_version_option
 from seq2seq.cli.lines import AtomicOutput, read_lines
 from seq2seq.errors import Seq2SeqError
 from seq2seq.precision import add_precision_option
 from seq2seq.predict import load_predictor
+from seq2seq.topologies.base import PredictOptions
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="seq2seq-translate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version_option(parser)
     parser.add_argument("--checkpoint", required=True, nargs="+",
                         help="a best.pt or last.pt file; several translation checkpoints of the "
                              "same vocabulary decode as an ensemble (mean of their probabilities)")
@@ -55,15 +58,15 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[BinaryIO] = None,
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     try:
-        predict = load_predictor(args.checkpoint, beam=args.beam, batch_size=args.batch_size,
-                                 length_penalty=args.length_penalty, precision=args.precision,
-                                 temperature=args.temperature, top_k=args.top_k)
+        predictor = load_predictor(args.checkpoint, PredictOptions(
+            beam=args.beam, batch_size=args.batch_size, length_penalty=args.length_penalty,
+            precision=args.precision, temperature=args.temperature, top_k=args.top_k))
         source = open(args.input, "rb") if args.input else (stdin or sys.stdin.buffer)
         chunk = 1 if source.isatty() else max(1, args.chunk)
         with source, AtomicOutput(args.output, stdout) as out:
             done = 0
             for lines in chunks(read_lines(source, args.input or "<stdin>"), chunk):
-                for text in predict(lines, done):
+                for text in predictor.predict(lines, done):
                     out.write(text.replace("\n", " ") + "\n")
                 out.flush()
                 done += len(lines)

@@ -46,6 +46,15 @@ def read_lines(path: str | Path, allow_empty: bool = False,
     return lines
 
 
+def read_aligned(path: str | Path, references: list[str], option: str) -> list[str]:
+    """The lines of ``path`` (given as ``option``), which must be as many as the references'."""
+    lines = read_lines(path, allow_empty=True)
+    if len(lines) != len(references):
+        raise DataError(f"line counts differ: {option} {path} has {len(lines)} lines, "
+                        f"the references have {len(references)}")
+    return lines
+
+
 @dataclass(frozen=True)
 class ParallelText:
     """Aligned source and target lines of one split."""

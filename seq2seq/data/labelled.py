@@ -20,9 +20,7 @@ from torch import Tensor
 from seq2seq.data.batching import BucketedBatches, pad
 from seq2seq.data.corpus import read_lines, require_files
 from seq2seq.errors import DataError
-from seq2seq.tokenization import EOS, UNK, SentencePieceTokenizer
-
-IGNORE = -100  # targets the loss skips (padding words); torch's cross_entropy default
+from seq2seq.tokenization import EOS, IGNORE, UNK, SentencePieceTokenizer
 
 
 @dataclass
@@ -77,6 +75,25 @@ class LabelledCorpus:
             _check_count(text_path, len(words), files["tags"], len(tag_list))
             check_one_tag_per_word(words, tag_list, files["tags"], text_path)
         return LabelledSplit(words, label_list, tag_list, files)
+
+
+@dataclass(frozen=True)
+class LabelledData:
+    """The ``data`` group of a labelled corpus (``conf/data/snips.yaml``)."""
+
+    root: str
+    train: str
+    valid: str
+    test: str
+    text_file: str
+    tags_file: str
+    label_file: str
+    limit_train: Optional[int]      # only the first N training utterances
+    vocab_size: int                 # read by tokenizer.vocab_size
+
+    def corpus(self) -> LabelledCorpus:
+        return LabelledCorpus(Path(self.root).expanduser(), self.train, self.valid, self.test,
+                              self.text_file, self.tags_file, self.label_file)
 
 
 def check_one_tag_per_word(words: Sequence[Sequence[str]], tags: Sequence[Sequence[str]],

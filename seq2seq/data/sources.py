@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -27,3 +28,28 @@ def prepare_corpus(root: str, src_lang: str, tgt_lang: str, train: str = "train"
     files = CorpusFiles(folder, src_lang, tgt_lang, train, valid, test)
     files.check_exist()
     return files
+
+
+@dataclass(frozen=True)
+class ParallelData:
+    """The ``data`` group of a parallel corpus (``conf/data/numbers.yaml``, ``multi30k.yaml``)."""
+
+    root: str
+    src_lang: str
+    tgt_lang: str
+    train: str
+    valid: str
+    test: str
+    max_length: int                 # training pairs with a side over this many pieces are dropped
+    limit_train: Optional[int]      # only the first N training pairs
+    vocab_size: int                 # read by tokenizer.vocab_size
+    generator: Optional[Callable[..., Any]]
+    download: bool
+    downloader: Optional[Callable[..., Path]]
+    download_dir: Optional[str]
+
+    def files(self) -> CorpusFiles:
+        """The corpus files, generated or downloaded first when so configured."""
+        return prepare_corpus(self.root, self.src_lang, self.tgt_lang, self.train, self.valid,
+                              self.test, self.generator, self.download, self.downloader,
+                              self.download_dir)

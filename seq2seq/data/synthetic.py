@@ -86,7 +86,7 @@ def write_number_corpus(
     seen: set[str] = set()
     # Held-out splits first, so training pairs can be drawn avoiding them.
     for split in sorted(sizes, key=lambda s: s == "train"):
-        pairs = []
+        pairs: list[tuple[str, str]] = []
         while len(pairs) < sizes[split]:
             src, tgt = make_pair(rng, max_items, max_number)
             if src in seen:  # no duplicates within a split, no held-out sentence in training

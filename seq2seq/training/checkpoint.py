@@ -12,13 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from seq2seq.config import build
-from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from seq2seq.atomic import atomic_file
 from seq2seq.errors import CheckpointError
-from seq2seq.tokenization import TokenizerPair
 
 FORMAT = "seq2seq-checkpoint"
 VERSION = 1
@@ -47,31 +43,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint version {payload['version']} is newer than "
                               f"this seq2seq supports ({VERSION})")
     return payload
-
-
-def checkpoint_task(payload: dict[str, Any]) -> str:
-    """The topology a loaded checkpoint was trained for: translate, classify, tag or generate."""
-    return str((payload["config"].get("topology") or {}).get("task") or "translate")
-
-
-def build_model(model_cfg: DictConfig | dict, src_vocab_size: int, tgt_vocab_size: int) -> nn.Module:
-    """Instantiate the ``model`` config for the given vocabulary sizes."""
-    if isinstance(model_cfg, dict):
-        model_cfg = OmegaConf.create(model_cfg)
-    return build(model_cfg, src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size)
-
-
-def model_from_checkpoint(payload: dict[str, Any]) -> tuple[nn.Module, TokenizerPair, DictConfig]:
-    """Rebuild the model (in eval mode), its tokenizers and its config from a loaded checkpoint."""
-    config = OmegaConf.create(payload["config"])
-    tokenizers = TokenizerPair.from_state_dict(payload["tokenizers"])
-    model = build_model(config.model, tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
-    output_ids = payload["model"].get("decoder.output_ids")
-    if output_ids is not None:  # trained with model.decoder.output_vocabulary=training_targets
-        model.decoder.restrict_output(output_ids)
-    model.load_state_dict(payload["model"])
-    model.eval()
-    return model, tokenizers, config
 
 
 class CheckpointDir:

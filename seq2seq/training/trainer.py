@@ -105,7 +105,6 @@ class TrainState:
     world_size: int = 1             # ranks that trained it (their shares depend on it)
     best_metric: float = -math.inf  # the early-stopping metric, negated when lower is better
     best_step: int = 0
-    best_bleu: float = 0.0          # validation BLEU at best_step (translation)
     best_metrics: dict = field(default_factory=dict)  # every validation figure at best_step
     bad_validations: int = 0
     train_seconds: float = 0.0      # in training steps
@@ -142,7 +141,9 @@ class Objective(Protocol):
     def validate(self, model: nn.Module) -> dict[str, float]:
         """Figures on the validation split; the early-stopping metric among them."""
 
-    metrics: Sequence[str]  # the names ``validate`` returns
+    @property
+    def metrics(self) -> Sequence[str]:
+        """The names ``validate`` returns."""
 
     def checkpoint_extras(self) -> dict[str, Any]:
         """What a checkpoint needs besides the weights to be used alone (tokenizers, labels)."""
@@ -259,7 +260,8 @@ class Trainer:
             log.warning("%s has no weight average (trained without trainer.ema_decay): the "
                         "average starts from its weights", path)
             self.ema = WeightAverage(self.model, self.settings.ema_decay)
-        self.state = TrainState(**payload["trainer"])
+        # best_bleu: a field of checkpoints written before best_metrics held every figure
+        self.state = TrainState(**{k: v for k, v in payload["trainer"].items() if k != "best_bleu"})
         self.state.stop_reason = ""
         if self.state.precision and self.state.precision != self.precision:
             log.warning("%s was trained in %s, this run continues in %s (trainer.precision)",
@@ -372,7 +374,6 @@ class Trainer:
         improved = score > s.best_metric
         if improved:
             s.best_metric, s.best_step = score, s.step
-            s.best_bleu = float(metrics.get("bleu", 0.0))
             s.best_metrics = {k: float(v) for k, v in metrics.items()}  # plain floats: weights_only
             self._save_best()
         if final:
