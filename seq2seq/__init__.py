@@ -1,3 +1,3 @@
 """seq2seq: recurrent sequence-to-sequence models, machine translation first."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place: pyproject reads it

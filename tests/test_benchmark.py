@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from seq2seq.cli.benchmark import time_steps
+from benchmarks.speed import time_steps
 
 
 def test_models_take_turns_on_the_same_batches():
@@ -48,13 +48,13 @@ class Seq2Seq(nn.Module):
 def test_floor_process_steps_the_floor_in_a_child_process(tmp_path, monkeypatch):
     import os
 
-    from seq2seq.cli.benchmark import FloorProcess
+    from benchmarks.speed import FloorProcess
     from seq2seq.data.batching import make_batch
 
     (tmp_path / "torch_floor.py").write_text(FAKE_FLOOR)
     log = tmp_path / "steps.log"
     monkeypatch.setenv("FLOOR_LOG", str(log))
-    floor = FloorProcess(str(tmp_path), 12, ["loop"], threads=1)
+    floor = FloorProcess(str(tmp_path / "torch_floor.py"), 12, ["loop"], threads=1)
     try:
         batch = make_batch([[5, 6, 7], [8]], [[9, 10], [11, 5, 6]], [0, 1])
         floor.step("loop")(batch)
@@ -69,8 +69,8 @@ def test_floor_process_steps_the_floor_in_a_child_process(tmp_path, monkeypatch)
 def test_floor_process_reports_a_missing_floor(tmp_path):
     import pytest
 
-    from seq2seq.cli.benchmark import FloorProcess
+    from benchmarks.speed import FloorProcess
     from seq2seq.errors import Seq2SeqError
 
     with pytest.raises(Seq2SeqError, match="torch_floor.py: not found"):
-        FloorProcess(str(tmp_path), 12, ["loop"])
+        FloorProcess(str(tmp_path / "torch_floor.py"), 12, ["loop"])

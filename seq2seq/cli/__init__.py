@@ -1,6 +1,14 @@
 """Command-line entry points (also installed as console scripts seq2seq-train, ...)."""
 
-from pathlib import Path
+from __future__ import annotations
 
-# The config tree lives beside the package in a source checkout (`pip install -e .`).
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+import argparse
+
+from seq2seq import __version__
+
+VERSION = f"seq2seq {__version__}"
+
+
+def add_version_option(parser: argparse.ArgumentParser) -> None:
+    """``--version``: print ``seq2seq X.Y.Z`` and exit 0, as every seq2seq tool does."""
+    parser.add_argument("--version", action="version", version=VERSION)

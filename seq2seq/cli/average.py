@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from seq2seq.cli import add_version_option
 from seq2seq.errors import Seq2SeqError
 from seq2seq.training.averaging import average_checkpoints
 from seq2seq.training.checkpoint import CheckpointDir, save_checkpoint
@@ -32,6 +33,7 @@ def checkpoint_paths(inputs: Sequence[str], last: int) -> list[Path]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="seq2seq-average", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version_option(parser)
     parser.add_argument("checkpoints", nargs="+", help="checkpoint files or checkpoint folders")
     parser.add_argument("--last", type=int, default=5, help="step_N.pt files taken from a folder")
     parser.add_argument("--out", required=True, help="the averaged checkpoint to write")

@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from seq2seq.cli import add_version_option
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.compare import find_runs, leaderboard, write_leaderboard
 
@@ -18,6 +19,7 @@ from seq2seq.evaluation.compare import find_runs, leaderboard, write_leaderboard
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="seq2seq-compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version_option(parser)
     parser.add_argument("folders", nargs="+", help="run or multirun folders")
     parser.add_argument("--out", default=None, help="where the leaderboard files go")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")

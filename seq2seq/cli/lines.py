@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import BinaryIO, Iterator, TextIO
+from types import TracebackType
+from typing import IO, BinaryIO, TextIO, cast
 
 from seq2seq.atomic import atomic_file
 
@@ -29,16 +32,17 @@ class AtomicOutput:
     def __init__(self, path: str | None, default: TextIO | None = None) -> None:
         self.path = Path(path) if path else None
         self.default = default or sys.stdout
-        self._file = None
+        self._file: AbstractContextManager[IO] | None = None  # atomic_file's, while open
 
     def __enter__(self) -> TextIO:
         if self.path is None:
             return self.default
         self._file = atomic_file(self.path)
-        return self._file.__enter__()
+        return cast(TextIO, self._file.__enter__())  # mode "w": a text file
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self.path is None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._file is None:  # no path: standard output, flushed, not closed
             self.default.flush()
             return
         self._file.__exit__(exc_type, exc, tb)  # renames, or removes and lets the error go on

@@ -14,6 +14,7 @@ import argparse
 import sys
 from typing import BinaryIO, Optional, Sequence, TextIO
 
+from seq2seq.cli import add_version_option
 from seq2seq.cli.lines import AtomicOutput, read_lines
 from seq2seq.data.corpus import read_lines as read_file_lines
 from seq2seq.errors import CheckpointError, Seq2SeqError
@@ -25,6 +26,7 @@ from seq2seq.translate import checkpoint_recaser
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="seq2seq-recase", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version_option(parser)
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--train", help="cased text to fit the casing model on, one sentence per line")
     model.add_argument("--checkpoint", help="a checkpoint trained with tokenizer.recase=true")

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from seq2seq.cli import add_version_option
 from seq2seq.data.corpus import read_lines, write_text_atomic
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.bleu import check_aligned, score_corpus
@@ -49,6 +50,7 @@ def sweep(translator: Translator, sources: Sequence[str], references: Sequence[s
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="seq2seq-search-sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version_option(parser)
     parser.add_argument("--checkpoint", required=True, help="a translation checkpoint")
     parser.add_argument("--src", required=True, help="validation sources, one per line")
     parser.add_argument("--ref", required=True, help="their references, one per line")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from seq2seq.cli import CONF_DIR
+from seq2seq.cli import VERSION
+from seq2seq.config import config_dir
 from seq2seq.errors import Seq2SeqError
 from seq2seq.pipeline import run_training
 from seq2seq.training.trainer import TrainingInterrupted
@@ -21,8 +23,11 @@ HEADLINE = ("bleu", "chrf", "slot_f1", "accuracy", "macro_f1", "intent_fidelity"
             "distinct_2")
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float:
+# A directory, found in a checkout and in an installed wheel alike (seq2seq.config.config_dir),
+# rather than Hydra's pkg:// source, which wants an __init__.py inside the YAML-only conf/.
+@hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
+def train(cfg: DictConfig) -> float:
+    """The Hydra app: train, evaluate on the test set, report; returns the headline figure."""
     hydra_cfg = HydraConfig.get()
     try:
         report = run_training(cfg, hydra_cfg.runtime.output_dir,
@@ -39,6 +44,18 @@ def main(cfg: DictConfig) -> float:
     print(" ".join(f"{name} {value:.2f}" for name, value in figures)
           + f" on {report['test_set']}; report: {hydra_cfg.runtime.output_dir}/report.md")
     return figures[0][1] if figures else float("nan")  # lets Hydra sweepers optimise it
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script: the Hydra app on ``argv`` (default: the command line). ``--version`` is
+    answered first, as Hydra's own ``--version`` would print Hydra's version, not ours."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "--version" in args:
+        print(VERSION)
+        return
+    if argv is not None:
+        sys.argv = [sys.argv[0], *args]  # Hydra parses sys.argv itself
+    train()
 
 
 if __name__ == "__main__":

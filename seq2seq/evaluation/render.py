@@ -95,7 +95,7 @@ def run_sections(report: dict[str, Any], score_keys: set[str]) -> list[Section]:
     out = []
     facts = [[k, v] for k, v in report.items()
              if k not in score_keys and not isinstance(v, (dict, list))]
-    blocks = [Table(["fact", "value"], facts)] if facts else []
+    blocks: list[Table | str] = [Table(["fact", "value"], facts)] if facts else []
     if report.get("data_files"):
         blocks.append(Table(["data file", "lines"], [[f"`{p}`", n] for p, n in
                                                      report["data_files"].items()]))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import cast
 
-from sacrebleu.significance import PairedTest
+from sacrebleu.metrics.base import Metric
+from sacrebleu.significance import PairedTest, Result
 
 from seq2seq.evaluation.bleu import check_aligned, metrics
 
@@ -34,15 +36,19 @@ def paired_bootstrap(system: Sequence[str], baseline: Sequence[str], references:
     """
     check_aligned(system, references, "system lines")
     check_aligned(baseline, references, "baseline lines")
-    test = PairedTest([("baseline", list(baseline)), ("system", list(system))], metrics(),
+    test = PairedTest([("baseline", list(baseline)), ("system", list(system))],
+                      cast(Mapping[str, Metric], metrics()),
                       [list(references)], test_type="bs", n_samples=n_samples)
     _, results = test()
     identical = list(system) == list(baseline)
     out = []
     for name in metrics():
-        base, sys = results[name][0], results[name][1]
+        # Row 0 of each metric is the baseline's, row 1 the system's: Results, not names; the
+        # paired bootstrap fills in the system's p_value, mean and ci.
+        base, sys = cast(Result, results[name][0]), cast(Result, results[name][1])
+        mean, ci, p_value = cast(float, sys.mean), cast(float, sys.ci), cast(float, sys.p_value)
         out.append(PairedResult(
             name, round(sys.score, 2), round(base.score, 2),
-            1.0 if identical else float(sys.p_value),
-            (round(float(sys.mean - sys.ci), 2), round(float(sys.mean + sys.ci), 2))))
+            1.0 if identical else float(p_value),
+            (round(float(mean - ci), 2), round(float(mean + ci), 2))))
     return out

@@ -1,22 +1,22 @@
-"""``seq2seq-benchmark`` / ``python scripts/benchmark.py``: training and decoding speed on Multi30k.
+"""Training and decoding speed on Multi30k, side by side with the plain-PyTorch floor.
 
-    python scripts/benchmark.py --data-root ../shared/data --out benchmark.json [--checkpoint PATH]
+    python benchmarks/speed.py --data-root DATA --floor ANCHORS/torch_floor.py --out benchmark.json \
+        [--checkpoint PATH]
 
-Measures:
+DATA holds multi30k/ (or is that folder); ANCHORS is the folder of the speed anchors: torch_floor.py
+(the floor) and the README that defines the reference model. Measures:
   (a) training throughput (target tokens per second: pieces + EOS, no padding) over --steps
-      updates after --warmup, on length-sorted batches of 128 sentence pairs, for the reference
-      model of ../shared/anchors/README.md (``model=reference``, with the anchors' joint
-      vocabulary of 8,000 pieces: --reference-vocab-size) and for the experiment's model with its
-      own vocabulary (and, when its output layer scores only the training targets' pieces, for
-      the same model with the output layer over every id: what the restriction buys, in the
-      same run);
-  (b) the plain-PyTorch floor of ../shared/anchors/torch_floor.py on the reference model's
-      batches (the same ones), so the framework's speed is a ratio measured side by side: the
-      models take turns batch by batch, so a change in the machine's speed during the run
-      affects them alike. The floor runs in a plain child process (a script of its own, as its
-      users run it: no process settings of the framework), and its loop model also runs in
-      this process, which has seq2seq-train's ``keep_freed_memory``: two ratios, the second one
-      conservative;
+      updates after --warmup, on length-sorted batches of 128 sentence pairs, for the anchors'
+      reference model (``model=reference``, with the anchors' joint vocabulary of 8,000 pieces:
+      --reference-vocab-size) and for the experiment's model with its own vocabulary (and, when
+      its output layer scores only the training targets' pieces, for the same model with the
+      output layer over every id: what the restriction buys, in the same run);
+  (b) the plain-PyTorch floor (--floor) on the reference model's batches (the same ones), so
+      the framework's speed is a ratio measured side by side: the models take turns batch by
+      batch, so a change in the machine's speed during the run affects them alike. The floor
+      runs in a plain child process (a script of its own, as its users run it: no process
+      settings of the framework), and its loop model also runs in this process, which has
+      seq2seq-train's ``keep_freed_memory``: two ratios, the second one conservative;
   (c) decoding test_2016_flickr at batch 64 with an output cap of 100: sentences and tokens per
       second, greedy and beam 5, model load excluded, with the BLEU of each, using --checkpoint
       or, without one, the reference model trained for --train-steps updates here.
@@ -35,12 +35,18 @@ import random
 import resource
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from types import ModuleType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from omegaconf import DictConfig
+from torch import nn
 
 from seq2seq.data.batching import Batch, filter_pairs, length_batches, make_batch
 from seq2seq.data.corpus import write_text_atomic
@@ -50,13 +56,20 @@ from seq2seq.precision import add_precision_option, resolve_precision
 from seq2seq.recase import Recaser
 from seq2seq.runtime import keep_freed_memory
 from seq2seq.tokenization import PAD, UNK, TokenizerPair
-from seq2seq.training.checkpoint import build_model, load_checkpoint, model_from_checkpoint
+from seq2seq.topologies.translate import (TranslationObjective, ValidationData, prepare_corpus,
+                                          restrict_output_to_targets)
+from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.training.trainer import Trainer, TrainerSettings
+from seq2seq.translate import (SearchSettings, Translator, build_translation_model,
+                               checkpoint_recaser, comparable_references, model_from_checkpoint)
 
-ROOT = Path(__file__).resolve().parents[2]
+CONF = Path(__file__).resolve().parents[1] / "conf"  # the checkout's config tree, as the tests use
+
+Step = Callable[[Batch], Any]  # one timed update (or one lockstep round trip to the floor's child)
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="seq2seq-benchmark", description=__doc__,
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="benchmarks/speed.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", required=True,
                         help="a folder holding multi30k/ (or the multi30k folder itself)")
@@ -64,8 +77,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", help="a trained translate checkpoint for decoding")
     parser.add_argument("--experiment", default="multi30k_en_de",
                         help="whose model is timed besides the reference model")
-    parser.add_argument("--anchors", default=str(ROOT.parent / "shared" / "anchors"),
-                        help="the folder of torch_floor.py")
+    parser.add_argument("--floor", required=True,
+                        help="the plain-PyTorch floor script, torch_floor.py of the speed anchors")
     parser.add_argument("--reference-vocab-size", type=int, default=8000,
                         help="pieces of the joint vocabulary that the reference model and the floor "
                              "are timed with (the anchors': 8,000); the experiment's model uses its own")
@@ -87,12 +100,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from seq2seq.cli import CONF_DIR
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+def compose(overrides: list[str]) -> DictConfig:
+    """The training config of the checkout's conf/ with ``overrides``."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
         return hydra_compose("train", overrides=overrides)
 
 
@@ -125,8 +135,8 @@ def encoded_batches(tokenizers: TokenizerPair, train: Any, size: int, count: int
     return EncodedTraining(tokenizers, src, tgt, sorted_batches(src, tgt, size, count))
 
 
-def time_steps(steps: dict[str, Any], batches: dict[str, list[Batch]], warmup: int
-               ) -> dict[str, dict]:
+def time_steps(steps: dict[str, Step], batches: dict[str, list[Batch]], warmup: int
+               ) -> dict[str, dict[str, Any]]:
     """Run every ``steps[name]`` on its own ``batches[name]`` (models of one vocabulary share a
     list), the models taking turns batch by batch (in an order that rotates), so that a drift in
     the machine's speed during the run hits them all alike; tokens per second of each over the
@@ -148,19 +158,16 @@ def time_steps(steps: dict[str, Any], batches: dict[str, list[Batch]], warmup: i
                    "tokens_per_batch": round(tokens[name] / max(timed, 1), 1)} for name in names}
 
 
-def framework_step(model: torch.nn.Module, precision: str = "fp32"):
-    """One update as the framework's trainer does it (loss, backward, clip, Adam)."""
-    from seq2seq.topologies.translation import TranslationObjective, ValidationData
-    from seq2seq.training.trainer import Trainer, TrainerSettings
-    from seq2seq.translate import SearchSettings
-
-    objective = TranslationObjective(None, ValidationData([], [], []), SearchSettings())
+def framework_step(model: nn.Module, tokenizers: TokenizerPair, precision: str = "fp32") -> Step:
+    """One update as the framework's trainer does it (loss, backward, clip, Adam). Only the
+    objective's loss runs: no validation, so its validation data is empty."""
+    objective = TranslationObjective(tokenizers, ValidationData([], [], []), SearchSettings())
     trainer = Trainer(TrainerSettings(lr=1e-3, clip_norm=1.0, precision=precision), model,
                       objective, "/dev/null", {})
     return lambda batch: trainer.train_step([batch])
 
 
-def floor_step(floor: Any, vocab_size: int, kind: str):
+def floor_step(floor: Any, vocab_size: int, kind: str) -> Step:
     """One update of torch_floor.py's model; its PAD and UNK ids are the reverse of ours."""
     torch.manual_seed(42)
     model = floor.Seq2Seq(vocab_size, kind).train()
@@ -189,13 +196,13 @@ class FloorProcess:
     batch, and returns when the child has done its update, so only one process computes at a
     time and the rotating timing of ``time_steps`` applies unchanged."""
 
-    def __init__(self, anchors: str, vocab_size: int, kinds: Sequence[str],
-                 threads: Optional[int] = None) -> None:
-        load_floor(anchors)  # a missing file is reported here, not by the child
+    def __init__(self, floor: str, vocab_size: int, kinds: Sequence[str],
+                 threads: int | None = None) -> None:
+        load_floor(floor)  # a missing file is reported here, not by the child
         context = multiprocessing.get_context("spawn")  # a fresh interpreter, nothing inherited
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_floor_server, daemon=True,
-                                       args=(child, anchors, vocab_size, list(kinds), threads))
+                                       args=(child, floor, vocab_size, list(kinds), threads))
         self.process.start()
         self._receive()  # the child has built its models
 
@@ -208,7 +215,7 @@ class FloorProcess:
             raise Seq2SeqError(f"torch_floor.py child process: {reply}")
         return reply
 
-    def step(self, kind: str):
+    def step(self, kind: str) -> Step:
         def run(batch: Batch) -> None:
             self.conn.send((kind, batch))
             self._receive()
@@ -219,12 +226,12 @@ class FloorProcess:
         self.process.join(timeout=30)
 
 
-def _floor_server(conn: Any, anchors: str, vocab_size: int, kinds: list[str],
-                  threads: Optional[int]) -> None:
+def _floor_server(conn: Any, floor_path: str, vocab_size: int, kinds: list[str],
+                  threads: int | None) -> None:
     try:
         if threads:
             torch.set_num_threads(threads)
-        floor = load_floor(anchors)
+        floor = load_floor(floor_path)
         steps = {kind: floor_step(floor, vocab_size, kind) for kind in kinds}
         conn.send("ready")
         while (message := conn.recv()) is not None:
@@ -235,22 +242,23 @@ def _floor_server(conn: Any, anchors: str, vocab_size: int, kinds: list[str],
         conn.send(f"error: {type(err).__name__}: {err}")
 
 
-def load_floor(anchors: str) -> Any:
-    path = Path(anchors) / "torch_floor.py"
-    if not path.is_file():
-        raise Seq2SeqError(f"{path}: not found (set --anchors to the folder of torch_floor.py)")
+def load_floor(path: str) -> ModuleType:
+    """The floor script ``path`` (torch_floor.py) imported as the module ``torch_floor``."""
+    if not Path(path).is_file():
+        raise Seq2SeqError(f"{path}: not found (--floor: the path of torch_floor.py)")
     spec = importlib.util.spec_from_file_location("torch_floor", path)
+    if spec is None or spec.loader is None:
+        raise Seq2SeqError(f"{path}: not importable as a Python module (--floor: torch_floor.py)")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def decoding(model, tokenizers: TokenizerPair, sources: list[str], references: list[str],
-             beam: int, precision: str = "fp32", recaser: Optional[Recaser] = None
+def decoding(model: nn.Module, tokenizers: TokenizerPair, sources: list[str], references: list[str],
+             beam: int, precision: str = "fp32", recaser: Recaser | None = None
              ) -> dict[str, float]:
     """Decode the test set at batch 64 with an output cap of 100 pieces; model load excluded,
     and so is what follows the search (detokenizing, recasing)."""
-    from seq2seq.translate import SearchSettings, Translator, comparable_references
     search = SearchSettings(beam=beam, length_penalty=1.0, max_length_ratio=100.0, max_length=100,
                             batch_size=64, precision=precision)
     translator = Translator(model, tokenizers, search, recaser=recaser)
@@ -264,10 +272,11 @@ def decoding(model, tokenizers: TokenizerPair, sources: list[str], references: l
 
 
 def peak_rss_mib() -> float:
+    """This process's peak resident memory so far."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -284,26 +293,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from seq2seq.pipeline import prepare
-    from seq2seq.topologies.translation import restrict_output_to_targets
-    from seq2seq.translate import checkpoint_recaser
+    """Every measurement, as the JSON written by ``main``."""
+    # Imported here: the corpus preparation and topology internals are being reorganised.
     root = Path(args.data_root)
     root = root / "multi30k" if (root / "multi30k").is_dir() else root
     overrides = [f"experiment={args.experiment}", f"data.root={root}"]
     if args.cache_dir:
         overrides.append(f"paths.cache_dir={args.cache_dir}")
     cfg = compose(overrides)
-    files, tokenizers = prepare(cfg)
+    files, tokenizers, _ = prepare_corpus(cfg)
     train = files.read(files.train)
     count = args.warmup + args.steps
     own = encoded_batches(tokenizers, train, args.batch, count)
-    # The reference model and the floor are the anchors' (../shared/anchors/README.md), with
+    # The reference model and the floor are the anchors' (the README beside torch_floor.py), with
     # their vocabulary size (--reference-vocab-size: 8,000 joint pieces), whatever size the
     # experiment's own model uses, so that their figures stay comparable with the anchors'.
     if cfg.data.vocab_size == args.reference_vocab_size:
         ref = own
     else:
-        _, ref_tokenizers = prepare(compose(overrides + [f"data.vocab_size={args.reference_vocab_size}"]))
+        _, ref_tokenizers, _ = prepare_corpus(compose(overrides + [f"data.vocab_size={args.reference_vocab_size}"]))
         ref = encoded_batches(ref_tokenizers, train, args.batch, count)
     results: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
                                "keep_freed_memory": args.keep_freed_memory,
@@ -325,24 +333,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             compose(overrides + ["model.decoder.output_vocabulary=all"]).model, own)
     # bf16 is timed beside fp32 (each from the same initial weights), so that what it buys is a
     # ratio measured in the same run.
-    steps: dict[str, Any] = {}
+    steps: dict[str, Step] = {}
     batches: dict[str, list[Batch]] = {}
     params: dict[str, int] = {}
     for name, (model_cfg, data) in models.items():
         for suffix, precision in precision_variants(train_precision).items():
             torch.manual_seed(42)
-            model = build_model(model_cfg, data.vocab_size, data.vocab_size)
-            restrict_output_to_targets(model.decoder, data.tgt)
+            model = build_translation_model(model_cfg, data.vocab_size, data.vocab_size)
+            restrict_output_to_targets(model.get_submodule("decoder"), data.tgt)
             params[name] = sum(p.numel() for p in model.parameters())
-            steps[name + suffix] = framework_step(model, precision)
+            steps[name + suffix] = framework_step(model, data.tokenizers, precision)
             batches[name + suffix] = data.batches
             if name == "reference" and not suffix:
                 reference = model
-    floor_process = FloorProcess(args.anchors, ref.vocab_size, ("loop", "fused"), args.threads)
+    floor_process = FloorProcess(args.floor, ref.vocab_size, ("loop", "fused"), args.threads)
     try:
         floor_steps = {"floor_loop": floor_process.step("loop"),
                        "floor_fused": floor_process.step("fused"),
-                       "floor_loop_same_process": floor_step(load_floor(args.anchors),
+                       "floor_loop_same_process": floor_step(load_floor(args.floor),
                                                              ref.vocab_size, "loop")}
         steps.update(floor_steps)
         batches.update(dict.fromkeys(floor_steps, ref.batches))
@@ -360,8 +368,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         recaser = checkpoint_recaser(payload)
         results["decoding_model"] = str(args.checkpoint)
     else:
-        model = brief_training(reference, ref.src, ref.tgt, args.batch, args.train_steps,
-                               train_precision)
+        model = brief_training(reference, ref, args.batch, args.train_steps, train_precision)
         tokenizers = ref.tokenizers
         results["decoding_model"] = f"reference model after {args.train_steps} updates"
     model.eval()
@@ -401,14 +408,17 @@ def precision_variants(precision: str) -> dict[str, str]:
     return {"": precision} if precision == "fp32" else {"": precision, "_fp32": "fp32"}
 
 
-def brief_training(model, src, tgt, size: int, steps: int, precision: str = "fp32"):
-    step = framework_step(model, precision)
-    for batch in sorted_batches(src, tgt, size, steps, seed=7):
+def brief_training(model: nn.Module, data: EncodedTraining, size: int, steps: int,
+                   precision: str = "fp32") -> nn.Module:
+    """``model`` after ``steps`` updates on batches of ``size`` pairs of ``data`` (for decoding)."""
+    step = framework_step(model, data.tokenizers, precision)
+    for batch in sorted_batches(data.src, data.tgt, size, steps, seed=7):
         step(batch)
     return model
 
 
 def print_table(r: dict[str, Any]) -> None:
+    """The results as an aligned table on standard output."""
     train, decode = r.get("train_precision", "fp32"), r.get("decode_precision", "fp32")
     rows = [("vocabulary: reference model and floor", r["reference_vocab_size"], "pieces"),
             ("vocabulary: experiment model", r["vocab_size"], "pieces")]
