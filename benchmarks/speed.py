@@ -59,7 +59,8 @@ from seq2seq.tokenization import PAD, UNK, TokenizerPair
 from seq2seq.topologies.translate import (TranslationObjective, ValidationData, prepare_corpus,
                                           restrict_output_to_targets)
 from seq2seq.training.checkpoint import load_checkpoint
-from seq2seq.training.trainer import Trainer, TrainerSettings
+from seq2seq.training.settings import TrainerSettings
+from seq2seq.training.trainer import Trainer
 from seq2seq.translate import (SearchSettings, Translator, build_translation_model,
                                checkpoint_recaser, comparable_references, model_from_checkpoint)
 

@@ -23,8 +23,9 @@ from seq2seq.topologies.base import PredictOptions, Topology, training_facts
 from seq2seq.training.averaging import average_checkpoints
 from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from seq2seq.training.distributed import Distributed, init_distributed, shutdown_distributed
-from seq2seq.training.trainer import (LOWER_IS_BETTER, Objective, Trainer, TrainerSettings,
-                                      TrainState)
+from seq2seq.training.settings import TrainerSettings
+from seq2seq.training.state import LOWER_IS_BETTER, Objective, TrainState
+from seq2seq.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.pipeline import run_training
 from seq2seq.training.averaging import average_checkpoints, kept_weights
 from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
-from seq2seq.training.trainer import TrainerSettings
+from seq2seq.training.settings import TrainerSettings
 from tests.conftest import compose_train
 from tests.test_smoke import run_cli, tiny_overrides
 

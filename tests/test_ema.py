@@ -10,7 +10,8 @@ from torch import nn
 from seq2seq.errors import ConfigError
 from seq2seq.training.checkpoint import load_checkpoint
 from seq2seq.training.ema import WeightAverage
-from seq2seq.training.trainer import Trainer, TrainerSettings
+from seq2seq.training.settings import TrainerSettings
+from seq2seq.training.trainer import Trainer
 
 
 class TiedModel(nn.Module):

@@ -15,7 +15,7 @@ from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.pipeline import run_training
 from seq2seq.training.checkpoint import load_checkpoint
 from seq2seq.topologies.translate import TranslationObjective
-from seq2seq.training.trainer import NonFiniteLoss
+from seq2seq.training.state import NonFiniteLoss
 from tests.conftest import ROOT, compose_train
 from tests.test_smoke import tiny_overrides
 

@@ -10,7 +10,8 @@ from seq2seq.errors import ConfigError
 from seq2seq.precision import autocast, check_precision, resolve_precision
 from seq2seq.search import decode
 from seq2seq.topologies.translate import TranslationObjective, ValidationData
-from seq2seq.training.trainer import Trainer, TrainerSettings
+from seq2seq.training.settings import TrainerSettings
+from seq2seq.training.trainer import Trainer
 from seq2seq.translate import SearchSettings
 from tests.test_models import tiny_model
 

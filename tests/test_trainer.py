@@ -11,7 +11,8 @@ from torch import nn
 
 from seq2seq.errors import ConfigError
 from seq2seq.training.metrics_log import read_metrics
-from seq2seq.training.trainer import Trainer, TrainerSettings
+from seq2seq.training.settings import TrainerSettings
+from seq2seq.training.trainer import Trainer
 
 
 class FixedFigures:

@@ -14,7 +14,7 @@ from seq2seq.cli import VERSION
 from seq2seq.config import config_dir
 from seq2seq.errors import Seq2SeqError
 from seq2seq.pipeline import run_training
-from seq2seq.training.trainer import TrainingInterrupted
+from seq2seq.training.state import TrainingInterrupted
 
 log = logging.getLogger("seq2seq.train")
 

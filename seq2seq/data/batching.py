@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -207,3 +207,15 @@ def filter_pairs(src: list[list[int]], tgt: list[list[int]], max_length: int,
     """Drop pairs with an empty side or a side over ``max_length`` pieces, logging the counts."""
     keep = kept_pairs(src, tgt, max_length, name)
     return [src[i] for i in keep], [tgt[i] for i in keep]
+
+
+def groups_of(batches: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive groups of ``size`` batches (the last one may be shorter): one update each."""
+    group: list[Any] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group

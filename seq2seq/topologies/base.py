@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from seq2seq.training.distributed import Distributed
-from seq2seq.training.trainer import Objective
+from seq2seq.training.state import Objective
 
 
 @dataclass(frozen=True)

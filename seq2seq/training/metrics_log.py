@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 import logging
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,27 @@ def plot_learning_curve(csv_path: str | Path, png_path: str | Path, metric: str 
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return png_path
+
+
+@dataclass
+class LogWindow:
+    """Loss and throughput since the last log line."""
+
+    steps: int = 0
+    loss_sum: float = 0.0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def add(self, loss: float, tokens: int, seconds: float) -> None:
+        self.steps += 1
+        self.loss_sum += loss
+        self.tokens += tokens
+        self.seconds += seconds
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.steps, 1)
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)

@@ -20,145 +20,20 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from seq2seq.errors import CheckpointError, ConfigError, Seq2SeqError, check_range
-from seq2seq.precision import autocast, check_precision, resolve_precision
+from seq2seq.data.batching import groups_of
+from seq2seq.errors import CheckpointError, ConfigError
+from seq2seq.precision import autocast, resolve_precision
 from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from seq2seq.training.distributed import Distributed
 from seq2seq.training.ema import WeightAverage
-from seq2seq.training.metrics_log import MetricsLog, plot_learning_curve
-from seq2seq.training.schedules import TeacherForcingSchedule, annealed_lr
+from seq2seq.training.metrics_log import LogWindow, MetricsLog, plot_learning_curve
+from seq2seq.training.schedules import annealed_lr
+from seq2seq.training.settings import TrainerSettings
+from seq2seq.training.signals import StopSignals
+from seq2seq.training.state import (LOWER_IS_BETTER, NonFiniteLoss, Objective, TrainingInterrupted,
+                                    TrainState, rng_state, set_rng_state)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainerSettings:
-    """The `trainer` config group."""
-
-    max_epochs: int = 20
-    max_steps: Optional[int] = None
-    max_minutes: Optional[float] = None     # stop (and keep the best checkpoint) after this long
-    batch_tokens: int = 4000                # padded tokens per batch (sentences x longest side)
-    accumulate_batches: int = 1             # batches (per rank) whose gradients make one update
-    max_sentences: Optional[int] = None
-    lr: float = 1e-3
-    clip_norm: float = 1.0
-    label_smoothing: float = 0.0
-    lr_decay_factor: float = 0.5            # ReduceLROnPlateau on the validation metric
-    lr_patience: int = 2
-    lr_metric: Optional[str] = None         # what the plateau watches; None: early_stopping_metric
-    min_lr: float = 1e-5
-    lr_anneal_minutes: float = 0.0          # > 0 (with max_minutes): over the budget's last N
-                                            # minutes the LR falls linearly to min_lr instead
-    validate_every: int = 0                 # steps between validations; 0 = at epoch ends:
-    validate_every_epochs: int = 1          # after every Nth epoch (and after the last step)
-    valid_beam: int = 1
-    valid_max_sentences: Optional[int] = None
-    early_stopping_metric: str = "bleu"     # a validation metric; loss and ppl: lower is better
-    early_stopping_patience: int = 5        # validations without improvement before stopping
-    log_every: int = 50
-    progress_bar: bool = True
-    keep_checkpoints: int = 2               # step_N.pt files kept besides last.pt and best.pt
-    average_last: int = 0                   # >= 2: after training, average the last N step_N.pt
-    ema_decay: float = 0.0                  # > 0: validate, keep and test a moving average of
-                                            # the weights (ema.py); 0: the weights themselves
-    max_nonfinite: int = 5                  # consecutive NaN/inf losses skipped before stopping
-    precision: str = "fp32"                 # fp32 | bf16 (the forward pass under CPU autocast)
-                                            # | auto (the faster here: seq2seq/precision.py)
-    teacher_forcing: TeacherForcingSchedule = field(default_factory=TeacherForcingSchedule)
-
-    def __post_init__(self) -> None:
-        check_range("trainer.max_epochs", self.max_epochs, 1)
-        check_range("trainer.batch_tokens", self.batch_tokens, 1)
-        check_range("trainer.accumulate_batches", self.accumulate_batches, 1)
-        check_range("trainer.lr", self.lr, 0.0)
-        check_range("trainer.label_smoothing", self.label_smoothing, 0.0, 1.0)
-        check_range("trainer.valid_beam", self.valid_beam, 1)
-        check_range("trainer.validate_every", self.validate_every, 0)
-        check_range("trainer.validate_every_epochs", self.validate_every_epochs, 1)
-        check_range("trainer.keep_checkpoints", self.keep_checkpoints, 0)
-        check_range("trainer.average_last", self.average_last, 0)
-        if self.average_last > self.keep_checkpoints:
-            raise ConfigError(f"trainer.average_last={self.average_last} needs as many step "
-                              f"checkpoints kept; set trainer.keep_checkpoints >= "
-                              f"{self.average_last} (it is {self.keep_checkpoints})")
-        check_range("trainer.max_nonfinite", self.max_nonfinite, 1)
-        check_range("trainer.lr_anneal_minutes", self.lr_anneal_minutes, 0.0)
-        if self.lr_anneal_minutes > 0 and not (self.max_minutes and
-                                               self.lr_anneal_minutes < self.max_minutes):
-            raise ConfigError(f"trainer.lr_anneal_minutes={self.lr_anneal_minutes} is the end of "
-                              "a time budget: it needs trainer.max_minutes set and larger "
-                              f"(it is {self.max_minutes})")
-        check_precision("trainer.precision", self.precision)
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"trainer.ema_decay={self.ema_decay!r}: expected 0 (off) or a "
-                              "value below 1, such as 0.999")
-
-
-@dataclass
-class TrainState:
-    """Counters saved in ``last.pt``, so a resumed run continues exactly where it stopped."""
-
-    step: int = 0                   # optimizer updates
-    epoch: int = 0
-    batch_in_epoch: int = 0         # batches of this rank's share of the epoch already trained
-    world_size: int = 1             # ranks that trained it (their shares depend on it)
-    best_metric: float = -math.inf  # the early-stopping metric, negated when lower is better
-    best_step: int = 0
-    best_metrics: dict = field(default_factory=dict)  # every validation figure at best_step
-    bad_validations: int = 0
-    train_seconds: float = 0.0      # in training steps
-    wall_seconds: float = 0.0       # since the run began, validation included: the clock of
-                                    # trainer.max_minutes, carried over a resume
-    train_tokens: int = 0
-    validated_step: int = -1
-    anneal_from_lr: float = 0.0     # the LR when lr_anneal_minutes began (0: not yet)
-    nonfinite_in_a_row: int = 0
-    nonfinite_total: int = 0
-    stop_reason: str = ""
-    precision: str = ""             # what trainer.precision resolved to (the latest, if resumed)
-
-
-class TrainingInterrupted(Seq2SeqError):
-    """SIGINT/SIGTERM arrived; the current step finished and last.pt was saved."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.signum = signum
-
-
-class NonFiniteLoss(Seq2SeqError):
-    """Too many NaN/inf losses in a row."""
-
-
-class Objective(Protocol):
-    """What a topology trains and how it is scored (see ``seq2seq/topologies``)."""
-
-    def loss(self, model: nn.Module, batch: Any, teacher_forcing: float,
-             smoothing: float) -> Tensor:
-        """The loss summed over the batch's ``batch.num_tgt_tokens`` predicted units."""
-
-    def validate(self, model: nn.Module) -> dict[str, float]:
-        """Figures on the validation split; the early-stopping metric among them."""
-
-    @property
-    def metrics(self) -> Sequence[str]:
-        """The names ``validate`` returns."""
-
-    def checkpoint_extras(self) -> dict[str, Any]:
-        """What a checkpoint needs besides the weights to be used alone (tokenizers, labels)."""
-
-
-LOWER_IS_BETTER = ("loss", "ppl", "perplexity")
-
-
-def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "torch": torch.get_rng_state()}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
 
 
 class Trainer:
@@ -191,7 +66,8 @@ class Trainer:
             resolve_precision(settings.precision, "trainer.precision") if distributed.is_main
             else None)
         self.ema = WeightAverage(model, settings.ema_decay) if settings.ema_decay > 0 else None
-        self._signal: Optional[int] = None
+        self._signals = StopSignals()
+        self._window = LogWindow()  # loss and throughput since the last log line
         self._started: Optional[float] = None  # perf_counter() at the run's start, while fitting
 
     def _plateau(self) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
@@ -266,23 +142,25 @@ class Trainer:
         if self.state.precision and self.state.precision != self.precision:
             log.warning("%s was trained in %s, this run continues in %s (trainer.precision)",
                         path, self.state.precision, self.precision)
-        rng_ranks = payload.get("rng_ranks") or [payload["rng"]]
-        world = self.dist.world_size
-        if self.state.world_size != world:
-            # Each rank's share of an epoch depends on the number of ranks: keep the fraction of
-            # the epoch already trained, and start each rank's RNG afresh from its own seed.
-            log.warning("%s was trained on %d rank(s), this run has %d: resuming at the same "
-                        "fraction of the epoch, not the same batch", path, self.state.world_size,
-                        world)
-            self.state.batch_in_epoch = self.state.batch_in_epoch * self.state.world_size // world
-            self.state.world_size = world
-            set_rng_state(rng_ranks[0])
-            if self.dist.enabled:
-                torch.manual_seed(self.config.get("seed", 0) + 1000 * self.state.step + self.dist.rank)
-        else:
-            set_rng_state(rng_ranks[self.dist.rank])
+        self._restore_rng(payload, path)
         log.info("Resumed from %s at step %d (epoch %d, batch %d)", path, self.state.step,
                  self.state.epoch + 1, self.state.batch_in_epoch)
+
+    def _restore_rng(self, payload: dict[str, Any], path: str | Path) -> None:
+        """Each rank's RNG state as saved; with another number of ranks, each rank's share of an
+        epoch differs: keep the fraction of the epoch already trained, and seed afresh."""
+        rng_ranks = payload.get("rng_ranks") or [payload["rng"]]
+        world = self.dist.world_size
+        if self.state.world_size == world:
+            set_rng_state(rng_ranks[self.dist.rank])
+            return
+        log.warning("%s was trained on %d rank(s), this run has %d: resuming at the same "
+                    "fraction of the epoch, not the same batch", path, self.state.world_size, world)
+        self.state.batch_in_epoch = self.state.batch_in_epoch * self.state.world_size // world
+        self.state.world_size = world
+        set_rng_state(rng_ranks[0])
+        if self.dist.enabled:
+            torch.manual_seed(self.config.get("seed", 0) + 1000 * self.state.step + self.dist.rank)
 
     # -- one step ------------------------------------------------------------------------------
     def train_step(self, batches: Sequence[Any], flags: Sequence[bool] = ()
@@ -327,25 +205,6 @@ class Trainer:
             norm = float(nn.utils.get_total_norm(grads)) * scale
             scale *= min(1.0, self.settings.clip_norm / (norm + 1e-6))  # as clip_grad_norm_
         torch._foreach_mul_(grads, scale)
-
-    def _check_finite(self, loss: float) -> bool:
-        """Count non-finite losses; raise NonFiniteLoss after ``max_nonfinite`` in a row."""
-        s = self.state
-        if math.isfinite(loss):
-            s.nonfinite_in_a_row = 0
-            return True
-        s.nonfinite_in_a_row += 1
-        s.nonfinite_total += 1
-        log.warning("step %d: loss is %s; update skipped (%d in a row)", s.step, loss,
-                    s.nonfinite_in_a_row)
-        if s.nonfinite_in_a_row >= self.settings.max_nonfinite:
-            good = self.checkpoints.last if self.checkpoints.last.exists() else None
-            raise NonFiniteLoss(
-                f"training stopped at step {s.step}: {s.nonfinite_in_a_row} non-finite losses in "
-                f"a row (trainer.max_nonfinite={self.settings.max_nonfinite}); last good "
-                f"checkpoint: {good or 'none saved yet'}. Try a lower trainer.lr or "
-                "trainer.clip_norm.")
-        return False
 
     # -- validation ----------------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
@@ -440,67 +299,74 @@ class Trainer:
         # The budget's clock goes on from where a resumed run stopped (checkpoints from before
         # wall_seconds existed: from its training steps' time).
         started = self._started = time.perf_counter() - (s.wall_seconds or s.train_seconds)
-        window = _Window()
-        previous_handlers = self._catch_signals()
-        try:
-            # A run resumed with its budget spent takes no step (rank 0's clock decides).
-            stop = self._out_of_budget(self._past_budget(self.dist.broadcast(
-                time.perf_counter() - started if self.dist.is_main else None)))
-            while s.epoch < settings.max_epochs and not stop:
-                show_bar = settings.progress_bar and self.dist.is_main
-                bar = tqdm(total=batches.num_batches(s.epoch), initial=s.batch_in_epoch,
-                           desc=f"epoch {s.epoch + 1}", leave=False,
-                           disable=None if show_bar else True)
-                epoch_batches = batches.epoch(s.epoch, start=s.batch_in_epoch)
-                for group in _groups(epoch_batches, settings.accumulate_batches):
-                    t0 = time.perf_counter()
-                    loss, tokens, (signalled, over_time) = self.train_step(
-                        group, flags=(self._signal is not None, self._over_time(started)))
-                    elapsed = time.perf_counter() - t0
-                    s.step += 1
-                    s.batch_in_epoch += len(group)
-                    if self._check_finite(loss):
-                        s.train_seconds += elapsed
-                        s.train_tokens += tokens
-                        window.add(loss, tokens, elapsed)
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    bar.update(len(group))
-                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2g}", tok_s=f"{window.rate:.0f}")
-                    if s.step % settings.log_every == 0 and window.steps and metrics_log is not None:
-                        metrics_log.write(step=s.step, epoch=s.epoch + 1, split="train",
-                                          loss=window.loss, lr=lr, tokens_per_second=window.rate,
-                                          teacher_forcing=settings.teacher_forcing.ratio(s.step),
-                                          elapsed_seconds=time.perf_counter() - started)
-                        window = _Window()
-                    if settings.validate_every and s.step % settings.validate_every == 0:
-                        stop = self._validate_and_log(metrics_log, started)
-                    if signalled:
-                        self._interrupt()
-                    stop = stop or self._out_of_budget(over_time)
-                    if stop:
-                        break
-                bar.close()
-                if not stop:
-                    s.epoch += 1
-                    s.batch_in_epoch = 0
-                    if not settings.validate_every and s.epoch % settings.validate_every_epochs == 0:
-                        stop = self._validate_and_log(metrics_log, started)
-            if not s.stop_reason:
-                s.stop_reason = f"reached max_epochs={settings.max_epochs}"
-            if s.validated_step != s.step:
-                self._validate_and_log(metrics_log, started, final=True)
-            self.save_last()
-        finally:
-            self._started = None
-            self._restore_signals(previous_handlers)
-            if metrics_log is not None:
-                metrics_log.close()
-                plot_learning_curve(metrics_log.path, self.run_dir / "learning_curve.png",
-                                    settings.early_stopping_metric)
+        self._window = LogWindow()
+        with self._signals:
+            try:
+                # A run resumed with its budget spent takes no step (rank 0's clock decides).
+                stop = self._out_of_budget(self._past_budget(self.dist.broadcast(
+                    time.perf_counter() - started if self.dist.is_main else None)))
+                while s.epoch < settings.max_epochs and not stop:
+                    stop = self._train_epoch(batches, metrics_log, started)
+                    if not stop:
+                        s.epoch += 1
+                        s.batch_in_epoch = 0
+                        if not settings.validate_every and \
+                                s.epoch % settings.validate_every_epochs == 0:
+                            stop = self._validate_and_log(metrics_log, started)
+                if not s.stop_reason:
+                    s.stop_reason = f"reached max_epochs={settings.max_epochs}"
+                if s.validated_step != s.step:
+                    self._validate_and_log(metrics_log, started, final=True)
+                self.save_last()
+            finally:
+                self._started = None
+                if metrics_log is not None:
+                    metrics_log.close()
+                    plot_learning_curve(metrics_log.path, self.run_dir / "learning_curve.png",
+                                        settings.early_stopping_metric)
         log.info("Training stopped (%s) after %d steps; best validation %s %.4g at step %d",
                  s.stop_reason, s.step, settings.early_stopping_metric,
                  s.best_metrics.get(settings.early_stopping_metric, math.nan), s.best_step)
         return s
+
+    def _train_epoch(self, batches: Any, metrics_log: Optional[MetricsLog], started: float) -> bool:
+        """Train on the rest of the current epoch's batches; whether the run should stop."""
+        s, settings = self.state, self.settings
+        show_bar = settings.progress_bar and self.dist.is_main
+        bar = tqdm(total=batches.num_batches(s.epoch), initial=s.batch_in_epoch,
+                   desc=f"epoch {s.epoch + 1}", leave=False, disable=None if show_bar else True)
+        stop = False
+        for group in groups_of(batches.epoch(s.epoch, start=s.batch_in_epoch),
+                             settings.accumulate_batches):
+            t0 = time.perf_counter()
+            loss, tokens, (signalled, over_time) = self.train_step(
+                group, flags=(self._signals.received is not None, self._over_time(started)))
+            elapsed = time.perf_counter() - t0
+            s.step += 1
+            s.batch_in_epoch += len(group)
+            if s.count_loss(loss, settings.max_nonfinite, self.checkpoints.last):
+                s.train_seconds += elapsed
+                s.train_tokens += tokens
+                self._window.add(loss, tokens, elapsed)
+            lr = self.optimizer.param_groups[0]["lr"]
+            bar.update(len(group))
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2g}", tok_s=f"{self._window.rate:.0f}")
+            if s.step % settings.log_every == 0 and self._window.steps and metrics_log is not None:
+                metrics_log.write(step=s.step, epoch=s.epoch + 1, split="train",
+                                  loss=self._window.loss, lr=lr,
+                                  tokens_per_second=self._window.rate,
+                                  teacher_forcing=settings.teacher_forcing.ratio(s.step),
+                                  elapsed_seconds=time.perf_counter() - started)
+                self._window = LogWindow()
+            if settings.validate_every and s.step % settings.validate_every == 0:
+                stop = self._validate_and_log(metrics_log, started)
+            if signalled:
+                self._interrupt()
+            stop = stop or self._out_of_budget(over_time)
+            if stop:
+                break
+        bar.close()
+        return stop
 
     def _over_time(self, started: float) -> bool:
         return self._past_budget(time.perf_counter() - started)
@@ -519,26 +385,9 @@ class Trainer:
             s.stop_reason = f"reached max_minutes={settings.max_minutes}"
         return bool(s.stop_reason)
 
-    # -- signals -------------------------------------------------------------------------------
-    def _catch_signals(self) -> dict:
-        def remember(signum, frame):  # noqa: ARG001
-            self._signal = signum
-        handlers = {}
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            try:
-                handlers[signum] = signal.signal(signum, remember)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return handlers
-
-    @staticmethod
-    def _restore_signals(handlers: dict) -> None:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-
     def _interrupt(self) -> None:
         """Save last.pt and raise TrainingInterrupted (on every rank: one of them got a signal)."""
-        signum = self._signal or signal.SIGTERM  # another rank got it
+        signum = self._signals.received or signal.SIGTERM  # another rank got it
         name = signal.Signals(signum).name
         self.state.stop_reason = f"interrupted by {name}"
         path = self.save_last()
@@ -546,39 +395,3 @@ class Trainer:
             f"{name} received: stopped after step {self.state.step} and saved {path}. Resume "
             f"with: python scripts/train.py <the same overrides> resume=true "
             f"hydra.run.dir={self.run_dir}", signum)
-
-
-def _groups(batches: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    """Consecutive groups of ``size`` batches (the last one may be shorter): one update each."""
-    group: list[Any] = []
-    for batch in batches:
-        group.append(batch)
-        if len(group) == size:
-            yield group
-            group = []
-    if group:
-        yield group
-
-
-@dataclass
-class _Window:
-    """Loss and throughput since the last log line."""
-
-    steps: int = 0
-    loss_sum: float = 0.0
-    tokens: int = 0
-    seconds: float = 0.0
-
-    def add(self, loss: float, tokens: int, seconds: float) -> None:
-        self.steps += 1
-        self.loss_sum += loss
-        self.tokens += tokens
-        self.seconds += seconds
-
-    @property
-    def loss(self) -> float:
-        return self.loss_sum / max(self.steps, 1)
-
-    @property
-    def rate(self) -> float:
-        return self.tokens / max(self.seconds, 1e-9)

@@ -1,0 +1,75 @@
+"""The ``trainer`` config group: how long to train, the optimizer's and the schedule's settings,
+validation, checkpoints and precision (``conf/trainer/default.yaml`` holds the values)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from seq2seq.errors import ConfigError, check_range
+from seq2seq.precision import check_precision
+from seq2seq.training.schedules import TeacherForcingSchedule
+
+
+@dataclass
+class TrainerSettings:
+    """The `trainer` config group."""
+
+    max_epochs: int = 20
+    max_steps: Optional[int] = None
+    max_minutes: Optional[float] = None     # stop (and keep the best checkpoint) after this long
+    batch_tokens: int = 4000                # padded tokens per batch (sentences x longest side)
+    accumulate_batches: int = 1             # batches (per rank) whose gradients make one update
+    max_sentences: Optional[int] = None
+    lr: float = 1e-3
+    clip_norm: float = 1.0
+    label_smoothing: float = 0.0
+    lr_decay_factor: float = 0.5            # ReduceLROnPlateau on the validation metric
+    lr_patience: int = 2
+    lr_metric: Optional[str] = None         # what the plateau watches; None: early_stopping_metric
+    min_lr: float = 1e-5
+    lr_anneal_minutes: float = 0.0          # > 0 (with max_minutes): over the budget's last N
+                                            # minutes the LR falls linearly to min_lr instead
+    validate_every: int = 0                 # steps between validations; 0 = at epoch ends:
+    validate_every_epochs: int = 1          # after every Nth epoch (and after the last step)
+    valid_beam: int = 1
+    valid_max_sentences: Optional[int] = None
+    early_stopping_metric: str = "bleu"     # a validation metric; loss and ppl: lower is better
+    early_stopping_patience: int = 5        # validations without improvement before stopping
+    log_every: int = 50
+    progress_bar: bool = True
+    keep_checkpoints: int = 2               # step_N.pt files kept besides last.pt and best.pt
+    average_last: int = 0                   # >= 2: after training, average the last N step_N.pt
+    ema_decay: float = 0.0                  # > 0: validate, keep and test a moving average of
+                                            # the weights (ema.py); 0: the weights themselves
+    max_nonfinite: int = 5                  # consecutive NaN/inf losses skipped before stopping
+    precision: str = "fp32"                 # fp32 | bf16 (the forward pass under CPU autocast)
+                                            # | auto (the faster here: seq2seq/precision.py)
+    teacher_forcing: TeacherForcingSchedule = field(default_factory=TeacherForcingSchedule)
+
+    def __post_init__(self) -> None:
+        check_range("trainer.max_epochs", self.max_epochs, 1)
+        check_range("trainer.batch_tokens", self.batch_tokens, 1)
+        check_range("trainer.accumulate_batches", self.accumulate_batches, 1)
+        check_range("trainer.lr", self.lr, 0.0)
+        check_range("trainer.label_smoothing", self.label_smoothing, 0.0, 1.0)
+        check_range("trainer.valid_beam", self.valid_beam, 1)
+        check_range("trainer.validate_every", self.validate_every, 0)
+        check_range("trainer.validate_every_epochs", self.validate_every_epochs, 1)
+        check_range("trainer.keep_checkpoints", self.keep_checkpoints, 0)
+        check_range("trainer.average_last", self.average_last, 0)
+        if self.average_last > self.keep_checkpoints:
+            raise ConfigError(f"trainer.average_last={self.average_last} needs as many step "
+                              f"checkpoints kept; set trainer.keep_checkpoints >= "
+                              f"{self.average_last} (it is {self.keep_checkpoints})")
+        check_range("trainer.max_nonfinite", self.max_nonfinite, 1)
+        check_range("trainer.lr_anneal_minutes", self.lr_anneal_minutes, 0.0)
+        if self.lr_anneal_minutes > 0 and not (self.max_minutes and
+                                               self.lr_anneal_minutes < self.max_minutes):
+            raise ConfigError(f"trainer.lr_anneal_minutes={self.lr_anneal_minutes} is the end of "
+                              "a time budget: it needs trainer.max_minutes set and larger "
+                              f"(it is {self.max_minutes})")
+        check_precision("trainer.precision", self.precision)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"trainer.ema_decay={self.ema_decay!r}: expected 0 (off) or a "
+                              "value below 1, such as 0.999")

@@ -1,0 +1,102 @@
+"""What the training loop keeps between steps and across a resume, what it asks of a topology
+(``Objective``), and how a run stops early."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from seq2seq.errors import Seq2SeqError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainState:
+    """Counters saved in ``last.pt``, so a resumed run continues exactly where it stopped."""
+
+    step: int = 0                   # optimizer updates
+    epoch: int = 0
+    batch_in_epoch: int = 0         # batches of this rank's share of the epoch already trained
+    world_size: int = 1             # ranks that trained it (their shares depend on it)
+    best_metric: float = -math.inf  # the early-stopping metric, negated when lower is better
+    best_step: int = 0
+    best_metrics: dict = field(default_factory=dict)  # every validation figure at best_step
+    bad_validations: int = 0
+    train_seconds: float = 0.0      # in training steps
+    wall_seconds: float = 0.0       # since the run began, validation included: the clock of
+                                    # trainer.max_minutes, carried over a resume
+    train_tokens: int = 0
+    validated_step: int = -1
+    anneal_from_lr: float = 0.0     # the LR when lr_anneal_minutes began (0: not yet)
+    nonfinite_in_a_row: int = 0
+    nonfinite_total: int = 0
+    stop_reason: str = ""
+    precision: str = ""             # what trainer.precision resolved to (the latest, if resumed)
+
+
+    def count_loss(self, loss: float, max_nonfinite: int, last: Path) -> bool:
+        """Whether ``loss`` is finite; count non-finite losses and raise NonFiniteLoss after
+        ``max_nonfinite`` in a row (naming ``last``, the run's last.pt, if it was saved)."""
+        if math.isfinite(loss):
+            self.nonfinite_in_a_row = 0
+            return True
+        self.nonfinite_in_a_row += 1
+        self.nonfinite_total += 1
+        log.warning("step %d: loss is %s; update skipped (%d in a row)", self.step, loss,
+                    self.nonfinite_in_a_row)
+        if self.nonfinite_in_a_row >= max_nonfinite:
+            last_good = last if last.exists() else None
+            raise NonFiniteLoss(
+                f"training stopped at step {self.step}: {self.nonfinite_in_a_row} non-finite "
+                f"losses in a row (trainer.max_nonfinite={max_nonfinite}); last good checkpoint: "
+                f"{last_good or 'none saved yet'}. Try a lower trainer.lr or trainer.clip_norm.")
+        return False
+
+class TrainingInterrupted(Seq2SeqError):
+    """SIGINT/SIGTERM arrived; the current step finished and last.pt was saved."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class NonFiniteLoss(Seq2SeqError):
+    """Too many NaN/inf losses in a row."""
+
+
+class Objective(Protocol):
+    """What a topology trains and how it is scored (see ``seq2seq/topologies``)."""
+
+    def loss(self, model: nn.Module, batch: Any, teacher_forcing: float,
+             smoothing: float) -> Tensor:
+        """The loss summed over the batch's ``batch.num_tgt_tokens`` predicted units."""
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Figures on the validation split; the early-stopping metric among them."""
+
+    @property
+    def metrics(self) -> Sequence[str]:
+        """The names ``validate`` returns."""
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """What a checkpoint needs besides the weights to be used alone (tokenizers, labels)."""
+
+
+LOWER_IS_BETTER = ("loss", "ppl", "perplexity")
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
