@@ -9,7 +9,7 @@ import logging
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -100,7 +100,7 @@ def train_model(cfg: DictConfig, run_dir: Path, model: nn.Module, objective: Obj
         # Rank 0's initial weights everywhere; a different dropout stream on each rank.
         distributed.broadcast_parameters(model)
         torch.manual_seed(cfg.seed + distributed.rank)
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = cast(dict, OmegaConf.to_container(cfg, resolve=True))  # a DictConfig gives a dict
     trainer = Trainer(settings, model, objective, run_dir, config, distributed)
     last = run_dir / "checkpoints" / "last.pt"
     if cfg.get("resume") and last.exists():

@@ -51,7 +51,8 @@ class ModelStepper:
         self.model = model
         self.output_ids = None if all_ids else getattr(model.decoder, "output_ids", None)
 
-    def start(self, src: Tensor, src_len: Tensor) -> SearchState:
+    def start(self, src: Tensor, src_len: Optional[Tensor]) -> SearchState:
+        """Encode a batch (a class-conditioned generator takes its classes as ``src``, no lengths)."""
         memory, state = self.model.encode(src, src_len)
         return SearchState(state, memory)
 
@@ -64,7 +65,7 @@ class ModelStepper:
 
     def step(self, prev_tokens: Tensor, state: SearchState):
         restricted = self.output_ids is not None
-        if restricted:
+        if self.output_ids is not None:
             prev_tokens = self.output_ids[prev_tokens]
         out = self.model.decoder.step(prev_tokens, state.decoder, state.memory,
                                       all_ids=not restricted)

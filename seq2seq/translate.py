@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from seq2seq.config import build
 from seq2seq.data.batching import make_batch
 from seq2seq.errors import CheckpointError, check_range
+from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.precision import check_precision
 from seq2seq.recase import Recaser
 from seq2seq.search import Ensemble, Hypothesis, decode
@@ -68,7 +69,7 @@ class Translation(NamedTuple):
 
 
 def build_translation_model(model_cfg: DictConfig | dict, src_vocab_size: int,
-                            tgt_vocab_size: int) -> nn.Module:
+                            tgt_vocab_size: int) -> EncoderDecoder:
     """The ``model`` config (an encoder-decoder) built for the two vocabulary sizes."""
     if isinstance(model_cfg, dict):
         model_cfg = OmegaConf.create(model_cfg)

@@ -12,7 +12,7 @@ from typing import IO, BinaryIO, TextIO, cast
 from seq2seq.atomic import atomic_file
 
 
-def read_lines(stream: BinaryIO, name: str, warn: TextIO = sys.stderr) -> Iterator[str]:
+def stream_lines(stream: BinaryIO, name: str, warn: TextIO = sys.stderr) -> Iterator[str]:
     """Yield each line of a byte stream as text without its line ending. Bytes that are not UTF-8
     are replaced (U+FFFD) with a warning naming the line, so the line count never changes."""
     for number, raw in enumerate(stream, start=1):

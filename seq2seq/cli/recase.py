@@ -15,7 +15,7 @@ import sys
 from typing import BinaryIO, Optional, Sequence, TextIO
 
 from seq2seq.cli import add_version_option
-from seq2seq.cli.lines import AtomicOutput, read_lines
+from seq2seq.cli.lines import AtomicOutput, stream_lines
 from seq2seq.data.corpus import read_lines as read_file_lines
 from seq2seq.errors import CheckpointError, Seq2SeqError
 from seq2seq.recase import Recaser
@@ -53,7 +53,7 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[BinaryIO] = None,
         recaser = load_recaser(args)
         source = open(args.input, "rb") if args.input else (stdin or sys.stdin.buffer)
         with source, AtomicOutput(args.output, stdout) as out:
-            for line in read_lines(source, args.input or "<stdin>"):
+            for line in stream_lines(source, args.input or "<stdin>"):
                 out.write(recaser.recase(line) + "\n")
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -16,7 +16,7 @@ from itertools import islice
 from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, TextIO
 
 from seq2seq.cli import add_version_option
-from seq2seq.cli.lines import AtomicOutput, read_lines
+from seq2seq.cli.lines import AtomicOutput, stream_lines
 from seq2seq.errors import Seq2SeqError
 from seq2seq.precision import add_precision_option
 from seq2seq.predict import load_predictor
@@ -65,7 +65,7 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[BinaryIO] = None,
         chunk = 1 if source.isatty() else max(1, args.chunk)
         with source, AtomicOutput(args.output, stdout) as out:
             done = 0
-            for lines in chunks(read_lines(source, args.input or "<stdin>"), chunk):
+            for lines in chunks(stream_lines(source, args.input or "<stdin>"), chunk):
                 for text in predictor.predict(lines, done):
                     out.write(text.replace("\n", " ") + "\n")
                 out.flush()

@@ -252,19 +252,19 @@ def make_labelled_batch(pieces: Sequence[WordPieces], tags: Optional[Sequence[Se
 
 def _word_ids(pieces: Sequence[WordPieces]) -> Optional[Tensor]:
     """[B, W] the words' WordVocab ids, PAD-padded; None when the pieces carry none."""
-    if any(p.word_ids is None for p in pieces):
-        return None
-    return pad([p.word_ids for p in pieces])[0]
+    word_ids = [p.word_ids for p in pieces if p.word_ids is not None]
+    return pad(word_ids)[0] if len(word_ids) == len(pieces) else None
 
 
 def _lexicon_ids(pieces: Sequence[WordPieces], words: int) -> Optional[Tensor]:
     """[B, W, K] the words' lexicon feature ids, 0-padded; None when the pieces carry none."""
-    if any(p.lexicon is None for p in pieces):
+    lexicons = [p.lexicon for p in pieces if p.lexicon is not None]
+    if len(lexicons) < len(pieces):
         return None
-    most = max((len(ids) for p in pieces for ids in p.lexicon), default=0)
+    most = max((len(ids) for lexicon in lexicons for ids in lexicon), default=0)
     out = torch.zeros(len(pieces), words, max(most, 1), dtype=torch.long)
-    for row, p in enumerate(pieces):
-        for word, ids in enumerate(p.lexicon):
+    for row, lexicon in enumerate(lexicons):
+        for word, ids in enumerate(lexicon):
             if ids:
                 out[row, word, : len(ids)] = torch.as_tensor(ids)
     return out

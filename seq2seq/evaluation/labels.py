@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+
 from seq2seq.evaluation.render import Image, Section, Table, run_sections
 
 
@@ -37,8 +39,6 @@ def classification_scores(gold: Sequence[str], predicted: Sequence[str],
 def slot_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, Any]:
     """Span precision/recall/F1 as conlleval computes them (seqeval's default mode), overall and
     per slot type."""
-    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
-
     gold, predicted = [list(t) for t in gold], [list(t) for t in predicted]
     report = classification_report(gold, predicted, output_dict=True, zero_division=0)
     percent = lambda value: round(100 * float(value), 2)  # noqa: E731  (numpy -> float)

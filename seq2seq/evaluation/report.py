@@ -13,6 +13,12 @@ import platform
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import hydra
+import sacrebleu
+import sentencepiece
+import torch
+
+import seq2seq
 from seq2seq.data.corpus import write_text_atomic
 from seq2seq.evaluation.analysis import best_and_worst, bleu_by_length
 from seq2seq.evaluation.bleu import score_corpus
@@ -22,12 +28,6 @@ from seq2seq.evaluation.significance import paired_bootstrap
 
 
 def library_versions() -> dict[str, str]:
-    import hydra
-    import sacrebleu
-    import sentencepiece
-    import torch
-
-    import seq2seq
     return {"seq2seq": seq2seq.__version__, "torch": torch.__version__,
             "sacrebleu": sacrebleu.__version__, "sentencepiece": sentencepiece.__version__,
             "hydra": hydra.__version__, "python": platform.python_version()}

@@ -111,11 +111,12 @@ class RNNDecoder(nn.Module):
         if tie_embeddings:
             self.output_layer.weight = self.embedding.weight
 
-    def restrict_output(self, ids: Tensor) -> None:
+    def restrict_output(self, ids: Tensor) -> Tensor:
         """Score only the target ids ``ids`` (``OutputLayer.restrict``): logits of ``forward`` are
         then over the kept ids (map the targets with ``output_layer.columns``), and ``step``
-        returns logits over every id (-inf for those left out) or, for search, over these only."""
-        self.output_layer.restrict(ids)
+        returns logits over every id (-inf for those left out) or, for search, over these only.
+        Returns the kept ids [K]."""
+        return self.output_layer.restrict(ids)
 
     @property
     def output_ids(self) -> Optional[Tensor]:

@@ -37,10 +37,10 @@ class OutputLayer(nn.Module):
         self.register_buffer("output_ids", None)
         self.register_buffer("_positions", None, persistent=False)
 
-    def restrict(self, ids: Tensor) -> None:
+    def restrict(self, ids: Tensor) -> Tensor:
         """Score only the target ids ``ids`` (any order, repeats allowed; the special ids are
-        always kept). Ids outside the list (a validation target that training never used) map to
-        UNK's column (``columns``)."""
+        always kept); returns the kept ids [K], ascending. Ids outside the list (a validation
+        target that training never used) map to UNK's column (``columns``)."""
         device = self.weight.device
         ids = torch.unique(torch.cat([torch.as_tensor(ids, dtype=torch.long, device=device).flatten(),
                                       torch.arange(len(SPECIALS), device=device)]))
@@ -51,6 +51,7 @@ class OutputLayer(nn.Module):
         positions = torch.full((self.vocab_size,), UNK, dtype=torch.long, device=device)
         positions[ids] = torch.arange(len(ids), device=device)
         self._positions = positions
+        return ids
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
                               local_metadata: dict[str, Any], strict: bool, missing_keys: list[str],

@@ -10,7 +10,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Optional, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Optional, Sequence, cast
 
 import torch
 from omegaconf import DictConfig
@@ -24,6 +24,8 @@ from seq2seq.errors import ConfigError
 from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
+from seq2seq.models.decoder import RNNDecoder
+from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.precision import resolve_precision
 from seq2seq.recase import Recaser
 from seq2seq.tokenization import PAD, TokenizerPair, TokenizerSettings, build_tokenizers
@@ -72,7 +74,8 @@ class TranslationObjective:
         real = batch.tgt_out != PAD
         readout = model(batch.src, batch.src_len, batch.tgt_in, teacher_forcing,
                         output_mask=real, project=False).readout
-        return model.decoder.output_loss(readout, batch.tgt_out[real], smoothing)
+        return cast(EncoderDecoder, model).decoder.output_loss(readout, batch.tgt_out[real],
+                                                               smoothing)
 
     def validation_loss(self, model: nn.Module) -> tuple[float, float]:
         """Teacher-forced loss per target token of the validation pairs, and its perplexity."""
@@ -101,7 +104,7 @@ class TranslationObjective:
         return extras
 
 
-def restrict_output_to_targets(decoder: nn.Module, tgt_ids: list[list[int]],
+def restrict_output_to_targets(decoder: RNNDecoder, tgt_ids: list[list[int]],
                                sampling_alpha: float = 0.0) -> None:
     """Restrict the decoder's output layer to the pieces of the training targets when its
     ``model.decoder.output_vocabulary`` is ``training_targets`` (nothing to do for ``all``)."""
@@ -112,9 +115,10 @@ def restrict_output_to_targets(decoder: nn.Module, tgt_ids: list[list[int]],
                           "with tokenizer.sampling_alpha > 0: sampled segmentations use pieces "
                           "that the training targets' fixed segmentation does not; set "
                           "model.decoder.output_vocabulary=all")
-    decoder.restrict_output(torch.as_tensor([i for ids in tgt_ids for i in ids], dtype=torch.long))
+    kept = decoder.restrict_output(torch.as_tensor([i for ids in tgt_ids for i in ids],
+                                                   dtype=torch.long))
     log.info("output layer: the %d of %d target ids that the training targets use (and the "
-             "special ids)", decoder.output_ids.numel(), decoder.vocab_size)
+             "special ids)", kept.numel(), decoder.vocab_size)
 
 
 def prepare_corpus(cfg: DictConfig) -> tuple[CorpusFiles, TokenizerPair, TokenizerSettings]:

@@ -73,9 +73,8 @@ class Trainer:
     def _plateau(self) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
         """Halve (lr_decay_factor) the LR when ``lr_metric`` stalls; it starts from the
         optimizer's current LR."""
-        mode = "min" if self.lr_metric in LOWER_IS_BETTER else "max"
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode=mode, factor=self.settings.lr_decay_factor,
+            self.optimizer, mode="min" if self.lr_metric in LOWER_IS_BETTER else "max", factor=self.settings.lr_decay_factor,
             patience=self.settings.lr_patience, min_lr=self.settings.min_lr)
 
     # -- checkpoints ---------------------------------------------------------------------------
@@ -252,7 +251,7 @@ class Trainer:
         validation (a staircase of one step per validation) from rank 0's clock, so that every
         rank sets the same LR."""
         settings, s = self.settings, self.state
-        if settings.lr_anneal_minutes > 0:
+        if settings.lr_anneal_minutes > 0 and settings.max_minutes:  # both: checked in settings
             window = 60 * settings.lr_anneal_minutes
             remaining = 60 * settings.max_minutes - elapsed_seconds
             if remaining <= window:

@@ -3,11 +3,12 @@ of the utterances given their classes, and its perplexity."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 
 from seq2seq.data.labelled import LabelVocab
+from seq2seq.models.generator import ConditionedGenerator
 from seq2seq.tokenization import PAD, SentencePieceTokenizer, TokenizerPair
 from seq2seq.topologies.generate.batches import GenerationBatch, GenerationBatches
 from seq2seq.topologies.translate import loss_and_perplexity
@@ -20,7 +21,8 @@ def generation_loss(model: nn.Module, batch: GenerationBatch, teacher_forcing: f
     real = batch.tgt_out != PAD
     readout = model(batch.conditions, batch.tgt_in, teacher_forcing, output_mask=real,
                     project=False).readout
-    return model.decoder.output_loss(readout, batch.tgt_out[real], smoothing)
+    return cast(ConditionedGenerator, model).decoder.output_loss(readout, batch.tgt_out[real],
+                                                                 smoothing)
 
 
 def perplexity(model: nn.Module, batches: GenerationBatches) -> tuple[float, float]:

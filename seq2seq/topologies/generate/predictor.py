@@ -11,13 +11,15 @@ from torch import nn
 
 from seq2seq.config import build
 from seq2seq.data.labelled import LabelVocab
-from seq2seq.search import ModelStepper, greedy_search, sampler
+from seq2seq.models.generator import ConditionedGenerator
+from seq2seq.search import ModelStepper, greedy_search, most_likely, sampler
 from seq2seq.tokenization import SentencePieceTokenizer, TokenizerPair
 
 log = logging.getLogger(__name__)
 
 
-def build_generator(model_cfg: DictConfig | dict, num_conditions: int, vocab_size: int) -> nn.Module:
+def build_generator(model_cfg: DictConfig | dict, num_conditions: int, vocab_size: int
+                    ) -> ConditionedGenerator:
     """The ``model`` config built for ``num_conditions`` classes and a vocabulary."""
     if isinstance(model_cfg, dict):
         model_cfg = OmegaConf.create(model_cfg)
@@ -74,8 +76,7 @@ class Generator:
         with torch.inference_mode():
             state = stepper.start(conditions, None)
             limits = torch.full((len(known),), self.max_length)
-            options = {} if choose is None else {"choose": choose}
-            hyps = greedy_search(stepper, state, len(known), limits, **options)
+            hyps = greedy_search(stepper, state, len(known), limits, choose=choose or most_likely)
         for i, text in zip(known, self.tokenizer.decode([h.tokens for h in hyps]), strict=True):
             out[i] = text
         return out

@@ -72,15 +72,20 @@ def word_vocabulary(cfg: DictConfig, train: LabelledSplit, limit: Optional[int] 
     return vocab
 
 
+def appended(split: LabelledSplit, words: list[list[str]], tags: list[list[str]],
+             labels: Optional[list[str]]) -> LabelledSplit:
+    """``split`` followed by new tagged utterances (with their classes where it has classes)."""
+    return LabelledSplit(split.words + words,
+                         None if split.labels is None or labels is None else split.labels + labels,
+                         (split.tags or []) + tags, split.files)
+
+
 def with_substitutions(split: LabelledSplit, copies: int, groups: Sequence[Sequence[str]],
                        seed: int) -> LabelledSplit:
     """``split`` followed by ``copies`` slot-substituted copies of each of its utterances with
     slots (``substitute_slots``)."""
-    words, tags, labels = substitute_slots(split.words, split.tags, split.labels, copies,
-                                           [list(g) for g in groups], seed)
-    return LabelledSplit(split.words + words,
-                         None if split.labels is None else split.labels + labels,
-                         split.tags + tags, split.files)
+    return appended(split, *substitute_slots(split.words, split.tags or [], split.labels, copies,
+                                             [list(g) for g in groups], seed))
 
 
 @dataclass
@@ -109,11 +114,9 @@ def training_utterances(cfg: DictConfig, train: LabelledSplit, augment_copies: i
     if augment_copies and lexicon is not None and features is not None:
         # Copies drawn within the lexicon's folds, with their features from the other folds.
         words, tags, labels, copy_features = cross_fitted_substitutions(
-            fitted.words, fitted.tags, fitted.labels, augment_copies,
+            fitted.words, fitted.tags or [], fitted.labels, augment_copies,
             [list(g) for g in substitution_groups], lexicon.types, LEXICON_FOLDS, cfg.seed)
-        fitted = LabelledSplit(fitted.words + words,
-                               None if fitted.labels is None else fitted.labels + labels,
-                               (fitted.tags or []) + tags, fitted.files)
+        fitted = appended(fitted, words, tags, labels)
         features = features + copy_features
     elif augment_copies:
         fitted = with_substitutions(fitted, augment_copies, substitution_groups, cfg.seed)

@@ -69,10 +69,13 @@ def predict(model: nn.Module, batches: LabelledBatches, tag_names: Optional[Sequ
     otherwise each word takes its most likely tag. With ``allowed`` ([C, T], ``class_tag_scores``)
     and a model that gives both, the class and the tags are decoded jointly (``joint_decode``)."""
     model.eval()
-    constraints = bio_transitions(tag_names) if tag_names else None
+    # (start [T], moves [T, T], end [T] or None): BIO rules, plus a CRF's learned scores
+    constraints: Optional[tuple[Tensor, Tensor, Optional[Tensor]]] = None
+    if tag_names:
+        constraints = (*bio_transitions(tag_names), None)
     crf: Optional[CRF] = getattr(model, "crf", None)
     if crf is not None:
-        constraints = crf.decoding_scores(*(constraints or ()))
+        constraints = crf.decoding_scores(*(constraints[:2] if constraints else ()))
     labels: list[int] = []
     tags: list[list[int]] = []
     loss, units = 0.0, 0
@@ -85,10 +88,8 @@ def predict(model: nn.Module, batches: LabelledBatches, tag_names: Optional[Sequ
                 # A CRF's emissions are scores already; plain tag logits become log-probabilities.
                 scores = tag_logits if crf is not None else torch.log_softmax(tag_logits, -1)
                 if label_logits is not None and allowed is not None:
-                    start, moves, *end = constraints
                     batch_labels, batch_tags = joint_decode(
-                        label_logits, scores, batch.word_mask, start, moves,
-                        end[0] if end else None, allowed)
+                        label_logits, scores, batch.word_mask, *constraints, allowed)
                     labels += batch_labels
                     tags += batch_tags
                     continue

@@ -28,7 +28,7 @@ def labelling_report(labeller: Labeller, test: LabelledSplit, report_dir: Path, 
     report["joint_decoding"] = labeller.allowed is not None
     report.update(score_predictions(predictions, test, labeller.labels, labeller.tags))
     names = labeller.predicted_names(predictions)
-    wrong = []
+    wrong: list[dict[str, Any]] = []
     for i, words in enumerate(test.words):
         row: dict[str, Any] = {"line": i + 1, "utterance": " ".join(words)}
         bad = False
