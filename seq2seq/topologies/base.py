@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Optional, Protocol, Sequence
 from omegaconf import DictConfig
 from torch import nn
 
+from seq2seq.errors import CheckpointError
 from seq2seq.training.distributed import Distributed
 from seq2seq.training.state import Objective
 
@@ -102,6 +103,13 @@ class Topology(Protocol):
     def summary(self, report: dict[str, Any]) -> list[str]:
         """The lines the evaluate tool prints for a report."""
         ...
+
+
+def no_ensemble(paths: Sequence[str | Path], topology: str) -> None:
+    """A CheckpointError unless ``paths`` is one checkpoint: only translation makes ensembles."""
+    if len(paths) > 1:
+        raise CheckpointError(f"{paths[0]}: a {topology} checkpoint; only translation "
+                              "checkpoints make ensembles")
 
 
 def training_facts(state: Any) -> dict[str, Any]:

@@ -22,12 +22,13 @@ from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.evaluation.report import line_count
 from seq2seq.models import count_parameters
 from seq2seq.tokenization import SentencePieceTokenizer
-from seq2seq.topologies.base import EvaluationRequest, PredictOptions, Predictor, TrainingSetup
+from seq2seq.topologies.base import (EvaluationRequest, PredictOptions, Predictor, TrainingSetup,
+                                     no_ensemble)
 from seq2seq.topologies.generate.batches import GenerationBatches
 from seq2seq.topologies.generate.objective import GenerationObjective
 from seq2seq.topologies.generate.predictor import Generator, build_generator
 from seq2seq.topologies.generate.report import generation_report
-from seq2seq.topologies.labelling.data import prepare_labelled
+from seq2seq.topologies.labelling.data import file_lines, prepare_labelled
 from seq2seq.topologies.labelling.predictor import Labeller
 from seq2seq.topologies.labelling.report import summary_lines, write_labelling_report
 from seq2seq.predict import load_predictor
@@ -81,15 +82,12 @@ class Generate:
                               "target piece; set model.decoder.output_vocabulary=all")
         objective = GenerationObjective(valid_batches, tokenizer, labels)
         facts = {"train_utterances": len(batches.sequences), "vocab_size": tokenizer.vocab_size,
-                 "data_files": {str(p): line_count(p) for s in (train, valid)
-                                for p in s.files.values()}}
+                 "data_files": file_lines(train, valid)}
         return TrainingSetup(model, objective, batches, facts, corpus)
 
     def load_predictor(self, payload: dict[str, Any], paths: Sequence[str | Path],
                        options: PredictOptions) -> Generator:
-        if len(paths) > 1:
-            raise CheckpointError(f"{paths[0]}: a generate checkpoint; only translation "
-                                  "checkpoints make ensembles")
+        no_ensemble(paths, self.name)
         return Generator.from_checkpoint(payload, options.temperature, options.top_k)
 
     def test_report(self, cfg: DictConfig, predictor: Generator, data: LabelledCorpus,
@@ -103,7 +101,7 @@ class Generate:
             log.warning("no topology.judge_checkpoint: intent fidelity not measured (train "
                         "experiment=snips_intent first and pass its best.pt)")
         report.update(facts)
-        report["data_files"].update({str(p): line_count(p) for p in test.files.values()})
+        report["data_files"].update(file_lines(test))
         write_labelling_report(report, run_dir, cfg.report.html)
         log.info("Test perplexity %.2f, distinct-2 %.2f, intent fidelity %s; report in %s",
                  report["perplexity"], report["distinct_2"], report["intent_fidelity"],

@@ -17,14 +17,14 @@ from omegaconf import DictConfig
 from seq2seq.data.corpus import read_aligned, read_lines
 from seq2seq.data.labelled import (LabelledBatches, LabelledCorpus, LabelledSplit, LabelVocab,
                                    check_one_tag_per_word)
-from seq2seq.errors import CheckpointError, ConfigError
+from seq2seq.errors import ConfigError
 from seq2seq.evaluation.labels import classification_scores, slot_scores
 from seq2seq.evaluation.report import line_count
 from seq2seq.models import count_parameters
 from seq2seq.models.tag_decoding import class_slots
-from seq2seq.topologies.base import EvaluationRequest, PredictOptions, TrainingSetup
-from seq2seq.topologies.labelling.data import (MAX_PIECES_PER_WORD, prepare_labelled, tags_model,
-                                               training_utterances)
+from seq2seq.topologies.base import EvaluationRequest, PredictOptions, TrainingSetup, no_ensemble
+from seq2seq.topologies.labelling.data import (MAX_PIECES_PER_WORD, file_lines, prepare_labelled,
+                                               tags_model, training_utterances)
 from seq2seq.topologies.labelling.inference import LabellingObjective
 from seq2seq.topologies.labelling.predictor import Labeller, build_labelling_model
 from seq2seq.topologies.labelling.report import (add_confusion_png, labelling_report, summary_lines,
@@ -110,15 +110,12 @@ class Labelling:
         facts = {"train_utterances": utterances.real,
                  "substituted_utterances": len(fitted) - utterances.real,
                  "vocab_size": tokenizer.vocab_size,
-                 "data_files": {str(p): line_count(p) for s in (train, valid)
-                                for p in s.files.values()}}
+                 "data_files": file_lines(train, valid)}
         return TrainingSetup(model, objective, batches, facts, corpus)
 
     def load_predictor(self, payload: dict[str, Any], paths: Sequence[str | Path],
                        options: PredictOptions) -> Labeller:
-        if len(paths) > 1:
-            raise CheckpointError(f"{paths[0]}: a {self.name} checkpoint; only translation "
-                                  "checkpoints make ensembles")
+        no_ensemble(paths, self.name)
         return Labeller.from_checkpoint(payload, self.outputs_tags)
 
     def test_report(self, cfg: DictConfig, predictor: Labeller, data: LabelledCorpus,
@@ -128,7 +125,7 @@ class Labelling:
         report = labelling_report(predictor, test, run_dir, self.name,
                                   errors=max(cfg.report.samples, 10), hypothesis_stem="test.hyp")
         report.update(facts)
-        report["data_files"].update({str(p): line_count(p) for p in test.files.values()})
+        report["data_files"].update(file_lines(test))
         write_labelling_report(report, run_dir, cfg.report.html)
         headline = {k: report[k] for k in ("accuracy", "macro_f1", "slot_f1") if k in report}
         log.info("Test %s on %s; report in %s", headline, report["test_set"], run_dir / "report.md")

@@ -16,6 +16,7 @@ from seq2seq.data.labelled import LabelledBatches, LabelledCorpus, LabelledSplit
 from seq2seq.data.lexicon import SlotLexicon, WordFeatures, cross_fitted_features
 from seq2seq.data.word_tables import WordTables
 from seq2seq.errors import ConfigError
+from seq2seq.evaluation.report import line_count
 from seq2seq.tokenization import SentencePieceTokenizer, TokenizerSettings, train_sentencepiece
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,11 @@ def training_utterances(cfg: DictConfig, train: LabelledSplit, augment_copies: i
     elif augment_copies:
         fitted = with_substitutions(fitted, augment_copies, substitution_groups, cfg.seed)
     return TrainingUtterances(fitted, real, tables, features)
+
+
+def file_lines(*splits: LabelledSplit) -> dict[str, int]:
+    """The line count of each file the splits were read from (the report's ``data_files``)."""
+    return {str(path): line_count(path) for split in splits for path in split.files.values()}
 
 
 def evaluation_batches(split: LabelledSplit, tokenizer: SentencePieceTokenizer,
