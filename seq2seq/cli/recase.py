@@ -5,7 +5,7 @@ line in. The casing model (seq2seq/recase.py) is fitted on a cased text file (--
 training targets of a model trained with tokenizer.normalization=nmt_nfkc_cf) or is the one stored
 in a checkpoint trained with tokenizer.recase=true (--checkpoint):
 
-    python scripts/recase.py --train ../shared/data/multi30k/train.de < lowercased.de > cased.de
+    python scripts/recase.py --train $SEQ2SEQ_DATA_DIR/multi30k/train.de < lowercased.de > cased.de
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from seq2seq.tokenization import IGNORE
 
 class CRF(nn.Module):
     """Transition scores and the sequence log-likelihood; decoding is ``viterbi`` in
-    seq2seq/topologies/labelling.py, given ``start``, ``transitions`` and ``end``."""
+    ``models/tag_decoding.py``, given ``decoding_scores()``."""
 
     def __init__(self, num_tags: int) -> None:
         super().__init__()
