@@ -40,33 +40,34 @@ NORMALIZATIONS = get_args(Normalization)
 
 @dataclass(frozen=True)
 class TokenizerSettings:
-    """How to train a SentencePiece model (the `tokenizer` config group)."""
+    """How to train a SentencePiece model (the `tokenizer` config group; its values live in
+    ``conf/tokenizer/unigram.yaml``)."""
 
-    model_type: Literal["unigram", "bpe", "char", "word"] = "unigram"
-    vocab_size: int = 8000
-    joint: bool = True
-    character_coverage: float = 1.0
+    model_type: Literal["unigram", "bpe", "char", "word"]
+    vocab_size: int
+    joint: bool
+    character_coverage: float
     # Let SentencePiece shrink the vocabulary when the corpus is too small for vocab_size.
-    hard_vocab_limit: bool = False
-    max_sentences: int = 0  # 0: train on every line
+    hard_vocab_limit: bool
+    max_sentences: int  # 0: train on every line
     # Subword regularization of the training data (Kudo, 2018; BPE-dropout, Provilkov et al., 2020):
     # each epoch re-encodes the training pairs with a sampled segmentation. 0 = off. Unigram: the
     # smoothing exponent of the sampling distribution; BPE: the probability of dropping a merge.
     # They change how the model is used, not the SentencePiece model, so they stay out of its cache
     # key (as does `recase`).
-    sampling_alpha: float = 0.0
-    sampling_nbest: int = -1  # unigram: sample among the n best segmentations; -1: among all
+    sampling_alpha: float
+    sampling_nbest: int  # unigram: sample among the n best segmentations; -1: among all
     # SentencePiece's text normalization, stored in the model file so that every later encode
     # (training pairs, validation, translate) applies it. "nmt_nfkc_cf" adds case folding: the
     # model reads and writes lowercased text, the preprocessing of the published Multi30k RNN
     # results (and JoeyNMT's `lowercase`), scored against lowercased references.
-    normalization: Normalization = "nmt_nfkc"
+    normalization: Normalization
     # With a case-folding normalization: put the case back into the translations with a casing
     # model fitted on the training targets (seq2seq/recase.py), and score them against the cased
     # references. It changes what is done with the output, not the SentencePiece model.
-    recase: bool = False
+    recase: bool
     # Where trained SentencePiece models are kept, keyed by their corpus and settings.
-    cache_dir: str = "~/.cache/seq2seq/spm"
+    cache_dir: str
 
     def __post_init__(self) -> None:
         check_choice("tokenizer.model_type", self.model_type, ("unigram", "bpe", "char", "word"))

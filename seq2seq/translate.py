@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from seq2seq.config import build
+from seq2seq.config import build, config_dir
 from seq2seq.data.batching import make_batch
 from seq2seq.errors import CheckpointError, check_range
 from seq2seq.models.encoder_decoder import EncoderDecoder
@@ -27,14 +27,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """How to decode (the `search` config group)."""
+    """How to decode (the `search` config group; its values live in ``conf/search/beam.yaml``)."""
 
-    beam: int = 5
-    length_penalty: float = 1.0    # GNMT alpha; 0 ranks by raw log-probability
-    max_length_ratio: float = 2.0  # output at most ratio x source pieces ...
-    max_length: int = 200          # ... and never more than this
-    batch_size: int = 64
-    precision: str = "fp32"        # fp32 | bf16 (CPU autocast) | auto (seq2seq/precision.py)
+    beam: int
+    length_penalty: float          # GNMT alpha; 0 ranks by raw log-probability
+    max_length_ratio: float        # output at most ratio x source pieces ...
+    max_length: int                # ... and never more than this
+    batch_size: int
+    precision: str                 # fp32 | bf16 (CPU autocast) | auto (seq2seq/precision.py)
 
     def __post_init__(self) -> None:
         check_range("search.beam", self.beam, 1)
@@ -130,7 +130,13 @@ class Translator:
         ``search_overrides`` replace its search settings."""
         payload = payload or load_checkpoint(path)
         model, tokenizers, config = model_from_checkpoint(payload)
-        settings = {k: v for k, v in dict(config.get("search", {})).items() if not k.startswith("_")}
+        # The packaged search settings under the stored ones fill the keys of a checkpoint written
+        # before they existed. Built directly, not through the stored _target_: a checkpoint must
+        # not choose what gets imported.
+        packaged = OmegaConf.load(config_dir() / "search" / "beam.yaml")
+        search = OmegaConf.to_container(OmegaConf.merge(packaged, config.get("search") or {}))
+        assert isinstance(search, dict)  # two mappings merged
+        settings = {str(k): v for k, v in search.items() if not str(k).startswith("_")}
         settings.update({k: v for k, v in search_overrides.items() if v is not None})
         max_input = int(config.get("data", {}).get("max_length", 250))
         return cls(model, tokenizers, SearchSettings(**settings), max_input_length=max_input,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from seq2seq.config import build
 from seq2seq.data.synthetic import write_number_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +38,23 @@ def require_shared(corpus: str) -> Path:
 def compose_train(overrides: list[str]) -> DictConfig:
     with initialize_config_dir(str(CONF), version_base="1.3"):
         return compose("train", overrides=overrides)
+
+
+@functools.lru_cache(maxsize=None)
+def _composed(group: str, option: str) -> DictConfig:
+    return compose_train([f"{group}={option}"])
+
+
+def group_settings(group: str, option: str, **overrides: Any) -> Any:
+    """What ``conf/{group}/{option}.yaml`` builds, with ``overrides`` over its values (a nested
+    key as a dict: ``teacher_forcing={"kind": "linear"}``). The option is composed into the
+    training config, so its defaults list and interpolations (the tokenizer's
+    ``${data.vocab_size}``, ``${paths.cache_dir}``) resolve as in a run; a misspelt key fails."""
+    cfg = copy.deepcopy(_composed(group, option))  # the cached composition stays untouched
+    node = group.replace("/", ".")
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, f"{node}.{key}", value, merge=True)
+    return build(OmegaConf.select(cfg, node))
 
 
 @pytest.fixture(scope="session")

@@ -19,12 +19,13 @@ class TeacherForcingSchedule:
     constant: always ``start``. linear: from ``start`` to ``end`` over ``decay_steps``.
     exponential: ``start * (end / start) ** (step / decay_steps)``, then ``end``.
     inverse_sigmoid: ``end + (start - end) * k / (k + exp(step / k))`` with ``k = decay_steps / 10``.
+    The values live in ``conf/trainer/default.yaml`` (``trainer.teacher_forcing``).
     """
 
-    kind: Literal["constant", "linear", "exponential", "inverse_sigmoid"] = "constant"
-    start: float = 1.0
-    end: float = 1.0
-    decay_steps: int = 10000
+    kind: Literal["constant", "linear", "exponential", "inverse_sigmoid"]
+    start: float
+    end: float
+    decay_steps: int
 
     def __post_init__(self) -> None:
         check_choice("trainer.teacher_forcing.kind", self.kind, SCHEDULES)

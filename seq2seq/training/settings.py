@@ -3,7 +3,7 @@ validation, checkpoints and precision (``conf/trainer/default.yaml`` holds the v
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from seq2seq.errors import ConfigError, check_range
@@ -13,39 +13,39 @@ from seq2seq.training.schedules import TeacherForcingSchedule
 
 @dataclass
 class TrainerSettings:
-    """The `trainer` config group."""
+    """The `trainer` config group; its values live in ``conf/trainer/default.yaml`` alone."""
 
-    max_epochs: int = 20
-    max_steps: Optional[int] = None
-    max_minutes: Optional[float] = None     # stop (and keep the best checkpoint) after this long
-    batch_tokens: int = 4000                # padded tokens per batch (sentences x longest side)
-    accumulate_batches: int = 1             # batches (per rank) whose gradients make one update
-    max_sentences: Optional[int] = None
-    lr: float = 1e-3
-    clip_norm: float = 1.0
-    label_smoothing: float = 0.0
-    lr_decay_factor: float = 0.5            # ReduceLROnPlateau on the validation metric
-    lr_patience: int = 2
-    lr_metric: Optional[str] = None         # what the plateau watches; None: early_stopping_metric
-    min_lr: float = 1e-5
-    lr_anneal_minutes: float = 0.0          # > 0 (with max_minutes): over the budget's last N
+    max_epochs: int
+    max_steps: Optional[int]
+    max_minutes: Optional[float]            # stop (and keep the best checkpoint) after this long
+    batch_tokens: int                       # padded tokens per batch (sentences x longest side)
+    accumulate_batches: int                 # batches (per rank) whose gradients make one update
+    max_sentences: Optional[int]
+    lr: float
+    clip_norm: float
+    label_smoothing: float
+    lr_decay_factor: float                  # ReduceLROnPlateau on the validation metric
+    lr_patience: int
+    lr_metric: Optional[str]                # what the plateau watches; None: early_stopping_metric
+    min_lr: float
+    lr_anneal_minutes: float                # > 0 (with max_minutes): over the budget's last N
                                             # minutes the LR falls linearly to min_lr instead
-    validate_every: int = 0                 # steps between validations; 0 = at epoch ends:
-    validate_every_epochs: int = 1          # after every Nth epoch (and after the last step)
-    valid_beam: int = 1
-    valid_max_sentences: Optional[int] = None
-    early_stopping_metric: str = "bleu"     # a validation metric; loss and ppl: lower is better
-    early_stopping_patience: int = 5        # validations without improvement before stopping
-    log_every: int = 50
-    progress_bar: bool = True
-    keep_checkpoints: int = 2               # step_N.pt files kept besides last.pt and best.pt
-    average_last: int = 0                   # >= 2: after training, average the last N step_N.pt
-    ema_decay: float = 0.0                  # > 0: validate, keep and test a moving average of
+    validate_every: int                     # steps between validations; 0 = at epoch ends:
+    validate_every_epochs: int              # after every Nth epoch (and after the last step)
+    valid_beam: int
+    valid_max_sentences: Optional[int]
+    early_stopping_metric: str              # a validation metric; loss and ppl: lower is better
+    early_stopping_patience: int            # validations without improvement before stopping
+    log_every: int
+    progress_bar: bool
+    keep_checkpoints: int                   # step_N.pt files kept besides last.pt and best.pt
+    average_last: int                       # >= 2: after training, average the last N step_N.pt
+    ema_decay: float                        # > 0: validate, keep and test a moving average of
                                             # the weights (ema.py); 0: the weights themselves
-    max_nonfinite: int = 5                  # consecutive NaN/inf losses skipped before stopping
-    precision: str = "fp32"                 # fp32 | bf16 (the forward pass under CPU autocast)
+    max_nonfinite: int                      # consecutive NaN/inf losses skipped before stopping
+    precision: str                          # fp32 | bf16 (the forward pass under CPU autocast)
                                             # | auto (the faster here: seq2seq/precision.py)
-    teacher_forcing: TeacherForcingSchedule = field(default_factory=TeacherForcingSchedule)
+    teacher_forcing: TeacherForcingSchedule
 
     def __post_init__(self) -> None:
         check_range("trainer.max_epochs", self.max_epochs, 1)
