@@ -48,6 +48,7 @@ from hydra import initialize_config_dir
 from omegaconf import DictConfig
 from torch import nn
 
+from seq2seq.config import build
 from seq2seq.data.batching import Batch, filter_pairs, length_batches, make_batch
 from seq2seq.data.corpus import write_text_atomic
 from seq2seq.errors import Seq2SeqError
@@ -56,13 +57,22 @@ from seq2seq.precision import add_precision_option, resolve_precision
 from seq2seq.recase import Recaser
 from seq2seq.runtime import keep_freed_memory
 from seq2seq.tokenization import PAD, UNK, TokenizerPair
-from seq2seq.topologies.translate import (TranslationObjective, ValidationData, prepare_corpus,
-                                          restrict_output_to_targets)
+from seq2seq.topologies.translate import (
+    TranslationObjective,
+    ValidationData,
+    prepare_corpus,
+    restrict_output_to_targets,
+)
 from seq2seq.training.checkpoint import load_checkpoint
-from seq2seq.training.settings import TrainerSettings
 from seq2seq.training.trainer import Trainer
-from seq2seq.translate import (SearchSettings, Translator, build_translation_model,
-                               checkpoint_recaser, comparable_references, model_from_checkpoint)
+from seq2seq.translate import (
+    SearchSettings,
+    Translator,
+    build_translation_model,
+    checkpoint_recaser,
+    comparable_references,
+    model_from_checkpoint,
+)
 
 CONF = Path(__file__).resolve().parents[1] / "conf"  # the checkout's config tree, as the tests use
 
@@ -83,8 +93,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reference-vocab-size", type=int, default=8000,
                         help="pieces of the joint vocabulary that the reference model and the floor "
                              "are timed with (the anchors': 8,000); the experiment's model uses its own")
-    # 20 timed updates ranked two models 5 % apart the wrong way round (BENCHMARKS.md, session
-    # 38); 60 keep the whole run at about 4 minutes on the project's Xeon.
+    # 20 timed updates ranked two models 5 % apart the wrong way round (BENCHMARKS.md, "Speed");
+    # 60 keep the whole run at about 4 minutes on the project's Xeon.
     parser.add_argument("--steps", type=int, default=60, help="timed updates per model")
     parser.add_argument("--warmup", type=int, default=3, help="untimed updates first")
     parser.add_argument("--batch", type=int, default=128, help="sentence pairs per batch")
@@ -159,12 +169,17 @@ def time_steps(steps: dict[str, Step], batches: dict[str, list[Batch]], warmup: 
                    "tokens_per_batch": round(tokens[name] / max(timed, 1), 1)} for name in names}
 
 
-def framework_step(model: nn.Module, tokenizers: TokenizerPair, precision: str = "fp32") -> Step:
-    """One update as the framework's trainer does it (loss, backward, clip, Adam). Only the
-    objective's loss runs: no validation, so its validation data is empty."""
-    objective = TranslationObjective(tokenizers, ValidationData([], [], []), SearchSettings())
-    trainer = Trainer(TrainerSettings(lr=1e-3, clip_norm=1.0, precision=precision), model,
-                      objective, "/dev/null", {})
+def framework_step(model: nn.Module, tokenizers: TokenizerPair, cfg: DictConfig,
+                   precision: str = "fp32") -> Step:
+    """One update as the framework's trainer does it (loss, backward, clip, Adam), with the
+    settings of the composed ``cfg``. Only the objective's loss runs: no validation, so its
+    validation data is empty."""
+    objective = TranslationObjective(tokenizers, ValidationData([], [], []), build(cfg.search))
+    # The timed update of every figure so far: lr 1e-3, clip 1.0, full teacher forcing, no label
+    # smoothing and no weight average, whatever the experiment trains with.
+    settings = build(cfg.trainer, lr=1e-3, clip_norm=1.0, label_smoothing=0.0, ema_decay=0.0,
+                     teacher_forcing={"kind": "constant", "start": 1.0}, precision=precision)
+    trainer = Trainer(settings, model, objective, "/dev/null", {})
     return lambda batch: trainer.train_step([batch])
 
 
@@ -211,7 +226,8 @@ class FloorProcess:
         try:
             reply = self.conn.recv()
         except EOFError:
-            raise Seq2SeqError("the torch_floor.py child process died; run it alone to see why")
+            raise Seq2SeqError("the torch_floor.py child process died; run it alone to see "
+                               "why") from None
         if isinstance(reply, str) and reply.startswith("error"):
             raise Seq2SeqError(f"torch_floor.py child process: {reply}")
         return reply
@@ -312,7 +328,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if cfg.data.vocab_size == args.reference_vocab_size:
         ref = own
     else:
-        _, ref_tokenizers, _ = prepare_corpus(compose(overrides + [f"data.vocab_size={args.reference_vocab_size}"]))
+        vocabulary = f"data.vocab_size={args.reference_vocab_size}"
+        _, ref_tokenizers, _ = prepare_corpus(compose(overrides + [vocabulary]))
         ref = encoded_batches(ref_tokenizers, train, args.batch, count)
     results: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
                                "keep_freed_memory": args.keep_freed_memory,
@@ -343,7 +360,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             model = build_translation_model(model_cfg, data.vocab_size, data.vocab_size)
             restrict_output_to_targets(model.get_submodule("decoder"), data.tgt)
             params[name] = sum(p.numel() for p in model.parameters())
-            steps[name + suffix] = framework_step(model, data.tokenizers, precision)
+            steps[name + suffix] = framework_step(model, data.tokenizers, cfg, precision)
             batches[name + suffix] = data.batches
             if name == "reference" and not suffix:
                 reference = model
@@ -369,7 +386,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         recaser = checkpoint_recaser(payload)
         results["decoding_model"] = str(args.checkpoint)
     else:
-        model = brief_training(reference, ref, args.batch, args.train_steps, train_precision)
+        model = brief_training(reference, ref, args.batch, args.train_steps, cfg, train_precision)
         tokenizers = ref.tokenizers
         results["decoding_model"] = f"reference model after {args.train_steps} updates"
     model.eval()
@@ -409,10 +426,10 @@ def precision_variants(precision: str) -> dict[str, str]:
     return {"": precision} if precision == "fp32" else {"": precision, "_fp32": "fp32"}
 
 
-def brief_training(model: nn.Module, data: EncodedTraining, size: int, steps: int,
+def brief_training(model: nn.Module, data: EncodedTraining, size: int, steps: int, cfg: DictConfig,
                    precision: str = "fp32") -> nn.Module:
     """``model`` after ``steps`` updates on batches of ``size`` pairs of ``data`` (for decoding)."""
-    step = framework_step(model, data.tokenizers, precision)
+    step = framework_step(model, data.tokenizers, cfg, precision)
     for batch in sorted_batches(data.src, data.tgt, size, steps, seed=7):
         step(batch)
     return model

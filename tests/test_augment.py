@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-from seq2seq.data.augment import (cross_fitted_substitutions, slot_values, substitute_slots,
-                                  substitution_pools)
+from seq2seq.data.augment import cross_fitted_substitutions, slot_values, substitute_slots, substitution_pools
 from seq2seq.data.lexicon import bio_spans, cross_fitted_features, fold_assignment
 from seq2seq.errors import ConfigError
 from seq2seq.pipeline import run_training
@@ -58,6 +57,7 @@ def test_bad_groups_and_copies_name_the_option():
         substitute_slots(WORDS, TAGS, LABELS, copies=-1)
 
 
+@pytest.mark.slow
 def test_a_run_trains_on_the_copies(tmp_path):
     run_training(compose_train(overrides_for(tmp_path, "snips_intent") + [
         "trainer.max_steps=4", "trainer.validate_every=2", "topology.augment_copies=1",
@@ -113,6 +113,7 @@ def test_cross_fitted_copies_draw_values_from_their_own_fold():
         cross_fitted_substitutions(words, tags, labels, 1, [["genre", "track"]], ["genre"], 3)
 
 
+@pytest.mark.slow
 def test_copies_with_a_slot_lexicon_train(tmp_path):
     run_training(compose_train(overrides_for(tmp_path, "snips_slots") + [
         "trainer.max_steps=4", "trainer.validate_every=2", "topology.augment_copies=1"]),

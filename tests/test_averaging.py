@@ -11,8 +11,7 @@ from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.pipeline import run_training
 from seq2seq.training.averaging import average_checkpoints, kept_weights
 from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
-from seq2seq.training.settings import TrainerSettings
-from tests.conftest import compose_train
+from tests.conftest import compose_train, group_settings
 from tests.test_smoke import run_cli, tiny_overrides
 
 
@@ -52,9 +51,10 @@ def test_averaging_different_models_names_the_file(tmp_path):
 
 def test_average_last_needs_the_checkpoints_kept():
     with pytest.raises(ConfigError, match="trainer.keep_checkpoints >= 3"):
-        TrainerSettings(keep_checkpoints=2, average_last=3)
+        group_settings("trainer", "default", keep_checkpoints=2, average_last=3)
 
 
+@pytest.mark.slow
 def test_run_averages_its_last_checkpoints_and_the_cli_does_too(tmp_path):
     run_dir = tmp_path / "run"
     cfg = compose_train(tiny_overrides(tmp_path) + ["trainer.max_steps=6", "trainer.validate_every=2",

@@ -1,7 +1,12 @@
 import torch
 
-from seq2seq.data.batching import (ParallelBatches, ResampledParallelBatches, filter_pairs,
-                                   length_batches, make_batch)
+from seq2seq.data.batching import (
+    ParallelBatches,
+    ResampledParallelBatches,
+    filter_pairs,
+    length_batches,
+    make_batch,
+)
 from seq2seq.tokenization import BOS, EOS, PAD
 
 

@@ -2,6 +2,8 @@
 
 from types import SimpleNamespace
 
+import pytest
+
 from benchmarks.speed import time_steps
 
 
@@ -45,6 +47,7 @@ class Seq2Seq(nn.Module):
 '''
 
 
+@pytest.mark.slow
 def test_floor_process_steps_the_floor_in_a_child_process(tmp_path, monkeypatch):
     import os
 

@@ -62,6 +62,7 @@ def test_ranks_get_disjoint_equal_shares_of_each_epoch():
     assert len(seen) == len(set(seen)) and set(seen) <= {tuple(b) for b in whole}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="counts threads in /proc")
 def test_shutdown_frees_the_process_group_and_its_threads(tmp_path):
     # A group kept alive past shutdown keeps gloo's workers running into interpreter exit, where
@@ -74,6 +75,7 @@ def test_shutdown_frees_the_process_group_and_its_threads(tmp_path):
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_match_one_process_and_resume(tmp_path):
     # Single process, gradient accumulation over 2 batches = 2 ranks with 1 batch each.
     single = tmp_path / "single"

@@ -10,8 +10,8 @@ from torch import nn
 from seq2seq.errors import ConfigError
 from seq2seq.training.checkpoint import load_checkpoint
 from seq2seq.training.ema import WeightAverage
-from seq2seq.training.settings import TrainerSettings
 from seq2seq.training.trainer import Trainer
+from tests.conftest import group_settings
 
 
 class TiedModel(nn.Module):
@@ -79,7 +79,8 @@ def trainer_with_average(tmp_path, decay=0.5):
     model = nn.Linear(1, 1, bias=False)
     with torch.no_grad():
         model.weight.fill_(0.0)
-    settings = TrainerSettings(lr=0.5, ema_decay=decay, early_stopping_metric="loss")
+    settings = group_settings("trainer", "default", lr=0.5, ema_decay=decay,
+                              early_stopping_metric="loss")
     return Trainer(settings, model, Recorder(), tmp_path, {}), model
 
 
@@ -110,4 +111,4 @@ def test_the_trainer_validates_and_keeps_the_average_and_resumes_it(tmp_path):
 @pytest.mark.parametrize("decay", [-0.1, 1.0])
 def test_a_decay_outside_zero_to_one_names_the_option(decay):
     with pytest.raises(ConfigError, match="trainer.ema_decay"):
-        TrainerSettings(ema_decay=decay)
+        group_settings("trainer", "default", ema_decay=decay)

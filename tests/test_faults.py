@@ -13,8 +13,8 @@ import torch
 
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.pipeline import run_training
-from seq2seq.training.checkpoint import load_checkpoint
 from seq2seq.topologies.translate import TranslationObjective
+from seq2seq.training.checkpoint import load_checkpoint
 from seq2seq.training.state import NonFiniteLoss
 from tests.conftest import ROOT, compose_train
 from tests.test_smoke import tiny_overrides
@@ -36,6 +36,7 @@ def params(run: Path) -> dict[str, torch.Tensor]:
     (["tokenizer.sampling_alpha=0.3", "trainer.batch_tokens=4000",
       "trainer.max_epochs=5"], 7, 10),
 ])
+@pytest.mark.slow
 def test_stop_and_resume_equals_training_straight_through(tmp_path, extra, stop, total):
     base = tiny_overrides(tmp_path) + FAST + extra
     sampled = any(option.startswith("tokenizer.sampling_alpha") for option in extra)
@@ -60,6 +61,7 @@ def test_stop_and_resume_equals_training_straight_through(tmp_path, extra, stop,
         assert not all(torch.equal(a[name], c[name]) for name in a)
 
 
+@pytest.mark.slow
 def test_resuming_with_another_model_names_the_checkpoint_and_what_to_do(tmp_path):
     base = tiny_overrides(tmp_path) + FAST + ["model.decoder.output_vocabulary=training_targets"]
     run_training(compose_train(base + ["trainer.max_steps=2"]), tmp_path / "run")
@@ -74,6 +76,7 @@ def test_resuming_with_another_model_names_the_checkpoint_and_what_to_do(tmp_pat
     assert last.read_bytes() == before  # nothing overwritten
 
 
+@pytest.mark.slow
 def test_only_the_last_k_step_checkpoints_are_kept(tmp_path):
     cfg = compose_train(tiny_overrides(tmp_path) + FAST + ["trainer.max_steps=12",
                                                            "trainer.keep_checkpoints=2"])
@@ -82,6 +85,7 @@ def test_only_the_last_k_step_checkpoints_are_kept(tmp_path):
     assert names == ["best.pt", "last.pt", "step_12.pt", "step_9.pt"]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_last_and_says_how_to_resume(tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, str(ROOT / "scripts" / "train.py"), *tiny_overrides(tmp_path),
@@ -103,6 +107,7 @@ def test_sigterm_saves_last_and_says_how_to_resume(tmp_path):
     assert payload["trainer"]["step"] >= 2
 
 
+@pytest.mark.slow
 def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
     real_loss = TranslationObjective.loss
     training_calls = []

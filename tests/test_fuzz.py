@@ -35,6 +35,7 @@ def expected_lines(data: bytes) -> int:
     return data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.one_of(LINE_BYTES, st.binary(max_size=200)))
 def test_translate_tool_keeps_one_line_per_line(checkpoint, data, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from seq2seq.data.labelled import make_labelled_batch, WordPieces
+from seq2seq.data.labelled import WordPieces, make_labelled_batch
 from seq2seq.data.lexicon import SlotLexicon, bio_spans, cross_fitted_features
 from seq2seq.models.encoder import RNNEncoder
 from seq2seq.models.labelling import SequenceTagger

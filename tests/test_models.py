@@ -8,12 +8,12 @@ import torch
 
 from seq2seq.errors import ConfigError
 from seq2seq.models.attention import BahdanauAttention, LuongAttention
+from seq2seq.models.cross_entropy import smoothed_cross_entropy
 from seq2seq.models.decoder import RNNDecoder
 from seq2seq.models.encoder import RNNEncoder
 from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.models.output_layer import OutputLayer
 from seq2seq.tokenization import PAD
-from seq2seq.models.cross_entropy import smoothed_cross_entropy
 
 V, E, H = 11, 4, 3
 
@@ -369,13 +369,14 @@ def test_a_restricted_output_needs_ids_of_the_vocabulary_and_a_known_setting():
 def test_the_validation_loss_is_the_loss_per_token_of_all_pairs_whatever_the_batches():
     from seq2seq.data.batching import make_batch
     from seq2seq.topologies.translate import TranslationObjective, ValidationData
-    from seq2seq.translate import SearchSettings
+    from tests.conftest import group_settings
     model = tiny_model(input_feeding=True)
     generator = torch.Generator().manual_seed(3)
     lengths = torch.randint(1, 9, (150, 2), generator=generator).tolist()
     src = [torch.randint(4, V, (n,), generator=generator).tolist() for n, _ in lengths]
     tgt = [torch.randint(4, V, (m,), generator=generator).tolist() for _, m in lengths]
-    objective = TranslationObjective(None, ValidationData(src, tgt, []), SearchSettings())
+    objective = TranslationObjective(None, ValidationData(src, tgt, []),
+                                     group_settings("search", "beam"))
     loss, ppl = objective.validation_loss(model)
     whole = make_batch(src, tgt, range(len(src)))  # one batch, in the given order
     with torch.no_grad():

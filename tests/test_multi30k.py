@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from seq2seq.data.corpus import CorpusFiles
 from seq2seq.pipeline import run_training
 from tests.conftest import compose_train, require_shared
@@ -15,6 +17,7 @@ def test_multi30k_splits_are_aligned():
     assert [len(files.read(s)) for s in ("train", "val", "test_2016_flickr")] == [29000, 1014, 1000]
 
 
+@pytest.mark.slow
 def test_data_multi30k_trains_and_reports(tmp_path):
     root = require_shared("multi30k")
     cfg = compose_train(["data=multi30k", f"data.root={root}", "data.limit_train=2000",

@@ -10,17 +10,16 @@ from seq2seq.errors import ConfigError
 from seq2seq.precision import autocast, check_precision, resolve_precision
 from seq2seq.search import decode
 from seq2seq.topologies.translate import TranslationObjective, ValidationData
-from seq2seq.training.settings import TrainerSettings
 from seq2seq.training.trainer import Trainer
-from seq2seq.translate import SearchSettings
+from tests.conftest import group_settings
 from tests.test_models import tiny_model
 
 
 def test_an_unknown_precision_names_the_option():
     with pytest.raises(ConfigError, match=r"trainer.precision='fp16': expected one of fp32, bf16, auto"):
-        TrainerSettings(precision="fp16")
+        group_settings("trainer", "default", precision="fp16")
     with pytest.raises(ConfigError, match="search.precision"):
-        SearchSettings(precision="half")
+        group_settings("search", "beam", precision="half")
     check_precision("x", "auto")  # accepted
 
 
@@ -57,13 +56,14 @@ def batch():
 
 def model_and_objective() -> tuple[torch.nn.Module, TranslationObjective]:
     model = tiny_model(input_feeding=True).train()  # seeded, no dropout: the same every call
-    return model, TranslationObjective(None, ValidationData([], [], []), SearchSettings())
+    return model, TranslationObjective(None, ValidationData([], [], []),
+                                       group_settings("search", "beam"))
 
 
 def one_update(precision: str, tmp_path) -> tuple[float, torch.nn.Module]:
     model, objective = model_and_objective()
-    trainer = Trainer(TrainerSettings(lr=1e-2, precision=precision), model, objective,
-                      tmp_path, {})
+    trainer = Trainer(group_settings("trainer", "default", lr=1e-2, precision=precision), model,
+                      objective, tmp_path, {})
     loss, tokens, _ = trainer.train_step([batch()])
     return loss, model
 
@@ -111,6 +111,7 @@ def test_bf16_decoding_gives_fp32_scores_and_attention_close_to_fp32():
             assert hyp.attention.shape == (len(hyp.tokens) + 1, src.size(1))
 
 
+@pytest.mark.slow
 def test_a_bf16_translation_run_end_to_end(tmp_path):
     import json
 

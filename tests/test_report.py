@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from seq2seq.evaluation import compare
 from seq2seq.evaluation.analysis import best_and_worst, bleu_by_length, length_bucket
 from seq2seq.evaluation.bleu import score_corpus
-from seq2seq.evaluation import compare
-from seq2seq.evaluation.compare import (Run, leaderboard, ranking_metric,
-                                        write_leaderboard)
+from seq2seq.evaluation.compare import Run, leaderboard, ranking_metric, write_leaderboard
 from seq2seq.evaluation.significance import paired_bootstrap
 from tests.test_smoke import run_cli, tiny_overrides
 
@@ -33,6 +32,7 @@ def run_dirs(sweep: Path) -> list[Path]:
     return sorted(p.parent for p in sweep.rglob("report.json"))
 
 
+@pytest.mark.slow
 def test_training_report_sections(sweep):
     run = next(d for d in run_dirs(sweep)
                if "bahdanau" in json.loads((d / "report.json").read_text())["overrides"][-1])
@@ -59,6 +59,7 @@ def test_training_report_sections(sweep):
     assert html.count("data:image/png;base64,") >= 5  # length chart, 3 heatmaps, learning curve
 
 
+@pytest.mark.slow
 def test_evaluate_with_baseline_checkpoint_and_without_checkpoint(sweep, tmp_path):
     first, second = run_dirs(sweep)
     report = json.loads((first / "report.json").read_text())
@@ -82,6 +83,7 @@ def test_evaluate_with_baseline_checkpoint_and_without_checkpoint(sweep, tmp_pat
     assert all(r["p_value"] == 1.0 and not r["significant"] for r in itself)
 
 
+@pytest.mark.slow
 def test_compare_writes_a_leaderboard(sweep, tmp_path):
     result = run_cli("compare.py", str(sweep), "--out", str(tmp_path), "--bootstrap", "200")
     assert result.returncode == 0, result.stderr.decode()
@@ -138,6 +140,7 @@ def test_compare_ranks_lowercased_and_cased_runs_on_lowercased_bleu(tmp_path, mo
     assert "write lowercased text" in markdown
 
 
+@pytest.mark.slow
 def test_compare_without_runs_is_a_clear_error(tmp_path):
     result = run_cli("compare.py", str(tmp_path))
     assert result.returncode == 2 and "no report.json found" in result.stderr.decode()

@@ -4,7 +4,7 @@ from seq2seq.training.schedules import TeacherForcingSchedule
 
 
 def test_constant():
-    assert TeacherForcingSchedule("constant", 0.7, 0.0).ratio(10**6) == 0.7
+    assert TeacherForcingSchedule("constant", 0.7, 0.0, decay_steps=1000).ratio(10**6) == 0.7
 
 
 @pytest.mark.parametrize("kind", ["linear", "exponential", "inverse_sigmoid"])

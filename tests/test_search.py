@@ -7,8 +7,15 @@ import torch
 
 from seq2seq.errors import ConfigError
 from seq2seq.search import (
-    Ensemble, EnsembleStepper, ModelStepper, beam_search, decode, greedy_search, length_penalty,
-    max_output_lengths, top_candidates,
+    Ensemble,
+    EnsembleStepper,
+    ModelStepper,
+    beam_search,
+    decode,
+    greedy_search,
+    length_penalty,
+    max_output_lengths,
+    top_candidates,
 )
 from seq2seq.tokenization import BOS, EOS, PAD, UNK
 from tests.test_models import tiny_model

@@ -41,6 +41,7 @@ def run_cli(script: str, *args: str, stdin: bytes = b"") -> subprocess.Completed
                           capture_output=True, timeout=300, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_run_folder_holds_checkpoints_metrics_and_report(trained_run):
     for name in ["checkpoints/best.pt", "checkpoints/last.pt", "metrics.csv", "report.md",
                  "report.json", "learning_curve.png"]:
@@ -57,6 +58,7 @@ def test_run_folder_holds_checkpoints_metrics_and_report(trained_run):
     assert float(train_rows[-1]["loss"]) < float(train_rows[0]["loss"])  # the loss fell
 
 
+@pytest.mark.slow
 def test_translate_tool_keeps_lines_aligned(trained_run):
     ckpt = str(trained_run / "checkpoints" / "best.pt")
     lines = ["we have two cats", "", "   ", "i see a red dog and nine new books", "x" * 2000]
@@ -72,6 +74,7 @@ def test_translate_tool_keeps_lines_aligned(trained_run):
     assert translator.translate(lines[:2]) == out[:2]
 
 
+@pytest.mark.slow
 def test_translate_tool_files_and_bad_bytes(trained_run, tmp_path):
     ckpt = str(trained_run / "checkpoints" / "last.pt")
     src = tmp_path / "in.txt"
@@ -83,6 +86,7 @@ def test_translate_tool_files_and_bad_bytes(trained_run, tmp_path):
     assert len(out.read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_translate_tool_rejects_a_bad_checkpoint(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -93,6 +97,7 @@ def test_translate_tool_rejects_a_bad_checkpoint(tmp_path):
     assert "Traceback" not in result.stderr.decode() and not out.exists()
 
 
+@pytest.mark.slow
 def test_evaluate_tool_with_checkpoint_and_with_hypotheses(trained_run, tmp_path):
     report = json.loads((trained_run / "report.json").read_text())
     src, ref = report["source_file"], report["test_set"]
@@ -111,6 +116,7 @@ def test_evaluate_tool_with_checkpoint_and_with_hypotheses(trained_run, tmp_path
     assert len(read_lines(hyp)) == 12
 
 
+@pytest.mark.slow
 def test_train_script_is_a_hydra_app(tmp_path):
     run_dir = tmp_path / "hydra_run"
     result = run_cli("train.py", *tiny_overrides(tmp_path), f"hydra.run.dir={run_dir}")
@@ -119,6 +125,7 @@ def test_train_script_is_a_hydra_app(tmp_path):
     assert (run_dir / "report.json").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_train_script_reports_bad_data_clearly(tmp_path):
     result = run_cli("train.py", "data=multi30k", f"data.root={tmp_path / 'nowhere'}",
                      f"hydra.run.dir={tmp_path / 'run'}")
@@ -126,6 +133,7 @@ def test_train_script_reports_bad_data_clearly(tmp_path):
     assert "nowhere/train.en" in result.stderr.decode() + result.stdout.decode()
 
 
+@pytest.mark.slow
 def test_shared_embeddings_train_and_reload_shared(tmp_path):
     shared = tiny_overrides(tmp_path) + ["model.share_embeddings=true",
                                          "model.decoder.tie_embeddings=true"]
@@ -135,6 +143,7 @@ def test_shared_embeddings_train_and_reload_shared(tmp_path):
     assert model.decoder.output_layer.weight is model.decoder.embedding.weight
 
 
+@pytest.mark.slow
 def test_an_output_layer_restricted_to_the_training_targets_trains_and_reloads(tmp_path):
     """model.decoder.output_vocabulary=training_targets: with the joint vocabulary of the
     numbers corpus some pieces occur only in the English sources; the output layer leaves them
@@ -168,6 +177,7 @@ def test_shared_embeddings_need_a_joint_tokenizer(tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()  # stopped before any training
 
 
+@pytest.mark.slow
 def test_a_case_folding_tokenizer_is_scored_against_lowercased_references(tmp_path):
     run_dir = tmp_path / "run"
     run_training(compose_train(tiny_overrides(tmp_path) + [
@@ -197,6 +207,7 @@ def test_a_case_folding_tokenizer_is_scored_against_lowercased_references(tmp_pa
     assert json.loads((tmp_path / "sweep.json").read_text())[0]["chrf"] == pytest.approx(report["chrf"])
 
 
+@pytest.mark.slow
 def test_a_recased_model_writes_cased_text_scored_against_the_cased_references(tmp_path):
     run_dir = tmp_path / "run"
     run_training(compose_train(tiny_overrides(tmp_path) + [
@@ -223,6 +234,7 @@ def test_a_recased_model_writes_cased_text_scored_against_the_cased_references(t
     assert result.returncode == 0 and result.stdout.decode() == "du willst sechs Lampen\n"
 
 
+@pytest.mark.slow
 def test_recase_tool_names_a_checkpoint_without_a_recaser(trained_run):
     result = run_cli("recase.py", "--checkpoint", str(trained_run / "checkpoints" / "best.pt"),
                      stdin=b"wir sehen drei hunde\n")
@@ -230,6 +242,7 @@ def test_recase_tool_names_a_checkpoint_without_a_recaser(trained_run):
     assert "best.pt: holds no recaser" in result.stderr.decode()
 
 
+@pytest.mark.slow
 def test_search_sweep_scores_each_setting(trained_run, tmp_path):
     numbers = trained_run.parent / "numbers"
     out = tmp_path / "sweep.json"
@@ -246,6 +259,7 @@ def test_search_sweep_scores_each_setting(trained_run, tmp_path):
     assert bad.returncode == 2 and "sources but" in bad.stderr.decode()
 
 
+@pytest.mark.slow
 def test_translate_and_evaluate_with_an_ensemble(trained_run, tmp_path):
     best, last = (str(trained_run / "checkpoints" / name) for name in ("best.pt", "last.pt"))
     result = run_cli("translate.py", "--checkpoint", best, last, "--beam", "2", "--length-penalty", "1.2",

@@ -2,9 +2,17 @@ import pytest
 
 from seq2seq.errors import ConfigError
 from seq2seq.tokenization import (
-    BOS, EOS, PAD, SPECIALS, UNK, SentencePieceTokenizer, TokenizerPair, TokenizerSettings,
-    build_tokenizers, train_sentencepiece,
+    BOS,
+    EOS,
+    PAD,
+    SPECIALS,
+    UNK,
+    SentencePieceTokenizer,
+    TokenizerPair,
+    build_tokenizers,
+    train_sentencepiece,
 )
+from tests.conftest import group_settings
 
 
 def test_special_ids_are_one_definition():
@@ -13,7 +21,7 @@ def test_special_ids_are_one_definition():
 
 def test_round_trip_and_cache(tiny_corpus, cache_dir):
     files = [tiny_corpus / "train.en", tiny_corpus / "train.de"]
-    settings = TokenizerSettings(vocab_size=120)
+    settings = group_settings("tokenizer", "unigram", vocab_size=120)
     tok = train_sentencepiece(files, settings, cache_dir)
     lines = ["we have twenty-one green birds", "sie kauft einen Hund"]
     ids = tok.encode(lines)
@@ -24,17 +32,20 @@ def test_round_trip_and_cache(tiny_corpus, cache_dir):
     again = train_sentencepiece(files, settings, cache_dir)
     assert sorted(cache_dir.glob("spm-*.model")) == cached  # reused, not retrained
     assert again.model_proto == tok.model_proto
-    train_sentencepiece(files, TokenizerSettings(vocab_size=100), cache_dir)
+    train_sentencepiece(files, group_settings("tokenizer", "unigram", vocab_size=100),
+                        cache_dir)
     assert len(list(cache_dir.glob("spm-*.model"))) == len(cached) + 1  # new settings, new key
 
 
 @pytest.mark.parametrize("model_type", ["unigram", "bpe"])
 def test_joint_and_separate(tiny_corpus, cache_dir, model_type):
     src, tgt = [tiny_corpus / "train.en"], [tiny_corpus / "train.de"]
-    joint = build_tokenizers(src, tgt, TokenizerSettings(model_type, 100, joint=True), cache_dir)
+    joint = build_tokenizers(src, tgt, group_settings("tokenizer", model_type, vocab_size=100,
+                                                      joint=True), cache_dir)
     assert joint.src is joint.tgt and joint.joint
     assert TokenizerPair.from_state_dict(joint.state_dict()).joint
-    separate = build_tokenizers(src, tgt, TokenizerSettings(model_type, 80, joint=False), cache_dir)
+    separate = build_tokenizers(src, tgt, group_settings("tokenizer", model_type, vocab_size=80,
+                                                         joint=False), cache_dir)
     assert separate.src.model_proto != separate.tgt.model_proto
     assert not separate.joint
     restored = TokenizerPair.from_state_dict(separate.state_dict())
@@ -43,19 +54,20 @@ def test_joint_and_separate(tiny_corpus, cache_dir, model_type):
 
 def test_vocab_smaller_than_specials_is_a_config_error():
     with pytest.raises(ConfigError, match="tokenizer.vocab_size=3"):
-        TokenizerSettings(vocab_size=3)
+        group_settings("tokenizer", "unigram", vocab_size=3)
 
 
 def test_unknown_model_type_is_a_config_error():
     with pytest.raises(ConfigError, match="tokenizer.model_type"):
-        TokenizerSettings(model_type="wordpiece")
+        group_settings("tokenizer", "unigram", model_type="wordpiece")
 
 
 def test_case_folding_lowercases_what_the_model_reads_and_writes(tiny_corpus, cache_dir):
     files = [tiny_corpus / "train.en", tiny_corpus / "train.de"]
-    folded = train_sentencepiece(files, TokenizerSettings(vocab_size=120,
-                                                          normalization="nmt_nfkc_cf"), cache_dir)
-    cased = train_sentencepiece(files, TokenizerSettings(vocab_size=120), cache_dir)
+    folded = train_sentencepiece(files, group_settings("tokenizer", "unigram", vocab_size=120,
+                                                       normalization="nmt_nfkc_cf"), cache_dir)
+    cased = train_sentencepiece(files, group_settings("tokenizer", "unigram", vocab_size=120),
+                                cache_dir)
     assert folded.folds_case and not cased.folds_case
     assert folded.encode(["Sie kauft einen HUND"]) == folded.encode(["sie kauft einen hund"])
     assert folded.decode(folded.encode(["Sie kauft einen HUND"])) == ["sie kauft einen hund"]
@@ -65,7 +77,7 @@ def test_case_folding_lowercases_what_the_model_reads_and_writes(tiny_corpus, ca
 
 def test_unknown_normalization_is_a_config_error():
     with pytest.raises(ConfigError, match="tokenizer.normalization"):
-        TokenizerSettings(normalization="lowercase")
+        group_settings("tokenizer", "unigram", normalization="lowercase")
 
 
 def test_foreign_model_ids_rejected(tiny_corpus, tmp_path):
@@ -79,7 +91,8 @@ def test_foreign_model_ids_rejected(tiny_corpus, tmp_path):
 
 def test_sampled_encoding_is_seeded_and_decodes_to_the_line(tiny_corpus, cache_dir):
     files = [tiny_corpus / "train.en", tiny_corpus / "train.de"]
-    tok = train_sentencepiece(files, TokenizerSettings(vocab_size=120), cache_dir)
+    tok = train_sentencepiece(files, group_settings("tokenizer", "unigram", vocab_size=120),
+                              cache_dir)
     lines = ["we have twenty-one green birds", "sie kauft einen Hund"] * 10
     first = tok.encode_sampled(lines, alpha=0.1, nbest=-1, seed=7)
     assert first == tok.encode_sampled(lines, alpha=0.1, nbest=-1, seed=7)
@@ -90,15 +103,17 @@ def test_sampled_encoding_is_seeded_and_decodes_to_the_line(tiny_corpus, cache_d
 
 def test_sampling_and_recasing_do_not_change_the_cached_model(tiny_corpus, tmp_path):
     files = [tiny_corpus / "train.en"]
-    plain = train_sentencepiece(files, TokenizerSettings(vocab_size=100), tmp_path)
-    sampled = train_sentencepiece(files, TokenizerSettings(vocab_size=100, sampling_alpha=0.2),
-                                  tmp_path)
+    plain = train_sentencepiece(files, group_settings("tokenizer", "unigram", vocab_size=100),
+                                tmp_path)
+    sampled = train_sentencepiece(files, group_settings("tokenizer", "unigram", vocab_size=100,
+                                                        sampling_alpha=0.2), tmp_path)
     assert sampled.model_proto == plain.model_proto
     assert len(list(tmp_path.glob("spm-*.model"))) == 1  # reused, not retrained
     folded = dict(vocab_size=100, normalization="nmt_nfkc_cf")
-    recased = train_sentencepiece(files, TokenizerSettings(**folded, recase=True), tmp_path)
-    assert recased.model_proto == train_sentencepiece(files, TokenizerSettings(**folded),
-                                                      tmp_path).model_proto
+    recased = train_sentencepiece(files, group_settings("tokenizer", "unigram", **folded, recase=True),
+                                  tmp_path)
+    unrecased = group_settings("tokenizer", "unigram", **folded)
+    assert recased.model_proto == train_sentencepiece(files, unrecased, tmp_path).model_proto
     assert len(list(tmp_path.glob("spm-*.model"))) == 2
 
 
@@ -111,4 +126,4 @@ def test_sampling_and_recasing_do_not_change_the_cached_model(tiny_corpus, tmp_p
 ])
 def test_bad_sampling_options_are_config_errors(options, message):
     with pytest.raises(ConfigError, match=message):
-        TokenizerSettings(**options)
+        group_settings("tokenizer", "unigram", **options)

@@ -13,14 +13,13 @@ from seq2seq.errors import DataError
 from seq2seq.evaluation.labels import classification_scores, distinct_n, slot_scores
 from seq2seq.models.encoder import RNNEncoder
 from seq2seq.models.labelling import Pooling
-from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.models.tag_decoding import bio_transitions, class_slots, class_tag_scores, joint_decode, viterbi
 from seq2seq.pipeline import run_training
 from seq2seq.search import greedy_search, sampler
 from seq2seq.tokenization import EOS
-from seq2seq.models.tag_decoding import (bio_transitions, class_slots, class_tag_scores,
-                                         joint_decode, viterbi)
 from seq2seq.topologies.labelling.inference import labelling_loss
-from tests.conftest import ROOT, compose_train, require_shared
+from seq2seq.training.checkpoint import load_checkpoint
+from tests.conftest import ROOT, compose_train, group_settings, require_shared
 from tests.test_smoke import run_cli
 
 ARTISTS = ["miles davis", "nina simone", "the beatles", "bob marley"]
@@ -77,6 +76,7 @@ def intent_run(tmp_path_factory) -> Path:
     return tmp / "run"
 
 
+@pytest.mark.slow
 def test_classify_end_to_end(intent_run):
     import json
     report = json.loads((intent_run / "report.json").read_text())
@@ -105,6 +105,7 @@ def test_classify_end_to_end(intent_run):
                                     ["model.byte_features=0", "model.word_embeddings=8"],
                                     ["model.byte_features=8", "trainer.precision=bf16"]],
                          ids=["softmax", "crf_bytes", "crf_lexicon", "crf_words", "crf_bytes_bf16"])
+@pytest.mark.slow
 def test_tag_end_to_end_scores_words_not_pieces(tmp_path, output):
     run_training(compose_train(overrides_for(tmp_path, "snips_slots") + ["trainer.max_steps=60"]
                                + output), tmp_path / "run")
@@ -134,6 +135,7 @@ def test_tag_end_to_end_scores_words_not_pieces(tmp_path, output):
     assert f"slot_f1 = {report['slot_f1']:.2f}" in result.stdout.decode()
 
 
+@pytest.mark.slow
 def test_generate_end_to_end_with_a_judge(tmp_path, intent_run):
     judge = intent_run / "checkpoints" / "best.pt"
     cfg = compose_train(overrides_for(tmp_path, "snips_generate") + [
@@ -161,10 +163,11 @@ def test_tags_must_match_words_and_name_the_line(tmp_path):
 
 
 def test_word_starts_point_at_first_pieces(tmp_path):
-    from seq2seq.tokenization import TokenizerSettings, train_sentencepiece
+    from seq2seq.tokenization import train_sentencepiece
     root = write_intent_corpus(tmp_path)
     tokenizer = train_sentencepiece([root / "train" / "seq.in"],
-                                    TokenizerSettings(vocab_size=40), tmp_path / "spm")
+                                    group_settings("tokenizer", "unigram", vocab_size=40),
+                                    tmp_path / "spm")
     words = [["play", "nina", "simone"], ["oslo"]]
     encoded = encode_words(tokenizer, words)
     for utterance, pieces in zip(words, encoded):
@@ -292,6 +295,7 @@ def test_span_word_state_reads_the_whole_word_in_both_directions():
                               forward_half_of_word_1("span", changed))
 
 
+@pytest.mark.slow
 def test_classify_with_auxiliary_slot_tags_outputs_classes_only(tmp_path):
     # the experiment's joint tagger (CRF, word dropout), smaller byte features, as the tag test
     cfg = compose_train(overrides_for(tmp_path, "snips_intent") + ["trainer.max_steps=100",

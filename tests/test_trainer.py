@@ -11,8 +11,8 @@ from torch import nn
 
 from seq2seq.errors import ConfigError
 from seq2seq.training.metrics_log import read_metrics
-from seq2seq.training.settings import TrainerSettings
 from seq2seq.training.trainer import Trainer
+from tests.conftest import group_settings
 
 
 class FixedFigures:
@@ -39,8 +39,9 @@ WOBBLE = [{"loss": 3.0 - 0.1 * i, "bleu": 20.0 - i} for i in range(4)]
 
 def learning_rates(tmp_path, **settings):
     objective = FixedFigures(WOBBLE)
-    trainer = Trainer(TrainerSettings(lr=1.0, lr_patience=1, early_stopping_patience=10,
-                                      **settings), torch.nn.Linear(2, 1), objective, tmp_path, {})
+    trainer = Trainer(group_settings("trainer", "default", lr=1.0, lr_patience=1,
+                                     early_stopping_patience=10, **settings),
+                      torch.nn.Linear(2, 1), objective, tmp_path, {})
     rates = []
     for _ in WOBBLE:
         trainer._after_validation(trainer.validate(), final=False)
@@ -60,8 +61,8 @@ def test_lr_metric_loss_keeps_the_lr_while_the_loss_falls(tmp_path):
 
 
 def test_an_unknown_lr_metric_names_the_option(tmp_path):
-    trainer = Trainer(TrainerSettings(lr_metric="accuracy"), torch.nn.Linear(2, 1),
-                      FixedFigures(WOBBLE), tmp_path, {})
+    trainer = Trainer(group_settings("trainer", "default", lr_metric="accuracy"),
+                      torch.nn.Linear(2, 1), FixedFigures(WOBBLE), tmp_path, {})
     with pytest.raises(ConfigError, match="trainer.lr_metric=accuracy .* choose from bleu, loss"):
         trainer.validate()
 
@@ -74,7 +75,8 @@ def test_one_pass_scaling_and_clipping_matches_torch(tmp_path, clip):
     x = torch.randn(4, 5)
     for m in (model, twin):
         m(x).pow(2).sum().backward()
-    trainer = Trainer(TrainerSettings(clip_norm=clip), model, FixedFigures([]), tmp_path, {})
+    trainer = Trainer(group_settings("trainer", "default", clip_norm=clip), model, FixedFigures([]),
+                      tmp_path, {})
     trainer._scale_and_clip(1 / 13)
     for p in twin.parameters():
         p.grad.div_(13)
@@ -88,13 +90,13 @@ def test_resuming_with_another_lr_metric_starts_the_plateau_afresh(tmp_path):
     trainer, rates = learning_rates(tmp_path)  # the plateau on BLEU halved the LR once
     trainer.config = {"trainer": {"lr_metric": None, "early_stopping_metric": "bleu"}}
     trainer.save_last()
-    resumed = Trainer(TrainerSettings(lr=1.0, lr_patience=1, lr_metric="loss"),
+    resumed = Trainer(group_settings("trainer", "default", lr=1.0, lr_patience=1, lr_metric="loss"),
                       torch.nn.Linear(2, 1), FixedFigures([]), tmp_path, {})
     resumed.resume(tmp_path / "checkpoints" / "last.pt")
     assert resumed.optimizer.param_groups[0]["lr"] == rates[-1] == 0.5
     assert resumed.scheduler.mode == "min" and resumed.scheduler.best == float("inf")
-    same = Trainer(TrainerSettings(lr=1.0, lr_patience=1), torch.nn.Linear(2, 1),
-                   FixedFigures([]), tmp_path, {})
+    same = Trainer(group_settings("trainer", "default", lr=1.0, lr_patience=1),
+                   torch.nn.Linear(2, 1), FixedFigures([]), tmp_path, {})
     same.resume(tmp_path / "checkpoints" / "last.pt")
     assert same.scheduler.mode == "max" and same.scheduler.best == 20.0  # its memory kept
 
@@ -102,8 +104,8 @@ def test_resuming_with_another_lr_metric_starts_the_plateau_afresh(tmp_path):
 def test_the_budgets_last_minutes_anneal_the_lr_linearly_instead_of_the_plateau(tmp_path):
     # A 10-minute budget whose last 4 minutes anneal; BLEU falls at every validation, so the
     # plateau (patience 0) halves the LR each time it is in charge.
-    settings = TrainerSettings(lr=1.0, lr_patience=0, min_lr=0.01, max_minutes=10,
-                               lr_anneal_minutes=4, early_stopping_patience=10)
+    settings = group_settings("trainer", "default", lr=1.0, lr_patience=0, min_lr=0.01,
+                              max_minutes=10, lr_anneal_minutes=4, early_stopping_patience=10)
     trainer = Trainer(settings, nn.Linear(2, 1), FixedFigures(WOBBLE), tmp_path, {})
     rates = []
     for minutes in (3, 5, 7, 10):
@@ -118,7 +120,7 @@ def test_the_budgets_last_minutes_anneal_the_lr_linearly_instead_of_the_plateau(
 @pytest.mark.parametrize("max_minutes", [None, 4])
 def test_annealing_needs_a_longer_time_budget(max_minutes):
     with pytest.raises(ConfigError, match="trainer.lr_anneal_minutes=5 .* trainer.max_minutes"):
-        TrainerSettings(max_minutes=max_minutes, lr_anneal_minutes=5)
+        group_settings("trainer", "default", max_minutes=max_minutes, lr_anneal_minutes=5)
 
 
 class _Steps:
@@ -141,13 +143,14 @@ class _SlowFigures(FixedFigures):
 
 
 def test_the_time_budget_counts_validation_and_goes_on_over_a_resume(tmp_path):
-    trainer = Trainer(TrainerSettings(max_epochs=2, progress_bar=False), nn.Linear(2, 1),
-                      _SlowFigures([]), tmp_path, {})
+    trainer = Trainer(group_settings("trainer", "default", max_epochs=2, progress_bar=False),
+                      nn.Linear(2, 1), _SlowFigures([]), tmp_path, {})
     state = trainer.fit(_Steps())
     assert state.step == 6 and state.wall_seconds >= 0.6 > state.train_seconds
     # Resumed under a budget of 0.5 s, which the first part's validations used up: no step,
     # where a clock of training steps alone would have allowed the whole of epochs 3 and 4.
-    resumed = Trainer(TrainerSettings(max_epochs=4, max_minutes=0.5 / 60, progress_bar=False),
+    resumed = Trainer(group_settings("trainer", "default", max_epochs=4, max_minutes=0.5 / 60,
+                                     progress_bar=False),
                       nn.Linear(2, 1), _SlowFigures([]), tmp_path, {})
     resumed.resume(tmp_path / "checkpoints" / "last.pt")
     state = resumed.fit(_Steps())
@@ -159,7 +162,8 @@ def test_a_budget_spent_during_a_validation_stops_the_run_there(tmp_path):
     # The run stops after it, not after one more step and a third validation of nearly the
     # same weights (a near-duplicate checkpoint in the average of the last few).
     figures = _SlowFigures([])
-    trainer = Trainer(TrainerSettings(max_epochs=4, max_minutes=0.5 / 60, progress_bar=False),
+    trainer = Trainer(group_settings("trainer", "default", max_epochs=4, max_minutes=0.5 / 60,
+                                     progress_bar=False),
                       nn.Linear(2, 1), figures, tmp_path, {})
     state = trainer.fit(_Steps())
     assert (state.step, state.epoch, figures.validations) == (6, 2, 2)
@@ -169,7 +173,8 @@ def test_a_budget_spent_during_a_validation_stops_the_run_there(tmp_path):
 def test_validate_every_epochs_validates_after_every_nth_epoch_and_the_last_step(tmp_path):
     figures = _SlowFigures([])
     figures.validate = lambda model: {"loss": 1.0, "bleu": 1.0}  # no sleep
-    trainer = Trainer(TrainerSettings(max_epochs=5, validate_every_epochs=2, progress_bar=False),
+    trainer = Trainer(group_settings("trainer", "default", max_epochs=5, validate_every_epochs=2,
+                                     progress_bar=False),
                       nn.Linear(2, 1), figures, tmp_path, {})
     state = trainer.fit(_Steps())
     valid_steps = [int(row["step"]) for row in read_metrics(tmp_path / "metrics.csv")
@@ -179,4 +184,4 @@ def test_validate_every_epochs_validates_after_every_nth_epoch_and_the_last_step
 
 def test_validate_every_epochs_must_be_positive():
     with pytest.raises(ConfigError, match="trainer.validate_every_epochs"):
-        TrainerSettings(validate_every_epochs=0)
+        group_settings("trainer", "default", validate_every_epochs=0)

@@ -78,6 +78,7 @@ for line in open("/proc/self/maps"):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 @pytest.mark.parametrize("setting, region", [("keep", "heap"), ("default", "mapping")])
 def test_keep_freed_memory_serves_big_blocks_from_the_heap(setting, region):

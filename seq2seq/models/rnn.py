@@ -21,7 +21,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from seq2seq.errors import ConfigError, check_choice, check_range
 from seq2seq.models.cells import ReferenceLayer, cell_step
-from seq2seq.models.dropout import Dropout, dropout as apply_dropout
+from seq2seq.models.dropout import Dropout
+from seq2seq.models.dropout import dropout as apply_dropout
 
 Cell = Literal["rnn", "rnn_relu", "gru", "lstm", "lstm_peephole"]
 CELLS: tuple[str, ...] = ("rnn", "rnn_relu", "gru", "lstm", "lstm_peephole")

@@ -17,8 +17,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from seq2seq.config import build
-from seq2seq.data.batching import (Batch, ParallelBatches, ResampledParallelBatches, kept_pairs,
-                                   make_batch)
+from seq2seq.data.batching import Batch, ParallelBatches, ResampledParallelBatches, kept_pairs, make_batch
 from seq2seq.data.corpus import CorpusFiles, read_aligned, read_lines, write_lines
 from seq2seq.errors import ConfigError
 from seq2seq.evaluation.bleu import score_corpus
@@ -31,8 +30,13 @@ from seq2seq.recase import Recaser
 from seq2seq.tokenization import PAD, TokenizerPair, TokenizerSettings, build_tokenizers
 from seq2seq.topologies.base import EvaluationRequest, PredictOptions, TrainingSetup
 from seq2seq.training.distributed import Distributed
-from seq2seq.translate import (SearchSettings, Translator, build_translation_model,
-                               comparable_references, translate_ids)
+from seq2seq.translate import (
+    SearchSettings,
+    Translator,
+    build_translation_model,
+    comparable_references,
+    translate_ids,
+)
 
 log = logging.getLogger(__name__)
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator, Optional, Protocol, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm import tqdm
 
 from seq2seq.data.batching import groups_of
@@ -30,8 +29,14 @@ from seq2seq.training.metrics_log import LogWindow, MetricsLog, plot_learning_cu
 from seq2seq.training.schedules import annealed_lr
 from seq2seq.training.settings import TrainerSettings
 from seq2seq.training.signals import StopSignals
-from seq2seq.training.state import (LOWER_IS_BETTER, NonFiniteLoss, Objective, TrainingInterrupted,
-                                    TrainState, rng_state, set_rng_state)
+from seq2seq.training.state import (
+    LOWER_IS_BETTER,
+    Objective,
+    TrainingInterrupted,
+    TrainState,
+    rng_state,
+    set_rng_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +79,9 @@ class Trainer:
         """Halve (lr_decay_factor) the LR when ``lr_metric`` stalls; it starts from the
         optimizer's current LR."""
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="min" if self.lr_metric in LOWER_IS_BETTER else "max", factor=self.settings.lr_decay_factor,
-            patience=self.settings.lr_patience, min_lr=self.settings.min_lr)
+            self.optimizer, mode="min" if self.lr_metric in LOWER_IS_BETTER else "max",
+            factor=self.settings.lr_decay_factor, patience=self.settings.lr_patience,
+            min_lr=self.settings.min_lr)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:

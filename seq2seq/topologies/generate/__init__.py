@@ -21,9 +21,9 @@ from seq2seq.data.labelled import LabelledCorpus, LabelledSplit, LabelVocab
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.evaluation.report import line_count
 from seq2seq.models import count_parameters
+from seq2seq.predict import load_predictor
 from seq2seq.tokenization import SentencePieceTokenizer
-from seq2seq.topologies.base import (EvaluationRequest, PredictOptions, Predictor, TrainingSetup,
-                                     no_ensemble)
+from seq2seq.topologies.base import EvaluationRequest, PredictOptions, Predictor, TrainingSetup, no_ensemble
 from seq2seq.topologies.generate.batches import GenerationBatches
 from seq2seq.topologies.generate.objective import GenerationObjective
 from seq2seq.topologies.generate.predictor import Generator, build_generator
@@ -31,7 +31,6 @@ from seq2seq.topologies.generate.report import generation_report
 from seq2seq.topologies.labelling.data import file_lines, prepare_labelled
 from seq2seq.topologies.labelling.predictor import Labeller
 from seq2seq.topologies.labelling.report import summary_lines, write_labelling_report
-from seq2seq.predict import load_predictor
 from seq2seq.training.distributed import Distributed
 
 log = logging.getLogger(__name__)

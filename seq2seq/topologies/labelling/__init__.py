@@ -15,20 +15,34 @@ from typing import Any, ClassVar, Optional, Sequence
 from omegaconf import DictConfig
 
 from seq2seq.data.corpus import read_aligned, read_lines
-from seq2seq.data.labelled import (LabelledBatches, LabelledCorpus, LabelledSplit, LabelVocab,
-                                   check_one_tag_per_word)
+from seq2seq.data.labelled import (
+    LabelledBatches,
+    LabelledCorpus,
+    LabelledSplit,
+    LabelVocab,
+    check_one_tag_per_word,
+)
 from seq2seq.errors import ConfigError
 from seq2seq.evaluation.labels import classification_scores, slot_scores
 from seq2seq.evaluation.report import line_count
 from seq2seq.models import count_parameters
 from seq2seq.models.tag_decoding import class_slots
 from seq2seq.topologies.base import EvaluationRequest, PredictOptions, TrainingSetup, no_ensemble
-from seq2seq.topologies.labelling.data import (MAX_PIECES_PER_WORD, file_lines, prepare_labelled,
-                                               tags_model, training_utterances)
+from seq2seq.topologies.labelling.data import (
+    MAX_PIECES_PER_WORD,
+    file_lines,
+    prepare_labelled,
+    tags_model,
+    training_utterances,
+)
 from seq2seq.topologies.labelling.inference import LabellingObjective
 from seq2seq.topologies.labelling.predictor import Labeller, build_labelling_model
-from seq2seq.topologies.labelling.report import (add_confusion_png, labelling_report, summary_lines,
-                                                 write_labelling_report)
+from seq2seq.topologies.labelling.report import (
+    add_confusion_png,
+    labelling_report,
+    summary_lines,
+    write_labelling_report,
+)
 from seq2seq.training.distributed import Distributed
 
 log = logging.getLogger(__name__)

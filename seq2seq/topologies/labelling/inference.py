@@ -13,8 +13,7 @@ from seq2seq.data.labelled import IGNORE, LabelledBatch, LabelledBatches, Labell
 from seq2seq.data.word_tables import WordTables
 from seq2seq.evaluation.labels import classification_scores, slot_scores
 from seq2seq.models.crf import CRF
-from seq2seq.models.tag_decoding import (ClassSlots, bio_transitions, class_tag_scores, joint_decode,
-                                         viterbi)
+from seq2seq.models.tag_decoding import ClassSlots, bio_transitions, class_tag_scores, joint_decode, viterbi
 from seq2seq.tokenization import SentencePieceTokenizer, TokenizerPair
 
 
