@@ -344,8 +344,9 @@ class Trainer:
         for group in groups_of(batches.epoch(s.epoch, start=s.batch_in_epoch),
                              settings.accumulate_batches):
             t0 = time.perf_counter()
-            loss, tokens, (signalled, over_time) = self.train_step(
-                group, flags=(self._signals.received is not None, self._over_time(started)))
+            flags = (self._signals.received is not None,
+                     self._past_budget(time.perf_counter() - started))
+            loss, tokens, (signalled, over_time) = self.train_step(group, flags=flags)
             elapsed = time.perf_counter() - t0
             s.step += 1
             s.batch_in_epoch += len(group)
@@ -372,9 +373,6 @@ class Trainer:
                 break
         bar.close()
         return stop
-
-    def _over_time(self, started: float) -> bool:
-        return self._past_budget(time.perf_counter() - started)
 
     def _past_budget(self, elapsed_seconds: float) -> bool:
         minutes = self.settings.max_minutes
