@@ -42,7 +42,47 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload['version']} is newer than "
                               f"this seq2seq supports ({VERSION})")
+    if not isinstance(payload.get("config"), dict):
+        raise CheckpointError(f"{path}: the checkpoint holds no config (expected the run's "
+                              "composed config under 'config')")
+    check_stored_config(payload["config"], path)
     return payload
+
+
+def check_stored_config(config: dict[str, Any], path: Path) -> None:
+    """Refuse a stored config that would run code of its choosing when built (tools build the
+    model and the topology from it with Hydra, which imports whatever a ``_target_`` names):
+    every ``_target_`` must name this package, the model's its models (``seq2seq.models``), the
+    topology's only the topology itself; and no value may be an interpolation (a stored config
+    holds resolved values). Checked over the whole tree before anything is built; the
+    CheckpointError names the key."""
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for name, value in node.items():
+                child = f"{key}.{name}" if key else str(name)
+                if name == "_target_":
+                    check_target(child, value)
+                walk(value, child)
+        elif isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                walk(value, f"{key}[{i}]")
+        elif isinstance(node, str) and "${" in node:
+            raise CheckpointError(f"{path}: config key {key}={node!r} is an interpolation; a "
+                                  "checkpoint's config holds resolved values only")
+
+    def check_target(key: str, target: Any) -> None:
+        allowed = STORED_TARGETS["model" if key.startswith("model.") else "topology"
+                                 if key.startswith("topology.") else ""]
+        if not (isinstance(target, str) and target.startswith(allowed)
+                and (not key.startswith("topology.") or key == "topology._target_")):
+            raise CheckpointError(f"{path}: config key {key}={target!r}: a checkpoint may only "
+                                  f"build {allowed}* there; it never imports other code")
+
+    walk(config, "")
+
+
+# What a stored config's ``_target_`` may name, by subtree ("": anywhere else).
+STORED_TARGETS = {"model": "seq2seq.models.", "topology": "seq2seq.topologies.", "": "seq2seq."}
 
 
 class CheckpointDir:
