@@ -1,13 +1,14 @@
 """Training and decoding speed on Multi30k, side by side with the plain-PyTorch floor.
 
-    python benchmarks/speed.py --data-root DATA --floor ANCHORS/torch_floor.py --out benchmark.json \
+    python benchmarks/speed.py --data-root DATA --floor PATH/torch_floor.py --out benchmark.json \
         [--checkpoint PATH]
 
-DATA holds multi30k/ (or is that folder); ANCHORS is the folder of the speed anchors: torch_floor.py
-(the floor) and the README that defines the reference model. Measures:
+DATA holds multi30k/ (or is that folder); --floor names torch_floor.py, a plain-PyTorch training
+loop of the reference model that JoeyNMT, OpenNMT-py and fairseq were timed with (BENCHMARKS.md,
+"Other toolkits on the same kind of machine"). Measures:
   (a) training throughput (target tokens per second: pieces + EOS, no padding) over --steps
-      updates after --warmup, on length-sorted batches of 128 sentence pairs, for the anchors'
-      reference model (``model=reference``, with the anchors' joint vocabulary of 8,000 pieces:
+      updates after --warmup, on length-sorted batches of 128 sentence pairs, for that
+      reference model (``model=reference``, with the toolkits' joint vocabulary of 8,000 pieces:
       --reference-vocab-size) and for the experiment's model with its own vocabulary (and, when
       its output layer scores only the training targets' pieces, for the same model with the
       output layer over every id: what the restriction buys, in the same run);
@@ -60,7 +61,7 @@ from seq2seq.tokenization import PAD, UNK, TokenizerPair
 from seq2seq.topologies.translate import (
     TranslationObjective,
     ValidationData,
-    prepare_corpus,
+    corpus_and_tokenizers,
     restrict_output_to_targets,
 )
 from seq2seq.training.checkpoint import load_checkpoint
@@ -89,10 +90,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--experiment", default="multi30k_en_de",
                         help="whose model is timed besides the reference model")
     parser.add_argument("--floor", required=True,
-                        help="the plain-PyTorch floor script, torch_floor.py of the speed anchors")
+                        help="torch_floor.py: the plain-PyTorch training loop timed beside the framework")
     parser.add_argument("--reference-vocab-size", type=int, default=8000,
                         help="pieces of the joint vocabulary that the reference model and the floor "
-                             "are timed with (the anchors': 8,000); the experiment's model uses its own")
+                             "are timed with (the other toolkits': 8,000); the experiment's model "
+                             "uses its own")
     # 20 timed updates ranked two models 5 % apart the wrong way round (BENCHMARKS.md, "Speed");
     # 60 keep the whole run at about 4 minutes on the project's Xeon.
     parser.add_argument("--steps", type=int, default=60, help="timed updates per model")
@@ -318,18 +320,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.cache_dir:
         overrides.append(f"paths.cache_dir={args.cache_dir}")
     cfg = compose(overrides)
-    files, tokenizers, _ = prepare_corpus(cfg)
+    files, tokenizers, _ = corpus_and_tokenizers(cfg)
     train = files.read(files.train)
     count = args.warmup + args.steps
     own = encoded_batches(tokenizers, train, args.batch, count)
-    # The reference model and the floor are the anchors' (the README beside torch_floor.py), with
-    # their vocabulary size (--reference-vocab-size: 8,000 joint pieces), whatever size the
-    # experiment's own model uses, so that their figures stay comparable with the anchors'.
+    # The reference model and the floor use the other toolkits' vocabulary size
+    # (--reference-vocab-size: 8,000 joint pieces), whatever size the experiment's own model
+    # uses, so that their figures stay comparable with those toolkits'.
     if cfg.data.vocab_size == args.reference_vocab_size:
         ref = own
     else:
         vocabulary = f"data.vocab_size={args.reference_vocab_size}"
-        _, ref_tokenizers, _ = prepare_corpus(compose(overrides + [vocabulary]))
+        _, ref_tokenizers, _ = corpus_and_tokenizers(compose(overrides + [vocabulary]))
         ref = encoded_batches(ref_tokenizers, train, args.batch, count)
     results: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads(),
                                "keep_freed_memory": args.keep_freed_memory,

@@ -55,6 +55,9 @@ def test_training_report_sections(sweep):
                     "## Best translations", "## Worst translations", "## Run", "## Versions"]:
         assert heading in markdown
     assert "![attention](attention_1.png)" in markdown
+    # the validation figures at the tested step, every topology's (a dict in report.json)
+    assert set(report["best_valid"]) == {"loss", "ppl", "bleu", "chrf"}
+    assert f"| best_valid bleu | {report['best_valid']['bleu']:.2f} |" in markdown
     html = (run / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 5  # length chart, 3 heatmaps, learning curve
 

@@ -148,11 +148,11 @@ def test_an_output_layer_restricted_to_the_training_targets_trains_and_reloads(t
     """model.decoder.output_vocabulary=training_targets: with the joint vocabulary of the
     numbers corpus some pieces occur only in the English sources; the output layer leaves them
     out, and the checkpoint brings the same restriction back for translation."""
-    from seq2seq.topologies.translate import prepare_corpus
+    from seq2seq.topologies.translate import corpus_and_tokenizers
     overrides = tiny_overrides(tmp_path) + ["model.decoder.output_vocabulary=training_targets"]
     cfg = compose_train(overrides + ["trainer.max_steps=3"])
     run_training(cfg, tmp_path / "run")
-    files, tokenizers, _ = prepare_corpus(cfg)
+    files, tokenizers, _ = corpus_and_tokenizers(cfg)
     target_ids = {i for ids in tokenizers.tgt.encode(files.read(files.train).tgt) for i in ids}
     translator = Translator.from_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
     kept = set(translator.model.decoder.output_ids.tolist())

@@ -16,7 +16,7 @@ from typing import BinaryIO, Optional, Sequence, TextIO
 
 from seq2seq.cli import add_version_option
 from seq2seq.cli.lines import AtomicOutput, stream_lines
-from seq2seq.data.corpus import read_lines as read_file_lines
+from seq2seq.data.corpus import read_lines
 from seq2seq.errors import CheckpointError, Seq2SeqError
 from seq2seq.recase import Recaser
 from seq2seq.training.checkpoint import load_checkpoint
@@ -37,7 +37,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def load_recaser(args: argparse.Namespace) -> Recaser:
     if args.train:
-        return Recaser.fit(read_file_lines(args.train, allow_empty=True))
+        return Recaser.fit(read_lines(args.train, allow_empty=True))
     recaser = checkpoint_recaser(load_checkpoint(args.checkpoint))
     if recaser is None:
         raise CheckpointError(f"{args.checkpoint}: holds no recaser (it was not trained with "

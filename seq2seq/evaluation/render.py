@@ -95,6 +95,8 @@ def run_sections(report: dict[str, Any], score_keys: set[str]) -> list[Section]:
     out = []
     facts = [[k, v] for k, v in report.items()
              if k not in score_keys and not isinstance(v, (dict, list))]
+    # the validation figures of the tested step's run, e.g. "best_valid bleu"
+    facts += [[f"best_valid {k}", v] for k, v in (report.get("best_valid") or {}).items()]
     blocks: list[Table | str] = [Table(["fact", "value"], facts)] if facts else []
     if report.get("data_files"):
         blocks.append(Table(["data file", "lines"], [[f"`{p}`", n] for p, n in

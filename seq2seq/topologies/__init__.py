@@ -1,2 +1,3 @@
-"""The four input/output topologies, each a ``run`` built from the same parts (``conf/topology``):
-translate (N vs M), classify (N vs 1), tag (N vs N) and generate (1 vs N)."""
+"""The four input/output topologies, each a class behind the ``Topology`` protocol of base.py,
+chosen by ``conf/topology/NAME.yaml``: translate (N vs M, translate.py), classify (N vs 1) and tag
+(N vs N, labelling/), generate (1 vs N, generate/). registry.py maps a checkpoint to its topology."""

@@ -9,12 +9,14 @@ fairseq's ``FairseqTask``, kept small).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Optional, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Optional, Protocol, Sequence
 
+import torch
 from omegaconf import DictConfig
-from torch import nn
+from torch import Tensor, nn
 
 from seq2seq.errors import CheckpointError
 from seq2seq.training.distributed import Distributed
@@ -110,6 +112,19 @@ def no_ensemble(paths: Sequence[str | Path], topology: str) -> None:
     if len(paths) > 1:
         raise CheckpointError(f"{paths[0]}: a {topology} checkpoint; only translation "
                               "checkpoints make ensembles")
+
+
+def loss_and_perplexity(batches: Iterable[Any], summed: Callable[[Any], Tensor]
+                        ) -> tuple[float, float]:
+    """Loss per predicted token over ``batches`` (``summed(batch)``: the batch's summed loss),
+    without gradients, and the perplexity it gives."""
+    total, tokens = 0.0, 0
+    with torch.inference_mode():
+        for batch in batches:
+            total += float(summed(batch))
+            tokens += batch.num_tgt_tokens
+    loss = total / max(tokens, 1)
+    return loss, math.exp(min(loss, 50.0))
 
 
 def training_facts(state: Any) -> dict[str, Any]:

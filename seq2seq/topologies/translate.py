@@ -7,10 +7,9 @@ the report scores BLEU, chrF and TER with sacrebleu (``evaluation/report.py``).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Optional, Sequence, cast
+from typing import Any, ClassVar, Optional, Sequence, cast
 
 import torch
 from omegaconf import DictConfig
@@ -28,7 +27,7 @@ from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.precision import resolve_precision
 from seq2seq.recase import Recaser
 from seq2seq.tokenization import PAD, TokenizerPair, TokenizerSettings, build_tokenizers
-from seq2seq.topologies.base import EvaluationRequest, PredictOptions, TrainingSetup
+from seq2seq.topologies.base import EvaluationRequest, PredictOptions, TrainingSetup, loss_and_perplexity
 from seq2seq.training.distributed import Distributed
 from seq2seq.translate import (
     SearchSettings,
@@ -39,19 +38,6 @@ from seq2seq.translate import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def loss_and_perplexity(batches: Iterable[Any], summed: Callable[[Any], Tensor]
-                        ) -> tuple[float, float]:
-    """Loss per predicted token over ``batches`` (``summed(batch)``: the batch's summed loss),
-    without gradients, and the perplexity it gives."""
-    total, tokens = 0.0, 0
-    with torch.inference_mode():
-        for batch in batches:
-            total += float(summed(batch))
-            tokens += batch.num_tgt_tokens
-    loss = total / max(tokens, 1)
-    return loss, math.exp(min(loss, 50.0))
 
 
 @dataclass
@@ -125,7 +111,7 @@ def restrict_output_to_targets(decoder: RNNDecoder, tgt_ids: list[list[int]],
              "special ids)", kept.numel(), decoder.vocab_size)
 
 
-def prepare_corpus(cfg: DictConfig) -> tuple[CorpusFiles, TokenizerPair, TokenizerSettings]:
+def corpus_and_tokenizers(cfg: DictConfig) -> tuple[CorpusFiles, TokenizerPair, TokenizerSettings]:
     """Make the corpus available (``data``) and train (or reuse) its tokenizers (``tokenizer``)."""
     files: CorpusFiles = build(cfg.data).files()
     settings: TokenizerSettings = build(cfg.tokenizer)
@@ -167,7 +153,7 @@ class Translate:
 
     def setup(self, cfg: DictConfig, distributed: Distributed) -> TrainingSetup:
         with distributed.main_first():  # rank 0 fills the corpus and tokenizer caches
-            files, tokenizers, settings = prepare_corpus(cfg)
+            files, tokenizers, settings = corpus_and_tokenizers(cfg)
         if cfg.model.get("share_embeddings") and not tokenizers.joint:
             raise ConfigError("model.share_embeddings=true: the two sides have separate "
                               "SentencePiece models, so an id means another piece on each side; "

@@ -41,7 +41,6 @@ class TrainState:
     stop_reason: str = ""
     precision: str = ""             # what trainer.precision resolved to (the latest, if resumed)
 
-
     def count_loss(self, loss: float, max_nonfinite: int, last: Path) -> bool:
         """Whether ``loss`` is finite; count non-finite losses and raise NonFiniteLoss after
         ``max_nonfinite`` in a row (naming ``last``, the run's last.pt, if it was saved)."""
@@ -59,6 +58,7 @@ class TrainState:
                 f"losses in a row (trainer.max_nonfinite={max_nonfinite}); last good checkpoint: "
                 f"{last_good or 'none saved yet'}. Try a lower trainer.lr or trainer.clip_norm.")
         return False
+
 
 class TrainingInterrupted(Seq2SeqError):
     """SIGINT/SIGTERM arrived; the current step finished and last.pt was saved."""

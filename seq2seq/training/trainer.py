@@ -396,5 +396,5 @@ class Trainer:
         path = self.save_last()
         raise TrainingInterrupted(
             f"{name} received: stopped after step {self.state.step} and saved {path}. Resume "
-            f"with: python scripts/train.py <the same overrides> resume=true "
+            f"with: seq2seq-train (or python scripts/train.py) <the same overrides> resume=true "
             f"hydra.run.dir={self.run_dir}", signum)

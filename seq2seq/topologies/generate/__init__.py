@@ -57,6 +57,10 @@ class Generate:
 
     def __init__(self, judge_checkpoint: Optional[str], temperature: float, top_k: int,
                  max_length: int) -> None:
+        # The judge is read after training: a wrong path would waste the run.
+        if judge_checkpoint is not None and not Path(judge_checkpoint).expanduser().is_file():
+            raise ConfigError(f"topology.judge_checkpoint={judge_checkpoint}: no such file (a "
+                              "classify run's checkpoints/best.pt)")
         self.judge_checkpoint, self.temperature = judge_checkpoint, temperature
         self.top_k, self.max_length = top_k, max_length
 

@@ -10,8 +10,8 @@ from torch import Tensor, nn
 from seq2seq.data.labelled import LabelVocab
 from seq2seq.models.generator import ConditionedGenerator
 from seq2seq.tokenization import PAD, SentencePieceTokenizer, TokenizerPair
+from seq2seq.topologies.base import loss_and_perplexity
 from seq2seq.topologies.generate.batches import GenerationBatch, GenerationBatches
-from seq2seq.topologies.translate import loss_and_perplexity
 
 
 def generation_loss(model: nn.Module, batch: GenerationBatch, teacher_forcing: float = 1.0,
