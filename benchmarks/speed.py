@@ -35,6 +35,7 @@ import multiprocessing
 import random
 import resource
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -181,7 +182,8 @@ def framework_step(model: nn.Module, tokenizers: TokenizerPair, cfg: DictConfig,
     # smoothing and no weight average, whatever the experiment trains with.
     settings = build(cfg.trainer, lr=1e-3, clip_norm=1.0, label_smoothing=0.0, ema_decay=0.0,
                      teacher_forcing={"kind": "constant", "start": 1.0}, precision=precision)
-    trainer = Trainer(settings, model, objective, "/dev/null", {})
+    # Only train_step runs, which writes nothing; the run folder is a fresh empty one all the same.
+    trainer = Trainer(settings, model, objective, tempfile.mkdtemp(prefix="seq2seq-speed-"), {})
     return lambda batch: trainer.train_step([batch])
 
 
