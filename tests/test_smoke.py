@@ -75,6 +75,21 @@ def test_translate_tool_keeps_lines_aligned(trained_run):
 
 
 @pytest.mark.slow
+def test_translate_tool_ends_quietly_when_the_reader_stops(trained_run, tmp_path):
+    """`seq2seq-translate ... | head -1`: the closed pipe ends the tool with status 0 and nothing
+    on stderr, not "error: Broken pipe"."""
+    ckpt = str(trained_run / "checkpoints" / "best.pt")
+    source = tmp_path / "in.txt"
+    source.write_text("we have two cats\n" * 3000)
+    command = (f"{sys.executable} {ROOT / 'scripts' / 'translate.py'} --checkpoint {ckpt} "
+               f"--input {source} --chunk 1 | head -1")
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True,
+                            timeout=300, cwd=ROOT)
+    assert result.stdout.decode().count("\n") == 1
+    assert result.stderr.decode() == "" and result.returncode == 0
+
+
+@pytest.mark.slow
 def test_translate_tool_files_and_bad_bytes(trained_run, tmp_path):
     ckpt = str(trained_run / "checkpoints" / "last.pt")
     src = tmp_path / "in.txt"

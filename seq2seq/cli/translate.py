@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from itertools import islice
 from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, TextIO
@@ -70,6 +71,12 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[BinaryIO] = None,
                     out.write(text.replace("\n", " ") + "\n")
                 out.flush()
                 done += len(lines)
+    except BrokenPipeError:
+        # The reader stopped early (`| head -1`): end quietly, as Unix filters do, and keep
+        # Python from complaining about the closed pipe when it flushes stdout at exit.
+        if stdout is None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
