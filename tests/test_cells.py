@@ -88,7 +88,10 @@ def test_encoder_with_every_new_option_encodes_padding_independently():
     for options in [dict(cell="rnn_relu"), dict(cell="lstm", residual=True, num_layers=3),
                     dict(cell="lstm_peephole", implementation="reference", num_layers=2)]:
         torch.manual_seed(0)
-        encoder = RNNEncoder(20, embedding_dim=6, hidden_size=5, dropout=0.0, **options).eval()
+        settings = dict(cell="gru", embedding_dim=6, hidden_size=5, num_layers=1,
+                        bidirectional=True, dropout=0.0, residual=False, implementation="torch",
+                        word_dropout=0.0)
+        encoder = RNNEncoder(20, **{**settings, **options}).eval()
         batch = torch.tensor([[4, 5, 6, 3], [7, 3, 0, 0]])
         together = encoder(batch, torch.tensor([4, 2]))
         alone = encoder(batch[1:, :2], torch.tensor([2]))
@@ -98,7 +101,9 @@ def test_encoder_with_every_new_option_encodes_padding_independently():
 
 def test_peephole_needs_the_reference_implementation():
     with pytest.raises(ConfigError, match="model.encoder.implementation=reference"):
-        RNNEncoder(20, cell="lstm_peephole")
+        RNNEncoder(20, cell="lstm_peephole", embedding_dim=256, hidden_size=256, num_layers=1,
+                   bidirectional=True, dropout=0.2, residual=False, implementation="torch",
+                   word_dropout=0.0)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "rnn_relu", "gru", "lstm"])

@@ -102,8 +102,11 @@ def test_byte_features_see_the_spelling_and_ignore_padding():
 def test_tagger_with_byte_features_tells_apart_words_with_the_same_pieces():
     torch.manual_seed(0)
     tagger = SequenceTagger(20, 3, lambda vocab_size, **kw: RNNEncoder(
-        vocab_size, embedding_dim=6, hidden_size=4, dropout=0.0, **kw),
-        byte_features=5, crf=True).eval()
+        vocab_size, cell="gru", embedding_dim=6, hidden_size=4, num_layers=1, bidirectional=True,
+        dropout=0.0, residual=False, implementation="torch", word_dropout=0.0, **kw),
+        num_labels=0, num_lexicon=0, num_words=0, joint=False, pooling="attention",
+        hidden_size=256, dropout=0.3, word_state="span", byte_features=5, crf=True,
+        word_dropout=0.0, lexicon_features=0, word_embeddings=0).eval()
     src, lengths = torch.tensor([[4, 5, 3]]), torch.tensor([3])
     starts = torch.tensor([[0, 1]])
 
@@ -126,7 +129,11 @@ def test_word_dropout_replaces_whole_words_in_training_only():
 
     torch.manual_seed(0)
     tagger = SequenceTagger(20, 3, lambda vocab_size, **kw: Spy(
-        vocab_size, embedding_dim=6, hidden_size=4, dropout=0.0, **kw), word_dropout=0.5)
+        vocab_size, cell="gru", embedding_dim=6, hidden_size=4, num_layers=1, bidirectional=True,
+        dropout=0.0, residual=False, implementation="torch", word_dropout=0.0, **kw),
+        num_labels=0, num_lexicon=0, num_words=0, joint=False, pooling="attention",
+        hidden_size=256, dropout=0.3, word_state="span", byte_features=0, crf=False,
+        word_dropout=0.5, lexicon_features=0, word_embeddings=0)
     src = torch.tensor([[5, 6, 7, 8, 9, 10, EOS]] * 64)
     starts = torch.tensor([[0, 2, 3]] * 64)  # words: pieces 0-1, 2, 3-5
     tagger(src, torch.tensor([7] * 64), starts)

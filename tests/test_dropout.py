@@ -62,7 +62,9 @@ def test_word_dropout_turns_real_tokens_into_unk_and_keeps_the_specials():
 def test_encoder_and_decoder_word_dropout_read_unk_in_training_only():
     src = torch.tensor([[4, 5, 6, 7, 3], [8, 9, 3, PAD, PAD]])
     lengths = torch.tensor([5, 3])
-    encoder = RNNEncoder(11, "gru", 4, 3, dropout=0.0, word_dropout=0.5)
+    encoder = RNNEncoder(11, cell="gru", embedding_dim=4, hidden_size=3, num_layers=1,
+                         bidirectional=True, dropout=0.0, residual=False, implementation="torch",
+                         word_dropout=0.5)
     torch.manual_seed(3)
     expected = drop_tokens(src, 0.5)
     assert not torch.equal(expected, src)
@@ -70,8 +72,13 @@ def test_encoder_and_decoder_word_dropout_read_unk_in_training_only():
     torch.testing.assert_close(encoder(src, lengths).states,
                                encoder.eval()(expected, lengths).states)
     assert torch.equal(encoder(src, lengths).states, encoder(src, lengths).states)  # eval: whole
-    decoder = RNNDecoder(11, 6, "gru", 4, 5, dropout=0.0, attention="none", word_dropout=1.0)
-    memory = decoder.memory(RNNEncoder(11, "gru", 4, 3, dropout=0.0)(src, lengths))
+    decoder = RNNDecoder(11, 6, attention="none", cell="gru", embedding_dim=4, hidden_size=5,
+                         num_layers=1, dropout=0.0, input_feeding=False, bridge=True,
+                         tie_embeddings=False, residual=False, implementation="torch",
+                         word_dropout=1.0, output_vocabulary="all")
+    memory = decoder.memory(RNNEncoder(
+        11, cell="gru", embedding_dim=4, hidden_size=3, num_layers=1, bidirectional=True,
+        dropout=0.0, residual=False, implementation="torch", word_dropout=0.0)(src, lengths))
     tgt_in = torch.tensor([[BOS, 5, 6], [BOS, 7, 8]])
     all_unk = torch.tensor([[BOS, UNK, UNK], [BOS, UNK, UNK]])
     training = decoder(tgt_in, memory, decoder.init_state(memory)).logits
@@ -81,6 +88,11 @@ def test_encoder_and_decoder_word_dropout_read_unk_in_training_only():
 
 def test_bad_word_dropout_names_the_option():
     with pytest.raises(ConfigError, match="model.encoder.word_dropout"):
-        RNNEncoder(11, word_dropout=1.5)
+        RNNEncoder(11, cell="gru", embedding_dim=256, hidden_size=256, num_layers=1,
+                   bidirectional=True, dropout=0.2, residual=False, implementation="torch",
+                   word_dropout=1.5)
     with pytest.raises(ConfigError, match="model.decoder.word_dropout"):
-        RNNDecoder(11, 6, word_dropout=-0.1)
+        RNNDecoder(11, 6, attention="bahdanau", cell="gru", embedding_dim=256, hidden_size=512,
+                   num_layers=1, dropout=0.2, input_feeding=False, bridge=True,
+                   tie_embeddings=False, residual=False, implementation="torch",
+                   word_dropout=-0.1, output_vocabulary="all")

@@ -65,11 +65,16 @@ def test_batches_carry_padded_feature_ids_and_the_tagger_uses_them():
                                [0, 1]).word_lexicon is None
 
     def encoder(vocab_size, extra_input_size=0):
-        return RNNEncoder(vocab_size, "gru", embedding_dim=8, hidden_size=8, dropout=0.0,
+        return RNNEncoder(vocab_size, cell="gru", embedding_dim=8, hidden_size=8, num_layers=1,
+                          bidirectional=True, dropout=0.0, residual=False,
+                          implementation="torch", word_dropout=0.0,
                           extra_input_size=extra_input_size)
 
     torch.manual_seed(0)
-    tagger = SequenceTagger(10, 3, encoder, lexicon_features=4, num_lexicon=6)
+    tagger = SequenceTagger(10, 3, encoder, num_labels=0, num_lexicon=6, num_words=0,
+                            joint=False, pooling="attention", hidden_size=256, dropout=0.3,
+                            word_state="span", byte_features=0, crf=False, word_dropout=0.0,
+                            lexicon_features=4, word_embeddings=0)
     args = (batch.src, batch.src_len, batch.word_starts, batch.word_ends, batch.word_bytes)
     out = tagger(*args, batch.word_lexicon)
     assert out.tag_logits.shape == (2, 3, 3)

@@ -23,11 +23,16 @@ def tiny_model(cell="gru", attention="bahdanau", bidirectional=True, input_feedi
                output_vocabulary="all") -> EncoderDecoder:
     torch.manual_seed(0)
     encoder = lambda vocab_size: RNNEncoder(  # noqa: E731
-        vocab_size, cell, src_embedding, H, layers, bidirectional, 0.0)
+        vocab_size, cell=cell, embedding_dim=src_embedding, hidden_size=H, num_layers=layers,
+        bidirectional=bidirectional, dropout=0.0, residual=False, implementation="torch",
+        word_dropout=0.0)
     decoder = lambda vocab_size, context_size, attention: RNNDecoder(  # noqa: E731
-        vocab_size, context_size, cell, E, 5, layers, 0.0, attention, input_feeding, True, tie,
+        vocab_size, context_size, attention=attention, cell=cell, embedding_dim=E, hidden_size=5,
+        num_layers=layers, dropout=0.0, input_feeding=input_feeding, bridge=True,
+        tie_embeddings=tie, residual=False, implementation="torch", word_dropout=0.0,
         output_vocabulary=output_vocabulary)
-    return EncoderDecoder(encoder, decoder, src_vocab, V, attention, share).eval()
+    return EncoderDecoder(encoder, decoder, src_vocab, V, attention=attention,
+                          share_embeddings=share).eval()
 
 
 def grads_by_name(model: torch.nn.Module) -> dict:
@@ -51,7 +56,9 @@ def assert_same_grads(ours: dict, theirs: dict, **tolerance) -> None:
 @pytest.mark.parametrize("cell,bidirectional,layers",
                          list(itertools.product(["rnn", "gru", "lstm"], [False, True], [1, 2])))
 def test_encoder_shapes(cell, bidirectional, layers):
-    encoder = RNNEncoder(V, cell, E, H, layers, bidirectional, 0.1)
+    encoder = RNNEncoder(V, cell=cell, embedding_dim=E, hidden_size=H, num_layers=layers,
+                         bidirectional=bidirectional, dropout=0.1, residual=False,
+                         implementation="torch", word_dropout=0.0)
     src = torch.tensor([[4, 5, 6, 7, 3], [8, 9, 3, PAD, PAD]])
     out = encoder(src, torch.tensor([5, 3]))
     dirs = 2 if bidirectional else 1
@@ -64,7 +71,9 @@ def test_encoder_shapes(cell, bidirectional, layers):
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_padding_does_not_change_encoding(cell, bidirectional):
-    encoder = RNNEncoder(V, cell, E, H, 2, bidirectional, 0.0).eval()
+    encoder = RNNEncoder(V, cell=cell, embedding_dim=E, hidden_size=H, num_layers=2,
+                         bidirectional=bidirectional, dropout=0.0, residual=False,
+                         implementation="torch", word_dropout=0.0).eval()
     alone = encoder(torch.tensor([[8, 9, 3]]), torch.tensor([3]))
     padded = encoder(torch.tensor([[4, 5, 6, 7, 3], [8, 9, 3, PAD, PAD]]), torch.tensor([5, 3]))
     torch.testing.assert_close(padded.states[1, :3], alone.states[0], rtol=1e-5, atol=1e-6)
@@ -244,14 +253,19 @@ def test_every_cell_trains(cell):
     ("cell", "transformer", "model.encoder.cell"), ("dropout", -0.1, "model.encoder.dropout"),
     ("num_layers", 0, "model.encoder.num_layers")])
 def test_bad_encoder_options_name_the_option(option, value, match):
-    kwargs = {"vocab_size": V, "cell": "gru", "dropout": 0.1, "num_layers": 1, option: value}
+    kwargs = {"vocab_size": V, "cell": "gru", "embedding_dim": 256, "hidden_size": 256,
+              "num_layers": 1, "bidirectional": True, "dropout": 0.1, "residual": False,
+              "implementation": "torch", "word_dropout": 0.0, option: value}
     with pytest.raises(ConfigError, match=match):
         RNNEncoder(**kwargs)
 
 
 def test_unknown_attention_names_the_option():
     with pytest.raises(ConfigError, match="model.attention='dot-product'"):
-        RNNDecoder(V, 6, attention="dot-product")
+        RNNDecoder(V, 6, attention="dot-product", cell="gru", embedding_dim=256, hidden_size=512,
+                   num_layers=1, dropout=0.2, input_feeding=False, bridge=True,
+                   tie_embeddings=False, residual=False, implementation="torch",
+                   word_dropout=0.0, output_vocabulary="all")
 
 
 @pytest.mark.parametrize("tie,input_feeding", [(True, True), (False, False)])
@@ -363,7 +377,10 @@ def test_a_restricted_output_needs_ids_of_the_vocabulary_and_a_known_setting():
     with pytest.raises(ValueError, match=r"output ids must lie in \[0, 11\)"):
         tiny_model().decoder.restrict_output(torch.tensor([3, 11]))
     with pytest.raises(ConfigError, match="model.decoder.output_vocabulary='seen'"):
-        RNNDecoder(V, 6, output_vocabulary="seen")
+        RNNDecoder(V, 6, attention="bahdanau", cell="gru", embedding_dim=256, hidden_size=512,
+                   num_layers=1, dropout=0.2, input_feeding=False, bridge=True,
+                   tie_embeddings=False, residual=False, implementation="torch",
+                   word_dropout=0.0, output_vocabulary="seen")
 
 
 def test_the_validation_loss_is_the_loss_per_token_of_all_pairs_whatever_the_batches():
@@ -397,7 +414,10 @@ def test_the_generation_loss_is_the_logits_loss_without_the_logits(cell, input_f
     from seq2seq.topologies.generate.objective import generation_loss
     torch.manual_seed(0)
     decoder = lambda vocab_size, context_size, attention: RNNDecoder(  # noqa: E731
-        vocab_size, context_size, cell, E, 5, 1, 0.0, attention, input_feeding, True, True)
+        vocab_size, context_size, attention=attention, cell=cell, embedding_dim=E, hidden_size=5,
+        num_layers=1, dropout=0.0, input_feeding=input_feeding, bridge=True,
+        tie_embeddings=True, residual=False, implementation="torch", word_dropout=0.0,
+        output_vocabulary="all")
     model = ConditionedGenerator(decoder, num_conditions=3, tgt_vocab_size=V, condition_dim=6)
     batch = make_generation_batch([0, 2, 1], [[4, 5, 6, 7], [8, 9], [10, 4, 5]], [0, 1, 2])
 

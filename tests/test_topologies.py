@@ -235,7 +235,9 @@ def test_scores_on_hand_made_examples():
 @pytest.mark.parametrize("kind", ["final", "attention", "mean", "max"])
 def test_pooling_ignores_padding(kind):
     torch.manual_seed(0)
-    encoder = RNNEncoder(20, embedding_dim=6, hidden_size=5, dropout=0.0).eval()
+    encoder = RNNEncoder(20, cell="gru", embedding_dim=6, hidden_size=5, num_layers=1,
+                         bidirectional=True, dropout=0.0, residual=False, implementation="torch",
+                         word_dropout=0.0).eval()
     pool = Pooling(kind, encoder.output_size).eval()
     batch = torch.tensor([[4, 5, 6, 3], [7, 3, 0, 0]])
     together = pool(encoder(batch, torch.tensor([4, 2])))
@@ -283,8 +285,12 @@ def test_span_word_state_reads_the_whole_word_in_both_directions():
     def forward_half_of_word_1(word_state: str, tokens: torch.Tensor) -> torch.Tensor:
         torch.manual_seed(0)
         tagger = SequenceTagger(20, 3, lambda vocab_size, **kw: RNNEncoder(
-            vocab_size, embedding_dim=6, hidden_size=4, dropout=0.0, **kw),
-            word_state=word_state).eval()
+            vocab_size, cell="gru", embedding_dim=6, hidden_size=4, num_layers=1,
+            bidirectional=True, dropout=0.0, residual=False, implementation="torch",
+            word_dropout=0.0, **kw),
+            num_labels=0, num_lexicon=0, num_words=0, joint=False, pooling="attention",
+            hidden_size=256, dropout=0.3, word_state=word_state, byte_features=0, crf=False,
+            word_dropout=0.0, lexicon_features=0, word_embeddings=0).eval()
         states = tagger.encoder(tokens, lengths).states
         return tagger.word_states(states, starts, ends)[0, 0, :4]
 

@@ -51,7 +51,9 @@ def test_encoder_takes_the_padded_path_only_for_well_filled_batches():
     assert mostly_real(torch.tensor([10, 9, 10]), 10)
     assert not mostly_real(torch.tensor([10, 2, 3]), 10)
     torch.manual_seed(0)
-    encoder = RNNEncoder(20, "gru", 8, 6, num_layers=2).eval()
+    encoder = RNNEncoder(20, cell="gru", embedding_dim=8, hidden_size=6, num_layers=2,
+                         bidirectional=True, dropout=0.2, residual=False, implementation="torch",
+                         word_dropout=0.0).eval()
     src = torch.randint(4, 20, (3, 10))
     src[1, 9:] = 0  # PAD
     full, ragged = torch.tensor([10, 9, 10]), torch.tensor([10, 2, 3])

@@ -58,8 +58,9 @@ def test_word_tables_encode_both_features_and_survive_a_checkpoint():
 
 
 def _encoder(vocab_size, extra_input_size=0):
-    return RNNEncoder(vocab_size, "gru", embedding_dim=8, hidden_size=8, dropout=0.0,
-                      extra_input_size=extra_input_size)
+    return RNNEncoder(vocab_size, cell="gru", embedding_dim=8, hidden_size=8, num_layers=1,
+                      bidirectional=True, dropout=0.0, residual=False, implementation="torch",
+                      word_dropout=0.0, extra_input_size=extra_input_size)
 
 
 def _batch():
@@ -71,7 +72,10 @@ def _batch():
 def test_the_tagger_reads_a_vector_per_word():
     batch = _batch()
     torch.manual_seed(0)
-    tagger = SequenceTagger(10, 3, _encoder, word_embeddings=4, num_words=6)
+    tagger = SequenceTagger(10, 3, _encoder, num_labels=0, num_lexicon=0, num_words=6,
+                            joint=False, pooling="attention", hidden_size=256, dropout=0.3,
+                            word_state="span", byte_features=0, crf=False, word_dropout=0.0,
+                            lexicon_features=0, word_embeddings=4)
     args = (batch.src, batch.src_len, batch.word_starts, batch.word_ends, batch.word_bytes, None)
     out = tagger(*args, batch.word_ids)
     assert out.tag_logits.shape == (2, 3, 3)
@@ -87,7 +91,10 @@ def test_the_tagger_reads_a_vector_per_word():
 def test_word_dropout_drops_the_word_vector_with_the_pieces():
     batch = _batch()
     torch.manual_seed(0)
-    tagger = SequenceTagger(10, 3, _encoder, word_embeddings=4, num_words=6, word_dropout=1.0)
+    tagger = SequenceTagger(10, 3, _encoder, num_labels=0, num_lexicon=0, num_words=6,
+                            joint=False, pooling="attention", hidden_size=256, dropout=0.3,
+                            word_state="span", byte_features=0, crf=False, word_dropout=1.0,
+                            lexicon_features=0, word_embeddings=4)
     tagger.train()
     args = (batch.src, batch.src_len, batch.word_starts, batch.word_ends, batch.word_bytes, None)
     unknown = batch.word_ids.masked_fill(batch.word_ids != PAD, UNK)

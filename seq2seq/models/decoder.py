@@ -74,14 +74,14 @@ class DecoderOutput(NamedTuple):
 class RNNDecoder(nn.Module):
     """A stacked RNN/GRU/LSTM decoder with optional attention and input feeding."""
 
-    def __init__(self, vocab_size: int, context_size: int, cell: Cell = "gru",
-                 embedding_dim: int = 256, hidden_size: int = 512, num_layers: int = 1,
-                 dropout: float = 0.2, attention: AttentionName = "bahdanau",
-                 input_feeding: bool = False, bridge: bool = True,
-                 tie_embeddings: bool = False, residual: bool = False,
-                 implementation: str = "torch", word_dropout: float = 0.0,
-                 output_vocabulary: OutputVocabulary = "all") -> None:
-        """``word_dropout``: in training, each reference input token is read as UNK with this
+    def __init__(self, vocab_size: int, context_size: int, *, attention: AttentionName,
+                 cell: Cell, embedding_dim: int, hidden_size: int, num_layers: int,
+                 dropout: float, input_feeding: bool, bridge: bool, tie_embeddings: bool,
+                 residual: bool, implementation: str, word_dropout: float,
+                 output_vocabulary: OutputVocabulary) -> None:
+        """``vocab_size``, ``context_size`` and ``attention`` come from the model; the other
+        options are ``conf/model/decoder``'s (defaults live only there).
+        ``word_dropout``: in training, each reference input token is read as UNK with this
         probability (``drop_tokens``; the targets the loss scores stay whole).
         ``output_vocabulary``: "training_targets" asks the pipeline to restrict the output layer
         (``restrict_output``) to the pieces its training targets use; "all" scores every id."""

@@ -34,11 +34,11 @@ def mostly_real(lengths: Tensor, padded_length: int, share: float = 0.8) -> bool
 class RNNEncoder(nn.Module):
     """Encode a right-padded batch of token ids into one state per position and a summary."""
 
-    def __init__(self, vocab_size: int, cell: Cell = "gru", embedding_dim: int = 256,
-                 hidden_size: int = 256, num_layers: int = 1, bidirectional: bool = True,
-                 dropout: float = 0.2, residual: bool = False, implementation: str = "torch",
-                 extra_input_size: int = 0, word_dropout: float = 0.0) -> None:
-        """``extra_input_size``: features the caller adds to each position's embedding (e.g. the
+    def __init__(self, vocab_size: int, *, cell: Cell, embedding_dim: int, hidden_size: int,
+                 num_layers: int, bidirectional: bool, dropout: float, residual: bool,
+                 implementation: str, word_dropout: float, extra_input_size: int = 0) -> None:
+        """The options without a default are ``conf/model/encoder``'s (defaults live only there).
+        ``extra_input_size``: features the caller adds to each position's embedding (e.g. the
         tagger's byte-level word features); ``forward`` then takes them as ``extra``.
         ``word_dropout``: in training, each source token is read as UNK with this probability
         (``drop_tokens``)."""

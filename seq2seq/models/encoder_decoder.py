@@ -23,7 +23,7 @@ class EncoderDecoder(nn.Module):
 
     def __init__(self, encoder: Callable[..., RNNEncoder], decoder: Callable[..., RNNDecoder],
                  src_vocab_size: int, tgt_vocab_size: int,
-                 attention: AttentionName = "bahdanau", share_embeddings: bool = False) -> None:
+                 *, attention: AttentionName, share_embeddings: bool) -> None:
         super().__init__()
         self.encoder = encoder(vocab_size=src_vocab_size)
         self.decoder = decoder(vocab_size=tgt_vocab_size, context_size=self.encoder.output_size,

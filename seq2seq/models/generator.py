@@ -18,7 +18,7 @@ from seq2seq.models.decoder import DecoderOutput, DecoderState, Memory, RNNDecod
 
 class ConditionedGenerator(nn.Module):
     def __init__(self, decoder: Callable[..., RNNDecoder], num_conditions: int,
-                 tgt_vocab_size: int, condition_dim: int = 64) -> None:
+                 tgt_vocab_size: int, *, condition_dim: int) -> None:
         super().__init__()
         check_range("model.condition_dim", condition_dim, 1)
         self.condition = nn.Embedding(num_conditions, condition_dim)

@@ -56,8 +56,8 @@ class SequenceClassifier(nn.Module):
     """N vs 1: encoder, pooling, then a one-hidden-layer classifier."""
 
     def __init__(self, src_vocab_size: int, num_labels: int,
-                 encoder: Callable[..., RNNEncoder], pooling: PoolingName = "final",
-                 hidden_size: int = 256, dropout: float = 0.3) -> None:
+                 encoder: Callable[..., RNNEncoder], *, pooling: PoolingName,
+                 hidden_size: int, dropout: float) -> None:
         super().__init__()
         check_range("model.hidden_size", hidden_size, 1)
         check_range("model.dropout", dropout, 0.0, 1.0)
@@ -129,11 +129,10 @@ class SequenceTagger(nn.Module):
     """
 
     def __init__(self, src_vocab_size: int, num_tags: int, encoder: Callable[..., RNNEncoder],
-                 num_labels: int = 0, joint: bool = False, pooling: PoolingName = "attention",
-                 hidden_size: int = 256, dropout: float = 0.3, word_state: WordState = "span",
-                 byte_features: int = 0, crf: bool = False, word_dropout: float = 0.0,
-                 lexicon_features: int = 0, num_lexicon: int = 0, word_embeddings: int = 0,
-                 num_words: int = 0) -> None:
+                 *, num_labels: int, num_lexicon: int, num_words: int, joint: bool,
+                 pooling: PoolingName, hidden_size: int, dropout: float, word_state: WordState,
+                 byte_features: int, crf: bool, word_dropout: float, lexicon_features: int,
+                 word_embeddings: int) -> None:
         super().__init__()
         check_range("model.hidden_size", hidden_size, 1)
         check_choice("model.word_state", word_state, ("first", "span"))
