@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, cast
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.errors import ConfigError, Seq2SeqError
 
@@ -32,3 +33,35 @@ def config_dir() -> Path:
     package = Path(__file__).resolve().parent
     installed = package / "conf"
     return installed if (installed / "train.yaml").is_file() else package.parent / "conf"
+
+
+# The preset that holds each model class's values. A checkpoint written before a key existed takes
+# that key's value from here: the value that turns the feature off, as the code did before the key.
+MODEL_PRESETS = {
+    "seq2seq.models.encoder.RNNEncoder": "model/encoder/_base.yaml",
+    "seq2seq.models.decoder.RNNDecoder": "model/decoder/_base.yaml",
+    "seq2seq.models.encoder_decoder.EncoderDecoder": "model/encoder_decoder.yaml",
+    "seq2seq.models.labelling.SequenceClassifier": "model/classifier.yaml",
+    "seq2seq.models.labelling.SequenceTagger": "model/tagger.yaml",
+    "seq2seq.models.generator.ConditionedGenerator": "model/generator.yaml",
+}
+
+
+def stored_model_config(stored: Mapping[str, Any] | DictConfig) -> DictConfig:
+    """A checkpoint's ``model`` config with the keys it lacks (it predates them) filled in from the
+    packaged presets of its classes (``MODEL_PRESETS``); the stored values are kept."""
+    def fill(node: Any) -> Any:
+        if not isinstance(node, Mapping):
+            return node
+        filled = {key: fill(value) for key, value in node.items()}
+        preset = MODEL_PRESETS.get(str(node.get("_target_")))
+        if preset is not None:
+            values = cast(dict, OmegaConf.to_container(OmegaConf.load(config_dir() / preset)))
+            for key, value in values.items():
+                if key not in filled and key != "defaults" and value != "???" \
+                        and not isinstance(value, dict):
+                    filled[key] = value
+        return filled
+
+    plain = OmegaConf.to_container(stored) if isinstance(stored, DictConfig) else stored
+    return OmegaConf.create(fill(plain))

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from seq2seq.config import build, config_dir
+from seq2seq.config import build, config_dir, stored_model_config
 from seq2seq.data.batching import make_batch
 from seq2seq.errors import CheckpointError, check_range
 from seq2seq.models.encoder_decoder import EncoderDecoder
@@ -81,7 +81,7 @@ def model_from_checkpoint(payload: dict[str, Any]) -> tuple[nn.Module, Tokenizer
     checkpoint."""
     config = OmegaConf.create(payload["config"])
     tokenizers = TokenizerPair.from_state_dict(payload["tokenizers"])
-    model = build_translation_model(config.model, tokenizers.src.vocab_size,
+    model = build_translation_model(stored_model_config(config.model), tokenizers.src.vocab_size,
                                     tokenizers.tgt.vocab_size)
     # A restricted output layer (output_vocabulary=training_targets) takes its saved ids as it loads.
     model.load_state_dict(payload["model"])

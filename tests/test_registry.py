@@ -1,11 +1,13 @@
 """The topology registry: the built-in topologies, checkpoints of every era, foreign targets."""
 
+import copy
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from seq2seq.config import stored_model_config
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.topologies.generate import Generate
 from seq2seq.topologies.labelling import Classify, Tag
@@ -13,7 +15,8 @@ from seq2seq.topologies.registry import BUILT_IN, LEGACY_RUNS, checkpoint_topolo
 from seq2seq.topologies.translate import Translate
 from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.training.trainer import Trainer
-from tests.conftest import CONF, group_settings
+from seq2seq.translate import build_translation_model
+from tests.conftest import CONF, compose_train, group_settings
 
 
 def test_the_registry_names_the_classes_the_topology_configs_build():
@@ -86,3 +89,40 @@ def test_a_checkpoint_with_the_old_best_bleu_counter_resumes(tmp_path: Path):
     resumed = Trainer(settings, torch.nn.Linear(2, 1), Constant(), tmp_path, {})
     resumed.resume(path)
     assert resumed.state.step == trainer.state.step and not hasattr(resumed.state, "best_bleu")
+
+
+@pytest.mark.parametrize("experiment,missing", [
+    ("multi30k_en_de", ["share_embeddings", "decoder.output_vocabulary", "decoder.word_dropout",
+                        "encoder.implementation", "encoder.residual"]),
+    ("snips_slots", ["word_embeddings", "lexicon_features", "byte_features", "word_dropout"]),
+    ("snips_generate", ["decoder.output_vocabulary"]),
+])
+def test_a_stored_model_config_older_than_a_key_builds_with_the_presets_value(experiment, missing):
+    """Checkpoints store the model config; one written before a key existed lacks it, and takes the
+    value the presets give it (the one that leaves the later feature off)."""
+    full = OmegaConf.to_container(compose_train([f"experiment={experiment}"]).model, resolve=True)
+    old = copy.deepcopy(full)
+    for key in missing:
+        *parents, last = key.split(".")
+        node = old
+        for parent in parents:
+            node = node[parent]
+        del node[last]
+    filled = OmegaConf.to_container(stored_model_config(old))
+    for key in missing:
+        value = OmegaConf.select(OmegaConf.create(filled), key)
+        assert value in (False, 0, 0.0, "all", "torch"), (key, value)  # the feature is off
+    assert filled.keys() == full.keys()
+
+
+def test_a_translation_model_of_an_older_config_builds_as_before():
+    full = OmegaConf.to_container(compose_train(["experiment=multi30k_en_de"]).model, resolve=True)
+    old = copy.deepcopy(full)
+    del old["share_embeddings"], old["decoder"]["output_vocabulary"], old["encoder"]["residual"]
+    torch.manual_seed(0)
+    before = build_translation_model(full, 37, 41)
+    torch.manual_seed(0)
+    after = build_translation_model(stored_model_config(old), 37, 41)
+    assert before.state_dict().keys() == after.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(before.state_dict().values(),
+                                                 after.state_dict().values()))

@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from seq2seq.config import build
+from seq2seq.config import build, stored_model_config
 from seq2seq.data.labelled import LabelVocab
 from seq2seq.models.generator import ConditionedGenerator
 from seq2seq.search import ModelStepper, greedy_search, most_likely, sampler
@@ -45,7 +45,8 @@ class Generator:
         config = OmegaConf.create(payload["config"])
         tokenizer = TokenizerPair.from_state_dict(payload["tokenizers"]).src
         labels = LabelVocab(payload["labels"])
-        model = build_generator(config.model, len(labels), tokenizer.vocab_size)
+        model = build_generator(stored_model_config(config.model), len(labels),
+                                tokenizer.vocab_size)
         model.load_state_dict(payload["model"])
         stored = config.topology
         return cls(model, tokenizer, labels,

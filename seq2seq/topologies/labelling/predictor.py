@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from seq2seq.config import build
+from seq2seq.config import build, stored_model_config
 from seq2seq.data.labelled import LabelledSplit, LabelVocab
 from seq2seq.data.word_tables import WordTables
 from seq2seq.models.tag_decoding import ClassSlots
@@ -52,8 +52,8 @@ class Labeller:
         labels = LabelVocab(payload["labels"])
         tags = LabelVocab(payload["tags"]) if payload.get("tags") else None
         tables = WordTables.from_state_dict(payload)
-        model = build_labelling_model(config.model, tokenizer.vocab_size, len(labels),
-                                      len(tags) if tags else 0, tables)
+        model = build_labelling_model(stored_model_config(config.model), tokenizer.vocab_size,
+                                      len(labels), len(tags) if tags else 0, tables)
         model.load_state_dict(payload["model"])
         return cls(model, tokenizer, outputs_tags, labels, tags, payload.get("class_slots"), tables)
 
