@@ -130,7 +130,7 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(TranslationObjective, "loss", always_nan)
     cfg = compose_train(tiny_overrides(tmp_path) + FAST + ["trainer.max_nonfinite=3"])
-    with pytest.raises(NonFiniteLoss, match=r"stopped at step 3: 3 non-finite losses in a row"):
+    with pytest.raises(NonFiniteLoss, match=r"stopped at step 3: 3 non-finite losses or gradients in a row"):
         run_training(cfg, tmp_path / "diverged")
 
 

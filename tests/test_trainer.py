@@ -2,6 +2,7 @@
 metric); gradients are scaled per token and clipped as ``clip_grad_norm_`` would."""
 
 import copy
+import math
 import time
 from types import SimpleNamespace
 
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from seq2seq.errors import ConfigError
+from seq2seq.training.gradients import scale_and_clip
 from seq2seq.training.metrics_log import read_metrics
 from seq2seq.training.trainer import Trainer
 from tests.conftest import group_settings
@@ -75,15 +77,50 @@ def test_one_pass_scaling_and_clipping_matches_torch(tmp_path, clip):
     x = torch.randn(4, 5)
     for m in (model, twin):
         m(x).pow(2).sum().backward()
-    trainer = Trainer(group_settings("trainer", "default", clip_norm=clip), model, FixedFigures([]),
-                      tmp_path, {})
-    trainer._scale_and_clip(1 / 13)
+    norm = scale_and_clip(model.parameters(), 1 / 13, clip)
     for p in twin.parameters():
         p.grad.div_(13)
+    expected = float(nn.utils.get_total_norm([p.grad for p in twin.parameters()]))
     if clip:
         nn.utils.clip_grad_norm_(twin.parameters(), clip)
     for ours, theirs in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(ours.grad, theirs.grad)
+    assert norm == pytest.approx(expected)  # of the scaled gradients, before clipping
+
+
+class InfiniteGradient(torch.autograd.Function):
+    """A finite loss whose backward pass overflows."""
+
+    @staticmethod
+    def forward(ctx, weight):
+        return weight.sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full((1, 2), float("inf"))
+
+
+class OverflowingObjective(FixedFigures):
+    def loss(self, model, batch, teacher_forcing, smoothing):
+        return InfiniteGradient.apply(model.weight)
+
+
+@pytest.mark.parametrize("clip", [1.0, 0.0])
+def test_a_finite_loss_with_an_infinite_gradient_skips_the_update(tmp_path, clip):
+    """A clip factor of 0 times inf would put NaN into Adam's state for good; without clipping
+    nothing would look at the gradient at all. The update is skipped, and counted as a
+    non-finite loss is."""
+    model = torch.nn.Linear(2, 1)
+    before = copy.deepcopy(model.state_dict())
+    trainer = Trainer(group_settings("trainer", "default", clip_norm=clip), model,
+                      OverflowingObjective([]), tmp_path, {})
+    loss, tokens, _ = trainer.train_step([SimpleNamespace(num_tgt_tokens=3)])
+    assert math.isfinite(loss) and trainer.grad_norm == float("inf")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not trainer.optimizer.state  # Adam never saw the gradient
+    last = tmp_path / "last.pt"
+    assert not trainer.state.count_update(loss, trainer.grad_norm, 5, last)
+    assert trainer.state.nonfinite_total == 1
 
 
 def test_resuming_with_another_lr_metric_starts_the_plateau_afresh(tmp_path):

@@ -41,22 +41,25 @@ class TrainState:
     stop_reason: str = ""
     precision: str = ""             # what trainer.precision resolved to (the latest, if resumed)
 
-    def count_loss(self, loss: float, max_nonfinite: int, last: Path) -> bool:
-        """Whether ``loss`` is finite; count non-finite losses and raise NonFiniteLoss after
-        ``max_nonfinite`` in a row (naming ``last``, the run's last.pt, if it was saved)."""
-        if math.isfinite(loss):
+    def count_update(self, loss: float, grad_norm: float, max_nonfinite: int, last: Path) -> bool:
+        """Whether the update was made (its loss and gradient norm finite); count skipped ones and
+        raise NonFiniteLoss after ``max_nonfinite`` in a row (naming ``last``, the run's last.pt,
+        if it was saved: checkpoints never hold non-finite weights, as no update makes them)."""
+        if math.isfinite(loss) and math.isfinite(grad_norm):
             self.nonfinite_in_a_row = 0
             return True
         self.nonfinite_in_a_row += 1
         self.nonfinite_total += 1
-        log.warning("step %d: loss is %s; update skipped (%d in a row)", self.step, loss,
+        what = f"loss is {loss}" if not math.isfinite(loss) else f"gradient norm is {grad_norm}"
+        log.warning("step %d: %s; update skipped (%d in a row)", self.step, what,
                     self.nonfinite_in_a_row)
         if self.nonfinite_in_a_row >= max_nonfinite:
             last_good = last if last.exists() else None
             raise NonFiniteLoss(
                 f"training stopped at step {self.step}: {self.nonfinite_in_a_row} non-finite "
-                f"losses in a row (trainer.max_nonfinite={max_nonfinite}); last good checkpoint: "
-                f"{last_good or 'none saved yet'}. Try a lower trainer.lr or trainer.clip_norm.")
+                f"losses or gradients in a row (trainer.max_nonfinite={max_nonfinite}); last good "
+                f"checkpoint: {last_good or 'none saved yet'}. Try a lower trainer.lr or "
+                "trainer.clip_norm.")
         return False
 
 

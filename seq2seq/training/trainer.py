@@ -25,6 +25,7 @@ from seq2seq.precision import autocast, resolve_precision
 from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from seq2seq.training.distributed import Distributed
 from seq2seq.training.ema import WeightAverage
+from seq2seq.training.gradients import scale_and_clip
 from seq2seq.training.metrics_log import LogWindow, MetricsLog, plot_learning_curve
 from seq2seq.training.schedules import annealed_lr
 from seq2seq.training.settings import TrainerSettings
@@ -73,6 +74,7 @@ class Trainer:
         self.ema = WeightAverage(model, settings.ema_decay) if settings.ema_decay > 0 else None
         self._signals = StopSignals()
         self._window = LogWindow()  # loss and throughput since the last log line
+        self.grad_norm = math.nan  # of the last update's scaled gradients (before clipping)
         self._started: Optional[float] = None  # perf_counter() at the run's start, while fitting
 
     def _plateau(self) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
@@ -174,7 +176,8 @@ class Trainer:
 
         The gradient is that of the loss summed over all ranks' batches divided by their target
         tokens, so it does not depend on how the batches are split among ranks or accumulated.
-        A non-finite loss skips the update (counted, and fatal when repeated). ``flags`` (e.g. "a
+        A non-finite loss or gradient norm (``grad_norm``) skips the update (counted, and fatal
+        when repeated). ``flags`` (e.g. "a
         signal arrived") travel in the same all-reduce and come back true if any rank set them.
         Returns the loss per target token, the target tokens of the step and the flags.
         """
@@ -192,24 +195,15 @@ class Trainer:
             self.model, [loss_sum, tokens, *(float(f) for f in flags)])
         tokens = int(round(total))
         value = loss_sum / max(tokens, 1)
+        self.grad_norm = math.nan  # not computed: the loss already skips the update
         if math.isfinite(value):
-            self._scale_and_clip(1.0 / max(tokens, 1))
-            self.optimizer.step()
-            if self.ema is not None:
-                self.ema.update()
+            self.grad_norm = scale_and_clip(self.model.parameters(), 1.0 / max(tokens, 1),
+                                            self.settings.clip_norm)
+            if math.isfinite(self.grad_norm):
+                self.optimizer.step()
+                if self.ema is not None:
+                    self.ema.update()
         return value, tokens, [f > 0 for f in flag_sums]
-
-    def _scale_and_clip(self, scale: float) -> None:
-        """Multiply the gradients by ``scale`` (1 / target tokens) and clip their norm to
-        ``clip_norm``, in one pass over them: the norm of the scaled gradients is ``scale`` times
-        that of the summed ones, so both factors go into a single multiplication."""
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if not grads:
-            return
-        if self.settings.clip_norm > 0:
-            norm = float(nn.utils.get_total_norm(grads)) * scale
-            scale *= min(1.0, self.settings.clip_norm / (norm + 1e-6))  # as clip_grad_norm_
-        torch._foreach_mul_(grads, scale)
 
     # -- validation ----------------------------------------------------------------------------
     def validate(self) -> dict[str, float]:
@@ -350,7 +344,7 @@ class Trainer:
             elapsed = time.perf_counter() - t0
             s.step += 1
             s.batch_in_epoch += len(group)
-            if s.count_loss(loss, settings.max_nonfinite, self.checkpoints.last):
+            if s.count_update(loss, self.grad_norm, settings.max_nonfinite, self.checkpoints.last):
                 s.train_seconds += elapsed
                 s.train_tokens += tokens
                 self._window.add(loss, tokens, elapsed)
