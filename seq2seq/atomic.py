@@ -4,6 +4,7 @@ it when complete, removed on failure."""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,10 +18,13 @@ def atomic_file(path: str | Path, mode: str = "w", fsync: bool = False) -> Itera
     that becomes ``path`` when the block ends without an error. A reader never sees half a file,
     a kill leaves the previous one intact, and processes writing the same path at once (the runs
     of a parallel multirun) do not take each other's temporary files. ``fsync``: flush to disk
-    before the rename (checkpoints)."""
+    before the rename (checkpoints). The file gets the mode a plain ``open`` would give it (the
+    umask's, e.g. 0644), or the mode of the file it replaces, not mkstemp's private 0600, so that
+    shared run folders stay readable."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, file_mode(path))
     text: dict[str, Any] = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
     try:
         with os.fdopen(fd, mode, **text) as handle:
@@ -32,3 +36,14 @@ def atomic_file(path: str | Path, mode: str = "w", fsync: bool = False) -> Itera
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_mode(path: Path) -> int:
+    """The permission bits for a new version of ``path``: those of the file there now, else
+    0666 less the process's umask (what ``open(path, "w")`` would create)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)  # the only way to read it: set it and put it back at once
+        os.umask(umask)
+        return 0o666 & ~umask
