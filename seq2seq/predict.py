@@ -11,7 +11,7 @@ from typing import Sequence
 
 from seq2seq.topologies.base import PredictOptions, Predictor
 from seq2seq.topologies.registry import checkpoint_topology
-from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.training.checkpoint import load_model_checkpoint
 
 
 def load_predictor(path: str | Path | Sequence[str | Path],
@@ -19,5 +19,5 @@ def load_predictor(path: str | Path | Sequence[str | Path],
     """The predictor of a checkpoint, or of an ensemble of checkpoints (translation only), built
     by the topology the (first) checkpoint names."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
-    payload = load_checkpoint(paths[0])  # read once
+    payload = load_model_checkpoint(paths[0])  # read once
     return checkpoint_topology(payload).load_predictor(payload, paths, options)

@@ -20,7 +20,7 @@ from seq2seq.recase import Recaser
 from seq2seq.search import Ensemble, Hypothesis, decode
 from seq2seq.tokenization import TokenizerPair
 from seq2seq.topologies.registry import checkpoint_topology
-from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.training.checkpoint import load_model_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Translator:
                         **search_overrides) -> "Translator":
         """Build a translator from a checkpoint (``payload``: its contents, if already loaded);
         ``search_overrides`` replace its search settings."""
-        payload = payload or load_checkpoint(path)
+        payload = payload or load_model_checkpoint(path)
         model, tokenizers, config = model_from_checkpoint(payload)
         # The packaged search settings under the stored ones fill the keys of a checkpoint written
         # before they existed. Built directly, not through the stored _target_: a checkpoint must
@@ -148,14 +148,14 @@ class Translator:
         """One checkpoint: ``from_checkpoint``. Several: their ensemble (``search.Ensemble``),
         which needs the same tokenizers in all; search settings come from the first
         (``payload``: the first checkpoint's contents, if already loaded)."""
-        payload = payload or load_checkpoint(paths[0])
+        payload = payload or load_model_checkpoint(paths[0])
         first = cls.from_checkpoint(paths[0], payload, **search_overrides)
         if len(paths) == 1:
             return first
         members = [first.model]
         translation = type(checkpoint_topology(payload))
         for path in paths[1:]:
-            member = load_checkpoint(path)
+            member = load_model_checkpoint(path)
             topology = checkpoint_topology(member)
             if type(topology) is not translation:
                 raise CheckpointError(f"{path}: a {topology.name} checkpoint; ensembles are of "

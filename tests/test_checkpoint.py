@@ -99,3 +99,31 @@ def test_a_checkpoint_without_a_config_names_what_is_missing(tmp_path):
     save_checkpoint(path, {"model": {}})
     with pytest.raises(CheckpointError, match="bare.pt: the checkpoint holds no config"):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_with_broken_parts_names_the_file_and_the_key(tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("hello\n")
+    cases = {"no_model.pt": ({"tokenizers": {"src": b"x", "tgt": b"x"}, "config": {}}, "no 'model'"),
+             "no_tokenizers.pt": ({"model": {}, "config": {}}, "no 'tokenizers'"),
+             "junk_spm.pt": ({"model": {}, "tokenizers": {"src": b"junk", "tgt": b"junk"},
+                              "config": {}}, "tokenizers.src is not a SentencePiece model")}
+    for name, (payload, message) in cases.items():
+        save_checkpoint(tmp_path / name, payload)
+        assert translate_main(["--checkpoint", str(tmp_path / name),
+                               "--input", str(tmp_path / "in.txt")]) == 2
+        err = capsys.readouterr().err
+        assert f"{name}: " in err and message in err and "Traceback" not in err
+
+
+def test_an_unexpected_error_is_one_line_and_status_1(tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr("seq2seq.cli.translate.load_predictor", broken)
+    monkeypatch.delenv("SEQ2SEQ_DEBUG", raising=False)
+    assert translate_main(["--checkpoint", str(tmp_path / "any.pt")]) == 1
+    assert capsys.readouterr().err == ("error: unexpected ZeroDivisionError: division by zero "
+                                       "(SEQ2SEQ_DEBUG=1 shows where)\n")
+    monkeypatch.setenv("SEQ2SEQ_DEBUG", "1")
+    assert translate_main(["--checkpoint", str(tmp_path / "any.pt")]) == 1
+    assert "Traceback" in capsys.readouterr().err

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from seq2seq.cli import add_version_option
+from seq2seq.cli import add_version_option, unexpected_error
 from seq2seq.errors import Seq2SeqError
 from seq2seq.training.averaging import average_checkpoints
 from seq2seq.training.checkpoint import CheckpointDir, save_checkpoint
@@ -46,6 +46,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # anything else: one line, not a traceback
+        return unexpected_error(err)
     print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) into {args.out}")
     return 0
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from seq2seq.cli import add_version_option
+from seq2seq.cli import add_version_option, unexpected_error
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.compare import find_runs, leaderboard, write_leaderboard
 
@@ -32,6 +32,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # anything else: one line, not a traceback
+        return unexpected_error(err)
     print(paths[0].read_text(encoding="utf-8"))
     print(f"written: {', '.join(map(str, paths))}")
     return 0

@@ -22,12 +22,12 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from seq2seq.cli import add_version_option
+from seq2seq.cli import add_version_option, unexpected_error
 from seq2seq.errors import Seq2SeqError
 from seq2seq.precision import add_precision_option
 from seq2seq.topologies.base import EvaluationRequest, PredictOptions
 from seq2seq.topologies.registry import checkpoint_topology, topology_named
-from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.training.checkpoint import load_model_checkpoint
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -81,7 +81,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if request.checkpoints:
             # The checkpoint's topology scores its own predictions.
-            payload = load_checkpoint(request.checkpoints[0])
+            payload = load_model_checkpoint(request.checkpoints[0])
             topology = checkpoint_topology(payload)
             predictor = topology.load_predictor(payload, request.checkpoints, request.options)
         else:
@@ -90,6 +90,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # anything else: one line, not a traceback
+        return unexpected_error(err)
     for line in topology.summary(report):
         print(line)
     print(f"report: {request.report_dir / 'report.md'}")

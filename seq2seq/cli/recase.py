@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import BinaryIO, Optional, Sequence, TextIO
 
-from seq2seq.cli import add_version_option
+from seq2seq.cli import add_version_option, unexpected_error
 from seq2seq.cli.lines import AtomicOutput, stream_lines
 from seq2seq.data.corpus import read_lines
 from seq2seq.errors import CheckpointError, Seq2SeqError
@@ -58,6 +58,8 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[BinaryIO] = None,
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # anything else: one line, not a traceback
+        return unexpected_error(err)
     return 0
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from seq2seq.cli import add_version_option
+from seq2seq.cli import add_version_option, unexpected_error
 from seq2seq.data.corpus import read_lines, write_text_atomic
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.bleu import check_aligned, score_corpus
@@ -71,6 +71,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # anything else: one line, not a traceback
+        return unexpected_error(err)
     print(f"{'beam':>4} {'alpha':>5} {'BLEU':>6} {'lc BLEU':>7} {'chrF':>6} {'len':>6} {'s':>6}")
     for r in rows:
         print(f"{r['beam']:>4} {r['length_penalty']:>5} {r['bleu']:>6.2f} {r['bleu_lowercased']:>7.2f} "

@@ -16,7 +16,7 @@ import sys
 from itertools import islice
 from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, TextIO
 
-from seq2seq.cli import add_version_option
+from seq2seq.cli import add_version_option, unexpected_error
 from seq2seq.cli.lines import AtomicOutput, stream_lines
 from seq2seq.errors import Seq2SeqError
 from seq2seq.precision import add_precision_option
@@ -80,6 +80,8 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[BinaryIO] = None,
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # anything else: one line, not a traceback
+        return unexpected_error(err)
     return 0
 
 

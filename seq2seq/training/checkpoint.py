@@ -15,6 +15,7 @@ import torch
 
 from seq2seq.atomic import atomic_file
 from seq2seq.errors import CheckpointError
+from seq2seq.tokenization import SentencePieceTokenizer
 
 FORMAT = "seq2seq-checkpoint"
 VERSION = 1
@@ -46,6 +47,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: the checkpoint holds no config (expected the run's "
                               "composed config under 'config')")
     check_stored_config(payload["config"], path)
+    return payload
+
+
+def load_model_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``load_checkpoint`` for a tool that runs the model: the weights and readable SentencePiece
+    models must be there too; a CheckpointError names the file and the missing or broken key."""
+    payload = load_checkpoint(path)
+    for key in ("model", "tokenizers"):
+        if not isinstance(payload.get(key), dict):
+            raise CheckpointError(f"{path}: the checkpoint has no {key!r} (expected the model's "
+                                  "weights and its SentencePiece models)")
+    for side in ("src", "tgt"):
+        try:
+            SentencePieceTokenizer(payload["tokenizers"][side])
+        except Exception as err:  # sentencepiece raises RuntimeError or TypeError on junk
+            raise CheckpointError(f"{path}: tokenizers.{side} is not a SentencePiece model "
+                                  f"({type(err).__name__}: {err})") from None
     return payload
 
 
