@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,6 +19,7 @@ from seq2seq.errors import ConfigError
 from seq2seq.models import count_parameters
 from seq2seq.runtime import keep_freed_memory
 from seq2seq.topologies.base import PredictOptions, Topology, training_facts
+from seq2seq.training import run_folder
 from seq2seq.training.averaging import average_checkpoints
 from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from seq2seq.training.distributed import Distributed, init_distributed, shutdown_distributed
@@ -33,20 +33,6 @@ log = logging.getLogger(__name__)
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
-
-
-def check_run_dir(run_dir: Path, min_free_mib: int = 100) -> None:
-    """Fail before any training time is spent if the run folder is unwritable or the disk full."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"x")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(f"run folder {run_dir} is not writable: {err}") from None
-    free = shutil.disk_usage(run_dir).free // 2**20
-    if free < min_free_mib:
-        raise ConfigError(f"run folder {run_dir} has {free} MiB free; need at least {min_free_mib}")
 
 
 def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
@@ -69,8 +55,16 @@ def _run_training(cfg: DictConfig, run_dir: Path, overrides: list[str] | None,
                   distributed: Distributed) -> dict[str, Any]:
     # Hydra names a run folder per process; rank 0's is the job's.
     run_dir = Path(distributed.broadcast(str(run_dir)))
-    if distributed.is_main:
-        check_run_dir(run_dir)
+    if not distributed.is_main:
+        return _train_and_report(cfg, run_dir, overrides, distributed)
+    run_folder.check_writable(run_dir)
+    with run_folder.run_lock(run_dir):
+        run_folder.claim(run_dir, bool(cfg.get("resume")), bool(cfg.get("overwrite")))
+        return _train_and_report(cfg, run_dir, overrides, distributed)
+
+
+def _train_and_report(cfg: DictConfig, run_dir: Path, overrides: list[str] | None,
+                      distributed: Distributed) -> dict[str, Any]:
     seed_everything(cfg.seed)
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
@@ -102,9 +96,8 @@ def train_model(cfg: DictConfig, run_dir: Path, model: nn.Module, objective: Obj
         torch.manual_seed(cfg.seed + distributed.rank)
     config = cast(dict, OmegaConf.to_container(cfg, resolve=True))  # a DictConfig gives a dict
     trainer = Trainer(settings, model, objective, run_dir, config, distributed)
-    last = run_dir / "checkpoints" / "last.pt"
-    if cfg.get("resume") and last.exists():
-        trainer.resume(last)
+    if cfg.get("resume"):  # the run folder's last.pt is there (run_folder.claim)
+        trainer.resume(run_dir / "checkpoints" / "last.pt")
     return trainer.fit(batches)
 
 

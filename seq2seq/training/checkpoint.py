@@ -7,6 +7,7 @@ SentencePiece models, and the optimizer/scheduler/trainer state to resume traini
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -134,5 +135,7 @@ class CheckpointDir:
         return self.last
 
     def numbered(self) -> list[Path]:
-        """step_N.pt files, oldest first."""
-        return sorted(self.folder.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+        """step_N.pt files, oldest first (a stray step_best.pt or step_1.pt.bak is not one)."""
+        steps = [(int(match.group(1)), path) for path in self.folder.glob("step_*.pt")
+                 if (match := re.fullmatch(r"step_(\d+)\.pt", path.name))]
+        return [path for _, path in sorted(steps)]

@@ -1,0 +1,83 @@
+"""The run folder a training writes: checked before any training time is spent, held by one
+process for the run's life, and never shared by two runs.
+
+A fresh run refuses a folder that holds another run's files (its step checkpoints could be
+averaged into the new run's report, its metrics appended to), unless told to clear it; a resumed
+run needs the folder's ``checkpoints/last.pt``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from seq2seq.errors import ConfigError
+
+# What a run leaves in its folder (Hydra's .hydra/ and train.log are written before it starts).
+RUN_FILES = ("checkpoints", "metrics.csv", "learning_curve.png", "tensorboard", "report.json",
+             "report.md", "report.html")
+
+
+def check_writable(run_dir: Path, min_free_mib: int = 100) -> None:
+    """Fail before any training time is spent if the run folder is unwritable or the disk full."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"run folder {run_dir} is not writable: {err}") from None
+    free = shutil.disk_usage(run_dir).free // 2**20
+    if free < min_free_mib:
+        raise ConfigError(f"run folder {run_dir} has {free} MiB free; need at least {min_free_mib}")
+
+
+def claim(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Check that ``run_dir`` may take this run: with ``resume``, it must hold ``last.pt``; a
+    fresh run needs a folder without another run's files, or ``overwrite`` to remove them."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise ConfigError(f"resume=true: {last} not found, so there is nothing to resume; "
+                              "start afresh without resume=true, or name the run's folder with "
+                              "hydra.run.dir=...")
+        return
+    found = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if found and not overwrite:
+        raise ConfigError(f"run folder {run_dir} holds a run already ({', '.join(found)}): "
+                          "continue it with resume=true, start a new one in another folder "
+                          "(hydra.run.dir=...), or clear this one first with overwrite=true")
+    for name in found:
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` while the block runs: a second process that tries to train in the
+    same folder gets a ConfigError naming the holder's pid. The lock goes with the process, so a
+    killed run leaves none behind."""
+    path = run_dir / ".lock"
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise ConfigError(f"run folder {run_dir} is in use by process {holder} (its .lock); "
+                              "wait for it, or train in another folder (hydra.run.dir=...)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
