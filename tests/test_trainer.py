@@ -3,6 +3,8 @@ metric); gradients are scaled per token and clipped as ``clip_grad_norm_`` would
 
 import copy
 import math
+import os
+import signal
 import time
 from types import SimpleNamespace
 
@@ -13,6 +15,8 @@ from torch import nn
 from seq2seq.errors import ConfigError
 from seq2seq.training.gradients import scale_and_clip
 from seq2seq.training.metrics_log import read_metrics
+from seq2seq.training.signals import StopSignals
+from seq2seq.training.state import TrainingInterrupted
 from seq2seq.training.trainer import Trainer
 from tests.conftest import group_settings
 
@@ -222,3 +226,29 @@ def test_validate_every_epochs_validates_after_every_nth_epoch_and_the_last_step
 def test_validate_every_epochs_must_be_positive():
     with pytest.raises(ConfigError, match="trainer.validate_every_epochs"):
         group_settings("trainer", "default", validate_every_epochs=0)
+
+
+def test_a_second_ctrl_c_stops_at_once_and_sigusr1_is_taken_as_sigterm():
+    with pytest.raises(KeyboardInterrupt):
+        with StopSignals() as signals:
+            os.kill(os.getpid(), signal.SIGUSR1)  # a cluster's pre-emption warning
+            assert signals.received == signal.SIGUSR1
+            os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C after it: stop at once
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL  # the handlers are put back
+
+
+class SignalledDuringValidation(FixedFigures):
+    def validate(self, model):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return {"loss": 1.0, "bleu": 1.0}
+
+
+def test_a_signal_during_the_final_validation_stops_before_the_test_report(tmp_path):
+    """The run must not go on to decode the test split after it was asked to stop."""
+    settings = group_settings("trainer", "default", max_steps=1, progress_bar=False)
+    trainer = Trainer(settings, nn.Linear(2, 1), SignalledDuringValidation([]), tmp_path, {})
+    batches = SimpleNamespace(num_batches=lambda epoch: 1,
+                              epoch=lambda epoch, start=0: iter([SimpleNamespace(num_tgt_tokens=2)]))
+    with pytest.raises(TrainingInterrupted, match="SIGTERM received: stopped after step 1"):
+        trainer.fit(batches)
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()

@@ -316,6 +316,8 @@ class Trainer:
                     s.stop_reason = f"reached max_epochs={settings.max_epochs}"
                 if s.validated_step != s.step:
                     self._validate_and_log(metrics_log, started, final=True)
+                if self._signals.received is not None:  # during the last validation: no test
+                    self._interrupt()
                 self.save_last()
             finally:
                 self._started = None
