@@ -90,6 +90,9 @@ def train_model(cfg: DictConfig, run_dir: Path, model: nn.Module, objective: Obj
     if batches.num_batches(0) == 0:
         raise ConfigError(f"the training set makes fewer batches than the {distributed.world_size} "
                           "ranks: use fewer ranks or a smaller trainer.batch_tokens")
+    if distributed.is_main:
+        run_folder.check_space(run_dir, count_parameters(model), settings.keep_checkpoints,
+                               settings.ema_decay > 0)
     if distributed.enabled:
         # Rank 0's initial weights everywhere; a different dropout stream on each rank.
         distributed.broadcast_parameters(model)

@@ -1,14 +1,16 @@
 """A run folder holds one run: a fresh run refuses another's files, resume needs last.pt, one
 process at a time, and the step checkpoints it rotates are its own."""
 
+import errno
 import os
+from types import SimpleNamespace
 
 import pytest
 
-from seq2seq.errors import ConfigError
+from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.pipeline import run_training
 from seq2seq.training import run_folder
-from seq2seq.training.checkpoint import CheckpointDir
+from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from tests.conftest import compose_train
 from tests.test_faults import FAST
 from tests.test_smoke import tiny_overrides
@@ -69,3 +71,33 @@ def test_training_twice_into_one_folder_needs_resume_or_overwrite(tmp_path):
         run_training(compose_train(overrides), tmp_path / "run")
     report = run_training(compose_train(overrides + ["overwrite=true"]), tmp_path / "run")
     assert report["steps"] == 2
+
+
+def test_the_disk_check_counts_the_runs_checkpoints(tmp_path, monkeypatch):
+    free = SimpleNamespace(free=500 * 2**20)
+    monkeypatch.setattr(run_folder.shutil, "disk_usage", lambda path: free)
+    run_folder.check_space(tmp_path, 10_000_000, keep_checkpoints=2, moving_average=False)  # ~468
+    with pytest.raises(ConfigError, match="has 500 MiB free; this run's checkpoints need about "
+                                          "620 MiB \\(10,000,000 parameters"):
+        run_folder.check_space(tmp_path, 10_000_000, keep_checkpoints=2, moving_average=True)
+
+
+def test_a_full_disk_is_a_clean_error_that_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"step": 1, "config": {}})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("seq2seq.training.checkpoint.torch.save", full)
+    with pytest.raises(CheckpointError, match="last.pt: no space left on the device"):
+        save_checkpoint(path, {"step": 2, "config": {}})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1 and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_a_killed_runs_unfinished_write_is_removed_on_the_next_start(tmp_path):
+    run = used_folder(tmp_path)
+    (run / "checkpoints" / ".last.pt.abc123.tmp").write_bytes(b"half")
+    run_folder.claim(run, resume=True, overwrite=False)
+    assert not list((run / "checkpoints").glob(".*.tmp"))

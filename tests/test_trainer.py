@@ -252,3 +252,16 @@ def test_a_signal_during_the_final_validation_stops_before_the_test_report(tmp_p
     with pytest.raises(TrainingInterrupted, match="SIGTERM received: stopped after step 1"):
         trainer.fit(batches)
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
+
+
+def test_a_failing_chart_does_not_hide_why_the_run_stopped(tmp_path, monkeypatch):
+    def broken_plot(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("seq2seq.training.trainer.plot_learning_curve", broken_plot)
+    settings = group_settings("trainer", "default", max_steps=1, progress_bar=False)
+    trainer = Trainer(settings, nn.Linear(2, 1), SignalledDuringValidation([]), tmp_path, {})
+    batches = SimpleNamespace(num_batches=lambda epoch: 1,
+                              epoch=lambda epoch, start=0: iter([SimpleNamespace(num_tgt_tokens=2)]))
+    with pytest.raises(TrainingInterrupted):  # the signal's error, not the chart's
+        trainer.fit(batches)

@@ -6,6 +6,7 @@ SentencePiece models, and the optimizer/scheduler/trainer state to resume traini
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -24,9 +25,17 @@ VERSION = 1
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, flushed to
-    disk, then renamed over the target, so a kill at any moment leaves the old file intact."""
-    with atomic_file(path, "wb", fsync=True) as handle:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, handle)
+    disk, then renamed over the target, so a kill at any moment leaves the old file intact. A full
+    disk is a CheckpointError saying so (the old file is still intact, no temporary is left)."""
+    try:
+        with atomic_file(path, "wb", fsync=True) as handle:
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, handle)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise CheckpointError(f"{path}: no space left on the device to write it (the previous "
+                              "version, if any, is intact); free some space, or keep fewer step "
+                              "checkpoints (trainer.keep_checkpoints)") from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

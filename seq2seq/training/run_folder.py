@@ -37,10 +37,26 @@ def check_writable(run_dir: Path, min_free_mib: int = 100) -> None:
         raise ConfigError(f"run folder {run_dir} has {free} MiB free; need at least {min_free_mib}")
 
 
+def check_space(run_dir: Path, parameters: int, keep_checkpoints: int, moving_average: bool
+                ) -> None:
+    """Fail before training when the disk cannot hold the run's checkpoints: best.pt, last.pt and
+    ``keep_checkpoints`` step files, each with the weights and Adam's two moments (and the moving
+    average) of ``parameters`` float32 values."""
+    per_checkpoint = 4 * parameters * (4 if moving_average else 3)
+    need = (2 + keep_checkpoints) * per_checkpoint // 2**20 + 10  # + metrics, reports, charts
+    free = shutil.disk_usage(run_dir).free // 2**20
+    if free < need:
+        raise ConfigError(f"run folder {run_dir} has {free} MiB free; this run's checkpoints need "
+                          f"about {need} MiB ({parameters:,} parameters, best.pt, last.pt and "
+                          f"trainer.keep_checkpoints={keep_checkpoints} step files)")
+
+
 def claim(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Check that ``run_dir`` may take this run: with ``resume``, it must hold ``last.pt``; a
     fresh run needs a folder without another run's files, or ``overwrite`` to remove them."""
     last = run_dir / "checkpoints" / "last.pt"
+    for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # a killed run's unfinished write
+        stale.unlink()
     if resume:
         if not last.is_file():
             raise ConfigError(f"resume=true: {last} not found, so there is nothing to resume; "

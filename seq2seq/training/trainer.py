@@ -323,8 +323,11 @@ class Trainer:
                 self._started = None
                 if metrics_log is not None:
                     metrics_log.close()
-                    plot_learning_curve(metrics_log.path, self.run_dir / "learning_curve.png",
-                                        settings.early_stopping_metric)
+                    try:  # a chart must not hide why the run stopped, nor its exit status
+                        plot_learning_curve(metrics_log.path, self.run_dir / "learning_curve.png",
+                                            settings.early_stopping_metric)
+                    except Exception as err:
+                        log.warning("learning curve not drawn: %s: %s", type(err).__name__, err)
         log.info("Training stopped (%s) after %d steps; best validation %s %.4g at step %d",
                  s.stop_reason, s.step, settings.early_stopping_metric,
                  s.best_metrics.get(settings.early_stopping_metric, math.nan), s.best_step)
