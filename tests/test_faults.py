@@ -67,8 +67,11 @@ def test_resuming_with_another_model_names_the_checkpoint_and_what_to_do(tmp_pat
     run_training(compose_train(base + ["trainer.max_steps=2"]), tmp_path / "run")
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     before = last.read_bytes()
-    # Fewer training pairs: the targets use fewer pieces, so the output layer keeps fewer ids.
-    changed = base + ["trainer.max_steps=4", "resume=true", "data.generator.sizes.train=20"]
+    # The same settings over other training pairs (the corpus files changed on disk): the targets
+    # use fewer pieces, so the output layer keeps fewer ids.
+    train_de = tmp_path / "numbers" / "train.de"
+    train_de.write_text("".join(train_de.read_text().splitlines(keepends=True)[:20] * 15))
+    changed = base + ["trainer.max_steps=4", "resume=true"]
     with pytest.raises(CheckpointError, match=r"(?s)last.pt: cannot resume from it.*"
                                               r"decoder.output_layer.output_ids: the saved output layer.*"
                                               r"hydra.run.dir"):

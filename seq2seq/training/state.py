@@ -103,3 +103,22 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
+
+
+def restore_rng(state: TrainState, payload: dict[str, Any], dist: Any, seed: int,
+                path: str | Path) -> None:
+    """Each rank's RNG state as a checkpoint saved it. With another number of ranks (``dist``:
+    the run's ``Distributed``) each rank's share of an epoch differs: keep the fraction of the
+    epoch already trained, and seed each rank afresh."""
+    rng_ranks = payload.get("rng_ranks") or [payload["rng"]]
+    world = dist.world_size
+    if state.world_size == world:
+        set_rng_state(rng_ranks[dist.rank])
+        return
+    log.warning("%s was trained on %d rank(s), this run has %d: resuming at the same "
+                "fraction of the epoch, not the same batch", path, state.world_size, world)
+    state.batch_in_epoch = state.batch_in_epoch * state.world_size // world
+    state.world_size = world
+    set_rng_state(rng_ranks[0])
+    if dist.enabled:
+        torch.manual_seed(seed + 1000 * state.step + dist.rank)

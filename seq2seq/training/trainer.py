@@ -27,6 +27,7 @@ from seq2seq.training.distributed import Distributed
 from seq2seq.training.ema import WeightAverage
 from seq2seq.training.gradients import scale_and_clip
 from seq2seq.training.metrics_log import LogWindow, MetricsLog, plot_learning_curve
+from seq2seq.training.resumption import changed_lr, check_resumable
 from seq2seq.training.schedules import annealed_lr
 from seq2seq.training.settings import TrainerSettings
 from seq2seq.training.signals import StopSignals
@@ -35,8 +36,8 @@ from seq2seq.training.state import (
     Objective,
     TrainingInterrupted,
     TrainState,
+    restore_rng,
     rng_state,
-    set_rng_state,
 )
 
 log = logging.getLogger(__name__)
@@ -116,8 +117,10 @@ class Trainer:
             save_checkpoint(self.checkpoints.best, payload)
 
     def resume(self, path: str | Path) -> None:
-        """Restore model, optimizer, scheduler, counters and RNG states from a checkpoint."""
+        """Restore model, optimizer, scheduler, counters and RNG states from a checkpoint whose
+        settings this run keeps (``check_resumable``); a new ``trainer.lr`` takes effect."""
         payload = load_checkpoint(path)
+        check_resumable(payload["config"], self.config, path)
         try:
             self.model.load_state_dict(payload["model"])
         except RuntimeError as error:  # torch lists every key and shape that does not fit
@@ -126,6 +129,10 @@ class Trainer:
                 "Resume with the config (and training data) it was trained with, or train "
                 "from scratch in another run folder (hydra.run.dir=...)") from None
         self.optimizer.load_state_dict(payload["optimizer"])
+        if (lr := changed_lr(payload["config"], self.config)) is not None:
+            log.info("%s: trainer.lr changed; the run goes on at lr %g", path, lr)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         saved = payload.get("config", {}).get("trainer", {})
         saved_metric = saved.get("lr_metric") or saved.get("early_stopping_metric")
         if saved_metric in (None, self.lr_metric):
@@ -149,25 +156,9 @@ class Trainer:
         if self.state.precision and self.state.precision != self.precision:
             log.warning("%s was trained in %s, this run continues in %s (trainer.precision)",
                         path, self.state.precision, self.precision)
-        self._restore_rng(payload, path)
+        restore_rng(self.state, payload, self.dist, self.config.get("seed", 0), path)
         log.info("Resumed from %s at step %d (epoch %d, batch %d)", path, self.state.step,
                  self.state.epoch + 1, self.state.batch_in_epoch)
-
-    def _restore_rng(self, payload: dict[str, Any], path: str | Path) -> None:
-        """Each rank's RNG state as saved; with another number of ranks, each rank's share of an
-        epoch differs: keep the fraction of the epoch already trained, and seed afresh."""
-        rng_ranks = payload.get("rng_ranks") or [payload["rng"]]
-        world = self.dist.world_size
-        if self.state.world_size == world:
-            set_rng_state(rng_ranks[self.dist.rank])
-            return
-        log.warning("%s was trained on %d rank(s), this run has %d: resuming at the same "
-                    "fraction of the epoch, not the same batch", path, self.state.world_size, world)
-        self.state.batch_in_epoch = self.state.batch_in_epoch * self.state.world_size // world
-        self.state.world_size = world
-        set_rng_state(rng_ranks[0])
-        if self.dist.enabled:
-            torch.manual_seed(self.config.get("seed", 0) + 1000 * self.state.step + self.dist.rank)
 
     # -- one step ------------------------------------------------------------------------------
     def train_step(self, batches: Sequence[Any], flags: Sequence[bool] = ()
