@@ -155,6 +155,19 @@ def _fingerprint(files: Sequence[Path], settings: TokenizerSettings) -> str:
     return digest.hexdigest()[:16]
 
 
+def comma_free(paths: Sequence[Path], folder: Path) -> list[Path]:
+    """``paths``, each with a comma in it replaced by a link in ``folder``: SentencePiece takes its
+    input files as one comma-separated string."""
+    out = []
+    for i, path in enumerate(paths):
+        if "," in str(path):
+            link = folder / f"input{i}.txt"
+            link.symlink_to(path.resolve())
+            path = link
+        out.append(path)
+    return out
+
+
 def train_sentencepiece(
     files: Sequence[str | Path], settings: TokenizerSettings, cache_dir: str | Path
 ) -> SentencePieceTokenizer:
@@ -169,10 +182,10 @@ def train_sentencepiece(
         return SentencePieceTokenizer.load(target)
     log.info("Training SentencePiece (%s, %d pieces) on %s", settings.model_type,
              settings.vocab_size, ", ".join(str(p) for p in paths))
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+    with tempfile.TemporaryDirectory(dir=cache) as tmp, tempfile.TemporaryDirectory() as links:
         prefix = os.path.join(tmp, "spm")
         spm.SentencePieceTrainer.train(
-            input=",".join(str(p) for p in paths),
+            input=",".join(str(p) for p in comma_free(paths, Path(links))),
             model_prefix=prefix,
             model_type=settings.model_type,
             vocab_size=settings.vocab_size,

@@ -22,11 +22,12 @@ def write(path, weight: torch.Tensor, **extra) -> None:
 
 def test_average_is_the_parameter_mean_without_training_state(tmp_path):
     for i, value in enumerate([1.0, 2.0, 6.0]):
-        write(tmp_path / f"step_{i}.pt", torch.full((2, 2), value), tokenizers=f"from {i}")
+        write(tmp_path / f"step_{i}.pt", torch.full((2, 2), value), tokenizers="spm",
+              step=i)
     payload = average_checkpoints([tmp_path / f"step_{i}.pt" for i in range(3)])
     torch.testing.assert_close(payload["model"]["w"], torch.full((2, 2), 3.0))
     assert int(payload["model"]["steps"]) == 3  # integer buffers are copied, not averaged
-    assert payload["tokenizers"] == "from 2" and "optimizer" not in payload
+    assert payload["step"] == 2 and payload["tokenizers"] == "spm" and "optimizer" not in payload
 
 
 def test_a_moving_average_is_what_is_averaged_where_the_checkpoints_keep_one(tmp_path):
@@ -38,6 +39,18 @@ def test_a_moving_average_is_what_is_averaged_where_the_checkpoints_keep_one(tmp
     payload = average_checkpoints([tmp_path / "step_0.pt", tmp_path / "step_1.pt"])
     torch.testing.assert_close(payload["model"]["w"], torch.full((2, 2), 2.0))
     assert int(payload["model"]["steps"]) == 3 and "ema" not in payload
+
+
+def test_averaging_checkpoints_of_other_vocabularies_is_refused(tmp_path):
+    """Averaging rows of an output layer that mean other pieces would make a model of nonsense."""
+    write(tmp_path / "a.pt", torch.zeros(2, 2), tokenizers="spm one")
+    write(tmp_path / "b.pt", torch.zeros(2, 2), tokenizers="spm two")
+    with pytest.raises(CheckpointError, match="b.pt: its SentencePiece models differ from .*a.pt"):
+        average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])
+    save_checkpoint(tmp_path / "c.pt", {"model": {"w": torch.zeros(2, 2), "steps": torch.tensor(4)},
+                                        "config": {}, "tokenizers": "spm one"})
+    with pytest.raises(CheckpointError, match="c.pt: steps differs from .*a.pt"):
+        average_checkpoints([tmp_path / "a.pt", tmp_path / "c.pt"])
 
 
 def test_averaging_different_models_names_the_file(tmp_path):

@@ -127,3 +127,15 @@ def test_sampling_and_recasing_do_not_change_the_cached_model(tiny_corpus, tmp_p
 def test_bad_sampling_options_are_config_errors(options, message):
     with pytest.raises(ConfigError, match=message):
         group_settings("tokenizer", "unigram", **options)
+
+
+def test_a_comma_in_a_corpus_path_trains_the_same_model(tiny_corpus, tmp_path):
+    """SentencePiece reads its input files from one comma-separated string."""
+    odd = tmp_path / "corpora, cleaned"
+    odd.mkdir()
+    (odd / "train.en").write_bytes((tiny_corpus / "train.en").read_bytes())
+    settings = group_settings("tokenizer", "unigram", vocab_size=100)
+    plain = train_sentencepiece([tiny_corpus / "train.en"], settings, tmp_path / "cache_a")
+    commas = train_sentencepiece([odd / "train.en"], settings, tmp_path / "cache_b")
+    ids = list(range(plain.vocab_size))  # the protos differ only in the input paths they record
+    assert commas.vocab_size == plain.vocab_size and commas.id_to_piece(ids) == plain.id_to_piece(ids)

@@ -11,11 +11,24 @@ from typing import IO, BinaryIO, TextIO, cast
 
 from seq2seq.atomic import atomic_file
 
+MAX_LINE_BYTES = 1 << 20  # far beyond any sentence: a longer line is cut, in bounded memory
 
-def stream_lines(stream: BinaryIO, name: str, warn: TextIO = sys.stderr) -> Iterator[str]:
-    """Yield each line of a byte stream as text without its line ending. Bytes that are not UTF-8
-    are replaced (U+FFFD) with a warning naming the line, so the line count never changes."""
-    for number, raw in enumerate(stream, start=1):
+
+def stream_lines(stream: BinaryIO, name: str, warn: TextIO = sys.stderr,
+                 max_bytes: int = MAX_LINE_BYTES) -> Iterator[str]:
+    """Yield each line of a byte stream as text without its line ending: lines end at "\n" only
+    (a "\r" or U+2028 inside a line stays in it). Bytes that are not UTF-8 are replaced (U+FFFD)
+    and a line over ``max_bytes`` is cut there, each with a warning naming the line, so the line
+    count never changes and a line without an end is never read whole."""
+    number = 0
+    while raw := stream.readline(max_bytes + 1):
+        number += 1
+        if len(raw) > max_bytes and not raw.endswith(b"\n"):
+            while (rest := stream.readline(max_bytes)) and not rest.endswith(b"\n"):
+                pass  # the rest of the line, read and dropped a bounded piece at a time
+            print(f"warning: {name}:{number}: line longer than {max_bytes:,} bytes; cut there",
+                  file=warn)
+            raw = raw[:max_bytes]
         raw = raw.rstrip(b"\n").rstrip(b"\r")
         try:
             yield raw.decode("utf-8")

@@ -39,7 +39,11 @@ def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, Any]:
     total: dict[str, torch.Tensor] = {}
     last: dict[str, Any] = {}
     for path in paths:
-        last = load_checkpoint(path)
+        previous, last = last, load_checkpoint(path)
+        if previous and previous.get("tokenizers") != last.get("tokenizers"):
+            raise CheckpointError(f"{path}: its SentencePiece models differ from {paths[0]}'s; "
+                                  "an id would mean another piece in each: expected checkpoints "
+                                  "of one run")
         state = kept_weights(last)
         if total and set(state) != set(total):
             raise CheckpointError(f"{path}: its parameters differ from {paths[0]}'s; "
@@ -48,6 +52,11 @@ def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, Any]:
             if name in total and tensor.shape != total[name].shape:
                 raise CheckpointError(f"{path}: {name} has shape {tuple(tensor.shape)}, "
                                       f"{paths[0]} has {tuple(total[name].shape)}")
+            if name in total and not tensor.is_floating_point() and not torch.equal(tensor,
+                                                                                  total[name]):
+                # e.g. the ids a restricted output layer keeps: each row of its weight is another id
+                raise CheckpointError(f"{path}: {name} differs from {paths[0]}'s (an output layer "
+                                      "over other target ids?); expected checkpoints of one run")
             # float64 sums, so that averaging many checkpoints adds no rounding of its own
             value = tensor.double() if tensor.is_floating_point() else tensor
             total[name] = total[name] + value if name in total and tensor.is_floating_point() \
