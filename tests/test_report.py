@@ -20,9 +20,10 @@ from tests.test_smoke import run_cli, tiny_overrides
 def sweep(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("sweep")
     # Side by side on Hydra's joblib launcher (one process and one thread per run), the way
-    # README trains the members of an ensemble.
+    # README trains the members of an ensemble; the third cell's attention does not exist, and it
+    # fails alone.
     result = run_cli("train.py", "-m", *tiny_overrides(tmp), "trainer.max_steps=8", "num_threads=1",
-                     "model.attention=none,bahdanau", f"hydra.sweep.dir={tmp / 'multirun'}",
+                     "model.attention=none,bahdanau,sideways", f"hydra.sweep.dir={tmp / 'multirun'}",
                      "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     return tmp / "multirun"
@@ -98,6 +99,8 @@ def test_compare_writes_a_leaderboard(sweep, tmp_path):
     assert rows[1]["p_value_vs_best"] != "" and rows[0]["p_value_vs_best"] == ""
     markdown = (tmp_path / "leaderboard.md").read_text()
     assert "| 1 |" in markdown and "| 2 |" in markdown and "best" in markdown
+    # the failed cell: listed with its error, not ranked, and the sweep went on without it
+    assert "Failed runs:" in markdown and "model.attention='sideways'" in markdown
     assert (tmp_path / "validation_bleu.png").stat().st_size > 1000
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from seq2seq.cli import VERSION
 from seq2seq.config import config_dir
 from seq2seq.errors import Seq2SeqError
+from seq2seq.evaluation.compare import write_failure
 from seq2seq.pipeline import run_training
 from seq2seq.training.state import TrainingInterrupted
 
@@ -37,7 +40,11 @@ def train(cfg: DictConfig) -> float:
         sys.exit(128 + err.signum)  # the shell's convention for death by a signal
     except Seq2SeqError as err:
         log.error("%s", err)
-        sys.exit(2)
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            sys.exit(2)
+        # One bad cell of a sweep fails alone: the others still run, and seq2seq-compare lists it.
+        write_failure(Path(hydra_cfg.runtime.output_dir), err, list(hydra_cfg.overrides.task))
+        return float("nan")
     if not report:  # a torchrun rank other than 0: rank 0 reports
         return float("nan")
     figures = [(k, report[k]) for k in HEADLINE if isinstance(report.get(k), (int, float))]

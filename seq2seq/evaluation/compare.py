@@ -33,16 +33,28 @@ class Run:
         return read_lines(path, allow_empty=True) if path and Path(path).is_file() else None
 
 
+FAILURE = "failed.json"  # what a sweep's failed run leaves instead of report.json
+
+
+def write_failure(run_dir: Path, error: Exception, overrides: list[str]) -> Path:
+    """Record in a sweep's run folder that the run failed, and why (``seq2seq-compare`` lists it)."""
+    return write_text_atomic(run_dir / FAILURE, json.dumps(
+        {"error": f"{type(error).__name__}: {error}", "overrides": overrides}, indent=2) + "\n")
+
+
 def find_runs(paths: Sequence[str | Path]) -> list[Run]:
-    """Every run folder (one holding report.json) at or below the given paths."""
+    """Every run folder at or below the given paths: those holding report.json, and the failed
+    runs of a sweep (``failed.json``: their report holds ``failed`` and the error)."""
     runs = []
     for path in map(Path, paths):
         if not path.exists():
             raise DataError(f"{path}: no such run or sweep folder")
-        reports = [path / "report.json"] if (path / "report.json").is_file() else \
-            sorted(path.rglob("report.json"))
-        runs += [Run(r.parent, json.loads(r.read_text(encoding="utf-8"))) for r in reports]
-    if not runs:
+        for name in ("report.json", FAILURE):
+            files = [path / name] if (path / name).is_file() else sorted(path.rglob(name))
+            runs += [Run(f.parent, {**json.loads(f.read_text(encoding="utf-8")),
+                                    **({"failed": True} if name == FAILURE else {})})
+                     for f in files]
+    if not any(not run.report.get("failed") for run in runs):
         raise DataError(f"no report.json found under {', '.join(map(str, paths))}")
     return runs
 
@@ -65,6 +77,7 @@ def leaderboard(runs: list[Run], n_bootstrap: int = 1000) -> list[dict[str, Any]
 
     Runs that write lowercased text are ranked with the others on lowercased BLEU, and the
     bootstrap then compares lowercased outputs with lowercased references (see ranking_metric)."""
+    runs = [run for run in runs if not run.report.get("failed")]
     metric = ranking_metric(runs)
     runs = sorted(runs, key=lambda r: -r.report[metric])
     # The bootstrap scores against the references the ranked figure used: lowercased ones as
@@ -135,10 +148,16 @@ def write_leaderboard(rows: list[dict[str, Any]], runs: list[Run], out_dir: str 
             f"{'' if not ci else f'{ci[0]:.2f}-{ci[1]:.2f}'} | {fmt(row['chrf'], '.2f')} | "
             f"{fmt(row['num_params'], ',')} | {fmt(row['train_seconds'], ',.0f')} | "
             f"{fmt(row['train_tokens_per_second'], ',.0f')} | {_mark(row)} |")
+    failed = [run for run in runs if run.report.get("failed")]
+    if failed:
+        lines += ["", "Failed runs:", ""] + [f"- {run.name} (`{run.folder}`): {run.report['error']}"
+                                             for run in failed]
     lines += ["", "![validation BLEU](validation_bleu.png)", ""]
     write_text_atomic(out / "leaderboard.md", "\n".join(lines))
     curves = {}
     for run in runs:
+        if run.report.get("failed"):
+            continue
         metrics = run.folder / "metrics.csv"
         if metrics.is_file():
             curves[run.name] = [(float(m["elapsed_seconds"]), float(m["bleu"]))
