@@ -105,3 +105,15 @@ def test_two_writers_of_the_same_file_do_not_take_each_others_temporary_file(tmp
     write_lines(target, ["this writer"])
     assert target.read_text() == "this writer\n"
     assert [p.name for p in tmp_path.iterdir()] == ["train.en"]  # no temporary file left
+
+
+def test_an_overlong_training_line_is_read_to_be_dropped_but_a_test_line_is_an_error(tmp_path):
+    """Training pairs over data.max_length are dropped and counted (kept_pairs); a line of the
+    test split is scored, so a broken one is named instead."""
+    files = CorpusFiles(tmp_path, "en", "de", "train", "valid", "test")
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.en").write_text("short\n" + "x" * 100_000 + "\n")
+        (tmp_path / f"{split}.de").write_text("kurz\nlang\n")
+    assert len(files.read("train")) == 2
+    with pytest.raises(DataError, match=r"test\.en:2: line has 100,000 characters"):
+        files.read("test")

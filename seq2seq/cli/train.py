@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from collections.abc import Sequence
@@ -38,6 +39,11 @@ def train(cfg: DictConfig) -> float:
     except TrainingInterrupted as err:
         log.error("%s", err)
         sys.exit(128 + err.signum)  # the shell's convention for death by a signal
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        log.error("no space left on the device: %s", err)  # checkpoints say so themselves
+        sys.exit(2)
     except Seq2SeqError as err:
         log.error("%s", err)
         if hydra_cfg.mode != RunMode.MULTIRUN:

@@ -68,9 +68,10 @@ class ParallelText:
         return len(self.src)
 
 
-def read_parallel(src_path: str | Path, tgt_path: str | Path) -> ParallelText:
-    """Read two aligned files; their line counts must match."""
-    src, tgt = read_lines(src_path), read_lines(tgt_path)
+def read_parallel(src_path: str | Path, tgt_path: str | Path,
+                  max_chars: int | None = MAX_LINE_CHARS) -> ParallelText:
+    """Read two aligned files; their line counts must match (``read_lines`` checks each line)."""
+    src, tgt = read_lines(src_path, max_chars=max_chars), read_lines(tgt_path, max_chars=max_chars)
     if len(src) != len(tgt):
         raise DataError(
             f"line counts differ: {src_path} has {len(src)} lines, {tgt_path} has {len(tgt)}; "
@@ -97,7 +98,11 @@ class CorpusFiles:
         return self.path(split, self.src_lang), self.path(split, self.tgt_lang)
 
     def read(self, split: str) -> ParallelText:
-        return read_parallel(*self.pair(split))
+        """A split's pairs. A training line of any length is read (the pairs over
+        ``data.max_length`` pieces are dropped and counted later); in the other splits a line
+        over ``MAX_LINE_CHARS`` is an error, as every line there is scored."""
+        return read_parallel(*self.pair(split), max_chars=None if split == self.train else
+                             MAX_LINE_CHARS)
 
     def check_exist(self) -> None:
         """Raise DataError listing every missing file, before any work is done."""
