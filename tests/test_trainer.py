@@ -16,7 +16,7 @@ from seq2seq.errors import ConfigError
 from seq2seq.training.gradients import scale_and_clip
 from seq2seq.training.metrics_log import read_metrics
 from seq2seq.training.signals import StopSignals
-from seq2seq.training.state import TrainingInterrupted
+from seq2seq.training.state import NonFiniteLoss, TrainingInterrupted
 from seq2seq.training.trainer import Trainer
 from tests.conftest import group_settings
 
@@ -265,3 +265,30 @@ def test_a_failing_chart_does_not_hide_why_the_run_stopped(tmp_path, monkeypatch
                               epoch=lambda epoch, start=0: iter([SimpleNamespace(num_tgt_tokens=2)]))
     with pytest.raises(TrainingInterrupted):  # the signal's error, not the chart's
         trainer.fit(batches)
+
+
+def test_weights_that_are_not_finite_are_never_saved(tmp_path):
+    model = nn.Linear(2, 1)
+    trainer = Trainer(group_settings("trainer", "default"), model, FixedFigures([]), tmp_path, {})
+    path = trainer.save_last()
+    good = path.read_bytes()
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteLoss, match="step 0: the model's weights hold NaN or inf; they "
+                                            "were not saved"):
+        trainer.save_last()
+    assert path.read_bytes() == good
+
+
+def test_the_checkpoint_named_last_good_is_checked(tmp_path):
+    """A last.pt with NaN weights (written by an older version) is not offered as good."""
+    from seq2seq.training.checkpoint import save_checkpoint
+    last = tmp_path / "last.pt"
+    save_checkpoint(last, {"model": {"w": torch.tensor([float("nan")])}, "config": {}})
+    state = Trainer(group_settings("trainer", "default"), nn.Linear(2, 1), FixedFigures([]),
+                    tmp_path, {}).state
+    with pytest.raises(NonFiniteLoss, match="last good checkpoint: none saved yet"):
+        state.count_update(float("nan"), math.nan, 1, last)
+    save_checkpoint(last, {"model": {"w": torch.tensor([1.0])}, "config": {}})
+    with pytest.raises(NonFiniteLoss, match=f"last good checkpoint: {last}"):
+        state.count_update(float("nan"), math.nan, 1, last)

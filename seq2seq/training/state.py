@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq.errors import Seq2SeqError
+from seq2seq.training.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class TrainState:
         log.warning("step %d: %s; update skipped (%d in a row)", self.step, what,
                     self.nonfinite_in_a_row)
         if self.nonfinite_in_a_row >= max_nonfinite:
-            last_good = last if last.exists() else None
+            last_good = last if last.exists() and finite_weights(load_checkpoint(last)) else None
             raise NonFiniteLoss(
                 f"training stopped at step {self.step}: {self.nonfinite_in_a_row} non-finite "
                 f"losses or gradients in a row (trainer.max_nonfinite={max_nonfinite}); last good "
@@ -122,3 +123,17 @@ def restore_rng(state: TrainState, payload: dict[str, Any], dist: Any, seed: int
     set_rng_state(rng_ranks[0])
     if dist.enabled:
         torch.manual_seed(seed + 1000 * state.step + dist.rank)
+
+
+def finite_weights(payload: dict[str, Any]) -> bool:
+    """Whether every floating-point tensor of a checkpoint's model is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in payload.get("model", {}).values()
+               if isinstance(t, Tensor) and t.is_floating_point())
+
+
+def check_finite(model: nn.Module, step: int) -> None:
+    """NonFiniteLoss instead of a checkpoint of weights that hold NaN or inf."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise NonFiniteLoss(f"step {step}: the model's weights hold NaN or inf; they were not "
+                            "saved (the run folder keeps its last good checkpoint). Try a lower "
+                            "trainer.lr or trainer.clip_norm.")

@@ -36,6 +36,7 @@ from seq2seq.training.state import (
     Objective,
     TrainingInterrupted,
     TrainState,
+    check_finite,
     restore_rng,
     rng_state,
 )
@@ -88,7 +89,9 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
-        """What a checkpoint holds. Collective under torchrun: every rank's RNG state goes in."""
+        """What a checkpoint holds. Collective under torchrun: every rank's RNG state goes in.
+        Weights that are not finite are never saved (``check_finite``)."""
+        check_finite(self.model, self.state.step)
         rng_ranks = self.dist.gather(rng_state())
         payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                    "scheduler": self.scheduler.state_dict(), "trainer": asdict(self.state),
