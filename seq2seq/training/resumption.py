@@ -11,7 +11,7 @@ from seq2seq.errors import ConfigError
 
 # Settings that decide the data, the batches' order or the model: a resumed run keeps them.
 EXACT = ("seed", "topology", "model", "tokenizer", "data", "trainer.batch_tokens",
-         "trainer.max_sentences", "trainer.accumulate_batches", "trainer.teacher_forcing")
+         "trainer.max_sentences", "trainer.accumulate_batches")
 # Where the same corpus lives may change (a moved folder); what it is may not.
 MAY_MOVE = ("data.root", "data.download_dir", "data.download")
 
