@@ -3,6 +3,7 @@ it when complete, removed on failure."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -24,9 +25,13 @@ def atomic_file(path: str | Path, mode: str = "w", fsync: bool = False) -> Itera
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, file_mode(path))
     text: dict[str, Any] = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
     try:
+        try:
+            os.chmod(tmp, file_mode(path))
+        except OSError as err:  # a file system without modes (CIFS, some FUSE mounts)
+            if err.errno not in (errno.EPERM, errno.ENOTSUP):
+                raise
         with os.fdopen(fd, mode, **text) as handle:
             yield handle
             if fsync:
@@ -38,12 +43,15 @@ def atomic_file(path: str | Path, mode: str = "w", fsync: bool = False) -> Itera
         raise
 
 
+# The process's umask, read once: reading it means setting it, which other threads would race.
+UMASK = os.umask(0)
+os.umask(UMASK)
+
+
 def file_mode(path: Path) -> int:
     """The permission bits for a new version of ``path``: those of the file there now, else
     0666 less the process's umask (what ``open(path, "w")`` would create)."""
     try:
-        return stat.S_IMODE(path.stat().st_mode)
+        return stat.S_IMODE(path.stat().st_mode) & 0o777  # no setuid, setgid or sticky bits
     except FileNotFoundError:
-        umask = os.umask(0)  # the only way to read it: set it and put it back at once
-        os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~UMASK

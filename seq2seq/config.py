@@ -35,6 +35,18 @@ def config_dir() -> Path:
     return installed if (installed / "train.yaml").is_file() else package.parent / "conf"
 
 
+# The topologies a checkpoint may name (name -> class of conf/topology/NAME.yaml); checkpoints
+# written before the topologies were classes name a ``run`` function and a ``task``.
+TOPOLOGY_CLASSES = {
+    "translate": "seq2seq.topologies.translate.Translate",
+    "classify": "seq2seq.topologies.labelling.Classify",
+    "tag": "seq2seq.topologies.labelling.Tag",
+    "generate": "seq2seq.topologies.generate.Generate",
+}
+LEGACY_TOPOLOGY_RUNS = frozenset({"seq2seq.topologies.translation.run",
+                                  "seq2seq.topologies.labelling.run",
+                                  "seq2seq.topologies.generation.run"})
+
 # The preset that holds each model class's values. A checkpoint written before a key existed takes
 # that key's value from here: the value that turns the feature off, as the code did before the key.
 MODEL_PRESETS = {

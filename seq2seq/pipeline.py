@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, cast
 
@@ -55,11 +56,19 @@ def _run_training(cfg: DictConfig, run_dir: Path, overrides: list[str] | None,
                   distributed: Distributed) -> dict[str, Any]:
     # Hydra names a run folder per process; rank 0's is the job's.
     run_dir = Path(distributed.broadcast(str(run_dir)))
-    if not distributed.is_main:
-        return _train_and_report(cfg, run_dir, overrides, distributed)
-    run_folder.check_writable(run_dir)
-    with run_folder.run_lock(run_dir):
-        run_folder.claim(run_dir, bool(cfg.get("resume")), bool(cfg.get("overwrite")))
+    with ExitStack() as held:
+        refusal = None
+        if distributed.is_main:  # rank 0 checks, locks and claims the folder for the job
+            try:
+                run_folder.check_writable(run_dir)
+                held.enter_context(run_folder.run_lock(run_dir))
+                run_folder.claim(run_dir, bool(cfg.get("resume")), bool(cfg.get("overwrite")))
+            except ConfigError as err:
+                refusal = err
+        # Every rank stops on rank 0's refusal, instead of waiting for it in a collective.
+        message = distributed.broadcast(None if refusal is None else str(refusal))
+        if message is not None:
+            raise refusal or run_folder.RunFolderError(message)
         return _train_and_report(cfg, run_dir, overrides, distributed)
 
 

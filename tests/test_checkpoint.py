@@ -58,6 +58,11 @@ def hostile_checkpoint(tmp_path, config):
                 "encoder": {"_target_": "shutil.copyfile"}}}, "model.encoder._target_"),
     ({"model": {"encoder": {"_target_": "seq2seq.data.download.download_multi30k"}}},
      "model.encoder._target_='seq2seq.data.download.download_multi30k'"),
+    # Hydra walks a target's dots through attributes: a package prefix is not enough
+    ({"model": {"encoder": {"_target_": "seq2seq.models.encoder.torch.serialization.os.system"}}},
+     "model.encoder._target_='seq2seq.models.encoder.torch.serialization.os.system'"),
+    ({"topology": {"_target_": "seq2seq.topologies.translate.torch.serialization.os.system"}},
+     "topology._target_"),
     ({"topology": {"_target_": "seq2seq.topologies.labelling.Tag",
                    "substitution_groups": {"_target_": "shutil.copyfile"}}},
      "topology.substitution_groups._target_"),

@@ -25,7 +25,10 @@ def sweep(tmp_path_factory) -> Path:
     result = run_cli("train.py", "-m", *tiny_overrides(tmp), "trainer.max_steps=8", "num_threads=1",
                      "model.attention=none,bahdanau,sideways", f"hydra.sweep.dir={tmp / 'multirun'}",
                      "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    # the failed cell makes the sweep's status 1, after the others ran
+    assert result.returncode == 1 and b"sideways" in result.stderr, result.stderr.decode()[-3000:]
+    assert len(list((tmp / "multirun").rglob("report.json"))) == 2
+    assert len(list((tmp / "multirun").rglob("failed.json"))) == 1
     return tmp / "multirun"
 
 

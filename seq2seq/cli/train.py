@@ -13,11 +13,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from seq2seq.cli import VERSION
+from seq2seq.cli import VERSION, unexpected_error
 from seq2seq.config import config_dir
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.compare import write_failure
 from seq2seq.pipeline import run_training
+from seq2seq.training.run_folder import RunFolderError
 from seq2seq.training.state import TrainingInterrupted
 
 log = logging.getLogger("seq2seq.train")
@@ -39,18 +40,20 @@ def train(cfg: DictConfig) -> float:
     except TrainingInterrupted as err:
         log.error("%s", err)
         sys.exit(128 + err.signum)  # the shell's convention for death by a signal
-    except OSError as err:
-        if err.errno != errno.ENOSPC:
+    except Exception as err:
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        if multirun and not isinstance(err, RunFolderError):  # not another run's folder
+            # Hydra runs the sweep's other cells and exits 1 at its end; compare lists this one.
+            write_failure(Path(hydra_cfg.runtime.output_dir), err, list(hydra_cfg.overrides.task))
+        if multirun:
             raise
-        log.error("no space left on the device: %s", err)  # checkpoints say so themselves
-        sys.exit(2)
-    except Seq2SeqError as err:
-        log.error("%s", err)
-        if hydra_cfg.mode != RunMode.MULTIRUN:
+        if isinstance(err, Seq2SeqError):
+            log.error("%s", err)
             sys.exit(2)
-        # One bad cell of a sweep fails alone: the others still run, and seq2seq-compare lists it.
-        write_failure(Path(hydra_cfg.runtime.output_dir), err, list(hydra_cfg.overrides.task))
-        return float("nan")
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            log.error("no space left on the device: %s", err)  # checkpoints say so themselves
+            sys.exit(2)
+        sys.exit(unexpected_error(err))
     if not report:  # a torchrun rank other than 0: rank 0 reports
         return float("nan")
     figures = [(k, report[k]) for k in HEADLINE if isinstance(report.get(k), (int, float))]

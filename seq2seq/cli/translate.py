@@ -72,6 +72,9 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[BinaryIO] = None,
                 out.flush()
                 done += len(lines)
     except BrokenPipeError:
+        if args.output is not None:  # not our output's reader: the --output file was not written
+            print("error: broken pipe; the output was not written", file=sys.stderr)
+            return 2
         # The reader stopped early (`| head -1`): end quietly, as Unix filters do, and keep
         # Python from complaining about the closed pipe when it flushes stdout at exit.
         if stdout is None:

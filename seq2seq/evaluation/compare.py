@@ -55,7 +55,8 @@ def find_runs(paths: Sequence[str | Path]) -> list[Run]:
                                     **({"failed": True} if name == FAILURE else {})})
                      for f in files]
     if not any(not run.report.get("failed") for run in runs):
-        raise DataError(f"no report.json found under {', '.join(map(str, paths))}")
+        failed = f" ({len(runs)} failed runs: see their {FAILURE})" if runs else ""
+        raise DataError(f"no report.json found under {', '.join(map(str, paths))}{failed}")
     return runs
 
 

@@ -12,18 +12,11 @@ from typing import Any, Mapping
 
 from omegaconf import OmegaConf
 
-from seq2seq.config import build, config_dir
+from seq2seq.config import LEGACY_TOPOLOGY_RUNS, TOPOLOGY_CLASSES, build, config_dir
 from seq2seq.errors import CheckpointError, ConfigError
 
-# name -> the class of conf/topology/NAME.yaml
-BUILT_IN = {
-    "translate": "seq2seq.topologies.translate.Translate",
-    "classify": "seq2seq.topologies.labelling.Classify",
-    "tag": "seq2seq.topologies.labelling.Tag",
-    "generate": "seq2seq.topologies.generate.Generate",
-}
-LEGACY_RUNS = {"seq2seq.topologies.translation.run", "seq2seq.topologies.labelling.run",
-               "seq2seq.topologies.generation.run"}
+BUILT_IN = TOPOLOGY_CLASSES  # name -> the class of conf/topology/NAME.yaml
+LEGACY_RUNS = LEGACY_TOPOLOGY_RUNS
 
 
 def topology_named(name: str, stored: Mapping[str, Any] | None = None) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from seq2seq.atomic import atomic_file
+from seq2seq.config import LEGACY_TOPOLOGY_RUNS, MODEL_PRESETS, TOPOLOGY_CLASSES
 from seq2seq.errors import CheckpointError
 from seq2seq.tokenization import SentencePieceTokenizer
 
@@ -99,18 +100,26 @@ def check_stored_config(config: dict[str, Any], path: Path) -> None:
                                   "checkpoint's config holds resolved values only")
 
     def check_target(key: str, target: Any) -> None:
-        allowed = STORED_TARGETS["model" if key.startswith("model.") else "topology"
-                                 if key.startswith("topology.") else ""]
-        if not (isinstance(target, str) and target.startswith(allowed)
-                and (not key.startswith("topology.") or key == "topology._target_")):
+        # Exact names: Hydra walks a target's dots through attributes, so a prefix would let
+        # "seq2seq.models.encoder.torch.serialization.os.system" through.
+        if key.startswith("model."):
+            allowed, what = MODEL_TARGETS, "this package's model classes"
+        elif key.startswith("topology."):
+            allowed = TOPOLOGY_TARGETS if key == "topology._target_" else frozenset()
+            what = "a built-in topology, and nothing inside it"
+        else:  # never built from a checkpoint; still only names of this package
+            allowed, what = None, "names of this package"
+        if not isinstance(target, str) or (target not in allowed if allowed is not None
+                                           else not target.startswith("seq2seq.")):
             raise CheckpointError(f"{path}: config key {key}={target!r}: a checkpoint may only "
-                                  f"build {allowed}* there; it never imports other code")
+                                  f"build {what} there; it never imports other code")
 
     walk(config, "")
 
 
-# What a stored config's ``_target_`` may name, by subtree ("": anywhere else).
-STORED_TARGETS = {"model": "seq2seq.models.", "topology": "seq2seq.topologies.", "": "seq2seq."}
+# What a stored config's ``_target_`` may name where the tools build it.
+MODEL_TARGETS = frozenset(MODEL_PRESETS)
+TOPOLOGY_TARGETS = frozenset(TOPOLOGY_CLASSES.values()) | LEGACY_TOPOLOGY_RUNS
 
 
 class CheckpointDir:

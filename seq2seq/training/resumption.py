@@ -12,8 +12,11 @@ from seq2seq.errors import ConfigError
 # Settings that decide the data, the batches' order or the model: a resumed run keeps them.
 EXACT = ("seed", "topology", "model", "tokenizer", "data", "trainer.batch_tokens",
          "trainer.max_sentences", "trainer.accumulate_batches")
-# Where the same corpus lives may change (a moved folder); what it is may not.
-MAY_MOVE = ("data.root", "data.download_dir", "data.download")
+# Where the same corpus and caches live may change (a moved folder, another node); what they hold
+# may not. The topology's decoding settings change nothing that was trained.
+MAY_MOVE = ("data.root", "data.download_dir", "data.download", "tokenizer.cache_dir",
+            "topology.judge_checkpoint", "topology.temperature", "topology.top_k",
+            "topology.max_length", "topology.joint_decoding")
 
 
 def flat(config: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

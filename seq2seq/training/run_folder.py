@@ -18,9 +18,14 @@ from typing import Iterator
 
 from seq2seq.errors import ConfigError
 
-# What a run leaves in its folder (Hydra's .hydra/ and train.log are written before it starts).
-RUN_FILES = ("checkpoints", "metrics.csv", "learning_curve.png", "tensorboard", "report.json",
-             "report.md", "report.html")
+# What a run leaves in its folder (Hydra's .hydra/ and train.log are written before it starts,
+# and rewritten by every command pointed at the folder, a refused one too).
+RUN_FILES = ("checkpoints", "metrics.csv", "tensorboard", "report.*", "*.png", "test.hyp.*",
+             "failed.json")
+
+
+class RunFolderError(ConfigError):
+    """The run folder cannot take this run (another run's files, no last.pt, another process)."""
 
 
 def check_writable(run_dir: Path, min_free_mib: int = 100) -> None:
@@ -43,34 +48,48 @@ def check_space(run_dir: Path, parameters: int, keep_checkpoints: int, moving_av
     ``keep_checkpoints`` step files, each with the weights and Adam's two moments (and the moving
     average) of ``parameters`` float32 values."""
     per_checkpoint = 4 * parameters * (4 if moving_average else 3)
-    need = (2 + keep_checkpoints) * per_checkpoint // 2**20 + 10  # + metrics, reports, charts
-    free = shutil.disk_usage(run_dir).free // 2**20
+    # best.pt, last.pt, the step files and the temporary file of the next write; a resumed run's
+    # files are on the disk already
+    held = sum(f.stat().st_size for f in (run_dir / "checkpoints").glob("*.pt"))
+    need = ((3 + keep_checkpoints) * per_checkpoint - held) // 2**20 + 10  # + metrics, reports
+    free = shutil.disk_usage(run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir()
+                             else run_dir).free // 2**20
     if free < need:
         raise ConfigError(f"run folder {run_dir} has {free} MiB free; this run's checkpoints need "
-                          f"about {need} MiB ({parameters:,} parameters, best.pt, last.pt and "
-                          f"trainer.keep_checkpoints={keep_checkpoints} step files)")
+                          f"about {need} MiB more ({parameters:,} parameters, best.pt, last.pt "
+                          f"and trainer.keep_checkpoints={keep_checkpoints} step files)")
 
 
 def claim(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Check that ``run_dir`` may take this run: with ``resume``, it must hold ``last.pt``; a
     fresh run needs a folder without another run's files, or ``overwrite`` to remove them."""
     last = run_dir / "checkpoints" / "last.pt"
-    for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # a killed run's unfinished write
+    if resume and not last.is_file():
+        raise RunFolderError(f"resume=true: {last} not found, so there is nothing to resume; "
+                             "start afresh without resume=true, or name the run's folder with "
+                             "hydra.run.dir=...")
+    found = sorted({path for pattern in RUN_FILES for path in run_dir.glob(pattern)})
+    if found and not resume and not overwrite:
+        raise RunFolderError(f"run folder {run_dir} holds a run already "
+                             f"({', '.join(p.name for p in found)}): continue it with resume=true, "
+                             "start a new one in another folder (hydra.run.dir=...), or clear this "
+                             "one first with overwrite=true")
+    for stale in run_dir.glob("**/.*.tmp"):  # a killed run's unfinished writes
         stale.unlink()
-    if resume:
-        if not last.is_file():
-            raise ConfigError(f"resume=true: {last} not found, so there is nothing to resume; "
-                              "start afresh without resume=true, or name the run's folder with "
-                              "hydra.run.dir=...")
-        return
-    found = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if found and not overwrite:
-        raise ConfigError(f"run folder {run_dir} holds a run already ({', '.join(found)}): "
-                          "continue it with resume=true, start a new one in another folder "
-                          "(hydra.run.dir=...), or clear this one first with overwrite=true")
-    for name in found:
-        path = run_dir / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in found if not resume else ():
+        remove(path)
+
+
+def remove(path: Path) -> None:
+    """Remove a file or a folder; a linked folder (checkpoints on scratch space) is emptied, and
+    the link kept."""
+    if path.is_symlink() and path.is_dir():
+        for child in path.iterdir():
+            remove(child)
+    elif path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 @contextmanager
@@ -88,7 +107,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
                 raise
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise ConfigError(f"run folder {run_dir} is in use by process {holder} (its .lock); "
+            raise RunFolderError(f"run folder {run_dir} is in use by process {holder} (its .lock); "
                               "wait for it, or train in another folder (hydra.run.dir=...)") from None
         handle.seek(0)
         handle.truncate()

@@ -13,7 +13,7 @@ from typing import Any, Protocol, Sequence
 import torch
 from torch import Tensor, nn
 
-from seq2seq.errors import Seq2SeqError
+from seq2seq.errors import CheckpointError, Seq2SeqError
 from seq2seq.training.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class TrainState:
         log.warning("step %d: %s; update skipped (%d in a row)", self.step, what,
                     self.nonfinite_in_a_row)
         if self.nonfinite_in_a_row >= max_nonfinite:
-            last_good = last if last.exists() and finite_weights(load_checkpoint(last)) else None
+            last_good = last if good_checkpoint(last) else None
             raise NonFiniteLoss(
                 f"training stopped at step {self.step}: {self.nonfinite_in_a_row} non-finite "
                 f"losses or gradients in a row (trainer.max_nonfinite={max_nonfinite}); last good "
@@ -123,6 +123,14 @@ def restore_rng(state: TrainState, payload: dict[str, Any], dist: Any, seed: int
     set_rng_state(rng_ranks[0])
     if dist.enabled:
         torch.manual_seed(seed + 1000 * state.step + dist.rank)
+
+
+def good_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a readable checkpoint with finite weights (one to go back to)."""
+    try:
+        return path.exists() and finite_weights(load_checkpoint(path))
+    except CheckpointError:
+        return False
 
 
 def finite_weights(payload: dict[str, Any]) -> bool:
