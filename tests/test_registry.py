@@ -7,11 +7,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from seq2seq.config import LEGACY_TOPOLOGY_RUNS as LEGACY_RUNS
+from seq2seq.config import TOPOLOGY_CLASSES as BUILT_IN
 from seq2seq.config import stored_model_config
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.topologies.generate import Generate
 from seq2seq.topologies.labelling import Classify, Tag
-from seq2seq.topologies.registry import BUILT_IN, LEGACY_RUNS, checkpoint_topology, topology_named
+from seq2seq.topologies.registry import checkpoint_topology, topology_named
 from seq2seq.topologies.translate import Translate
 from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.training.trainer import Trainer

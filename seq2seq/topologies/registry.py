@@ -1,9 +1,9 @@
-"""The topologies a checkpoint may name, and the one place that maps a name to its class.
+"""The one place that maps a topology's name, or a checkpoint, to its class.
 
 A checkpoint's stored config names its topology by ``topology._target_``; only the built-in
-topologies below are built from a stored config (a checkpoint never imports code of its
-choosing). Checkpoints written before the topologies were classes name a ``run`` function and a
-``task``: they map to the same classes.
+topologies (``seq2seq.config.TOPOLOGY_CLASSES``) are built from a stored config (a checkpoint
+never imports code of its choosing). Checkpoints written before the topologies were classes name
+a ``run`` function and a ``task``: they map to the same classes.
 """
 
 from __future__ import annotations
@@ -15,15 +15,12 @@ from omegaconf import OmegaConf
 from seq2seq.config import LEGACY_TOPOLOGY_RUNS, TOPOLOGY_CLASSES, build, config_dir
 from seq2seq.errors import CheckpointError, ConfigError
 
-BUILT_IN = TOPOLOGY_CLASSES  # name -> the class of conf/topology/NAME.yaml
-LEGACY_RUNS = LEGACY_TOPOLOGY_RUNS
-
 
 def topology_named(name: str, stored: Mapping[str, Any] | None = None) -> Any:
     """The built-in topology ``name`` with its settings from ``conf/topology/NAME.yaml``,
     overridden by ``stored`` (a checkpoint's)."""
-    if name not in BUILT_IN:
-        raise ConfigError(f"topology {name!r}: expected one of {', '.join(BUILT_IN)}")
+    if name not in TOPOLOGY_CLASSES:
+        raise ConfigError(f"topology {name!r}: expected one of {', '.join(TOPOLOGY_CLASSES)}")
     settings = OmegaConf.load(config_dir() / "topology" / f"{name}.yaml")
     if stored:
         kept = {k: v for k, v in stored.items() if k not in ("_target_", "_partial_", "task")}
@@ -35,10 +32,10 @@ def checkpoint_topology(payload: Mapping[str, Any]) -> Any:
     """The topology a loaded checkpoint was trained for, built from its stored settings."""
     stored = payload["config"].get("topology") or {}
     target = stored.get("_target_")
-    names = {v: k for k, v in BUILT_IN.items()}
+    names = {v: k for k, v in TOPOLOGY_CLASSES.items()}
     if target in names:
         return topology_named(names[target], stored)
-    if target is None or target in LEGACY_RUNS:
+    if target is None or target in LEGACY_TOPOLOGY_RUNS:
         return topology_named(str(stored.get("task") or "translate"), stored)
     raise CheckpointError(f"topology._target_={target!r}: a checkpoint may name one of the "
-                          f"built-in topologies ({', '.join(BUILT_IN.values())})")
+                          f"built-in topologies ({', '.join(TOPOLOGY_CLASSES.values())})")
