@@ -35,6 +35,12 @@ def config_dir() -> Path:
     return installed if (installed / "train.yaml").is_file() else package.parent / "conf"
 
 
+def packaged_preset(name: str) -> DictConfig:
+    """A preset file of the packaged config tree, e.g. ``search/beam.yaml``: the values a
+    checkpoint's stored config is read over, for the keys it predates."""
+    return cast(DictConfig, OmegaConf.load(config_dir() / name))  # every preset is a mapping
+
+
 # The topologies a checkpoint may name (name -> class of conf/topology/NAME.yaml); checkpoints
 # written before the topologies were classes name a ``run`` function and a ``task``.
 TOPOLOGY_CLASSES = {
@@ -68,7 +74,7 @@ def stored_model_config(stored: Mapping[str, Any] | DictConfig) -> DictConfig:
         filled = {key: fill(value) for key, value in node.items()}
         preset = MODEL_PRESETS.get(str(node.get("_target_")))
         if preset is not None:
-            values = cast(dict, OmegaConf.to_container(OmegaConf.load(config_dir() / preset)))
+            values = cast(dict, OmegaConf.to_container(packaged_preset(preset)))
             for key, value in values.items():
                 if key not in filled and key != "defaults" and value != "???" \
                         and not isinstance(value, dict):

@@ -6,12 +6,12 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence, cast
 
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from seq2seq.config import build, config_dir, stored_model_config
+from seq2seq.config import build, packaged_preset, stored_model_config
 from seq2seq.data.batching import make_batch
 from seq2seq.errors import CheckpointError, check_range
 from seq2seq.models.encoder_decoder import EncoderDecoder
@@ -133,9 +133,8 @@ class Translator:
         # The packaged search settings under the stored ones fill the keys of a checkpoint written
         # before they existed. Built directly, not through the stored _target_: a checkpoint must
         # not choose what gets imported.
-        packaged = OmegaConf.load(config_dir() / "search" / "beam.yaml")
-        search = OmegaConf.to_container(OmegaConf.merge(packaged, config.get("search") or {}))
-        assert isinstance(search, dict)  # two mappings merged
+        search = cast(dict, OmegaConf.to_container(OmegaConf.merge(
+            packaged_preset("search/beam.yaml"), config.get("search") or {})))
         settings = {str(k): v for k, v in search.items() if not str(k).startswith("_")}
         settings.update({k: v for k, v in search_overrides.items() if v is not None})
         max_input = int(config.get("data", {}).get("max_length", 250))

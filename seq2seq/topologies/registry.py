@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from omegaconf import OmegaConf
 
-from seq2seq.config import LEGACY_TOPOLOGY_RUNS, TOPOLOGY_CLASSES, build, config_dir
+from seq2seq.config import LEGACY_TOPOLOGY_RUNS, TOPOLOGY_CLASSES, build, packaged_preset
 from seq2seq.errors import CheckpointError, ConfigError
 
 
@@ -21,11 +21,8 @@ def topology_named(name: str, stored: Mapping[str, Any] | None = None) -> Any:
     overridden by ``stored`` (a checkpoint's)."""
     if name not in TOPOLOGY_CLASSES:
         raise ConfigError(f"topology {name!r}: expected one of {', '.join(TOPOLOGY_CLASSES)}")
-    settings = OmegaConf.load(config_dir() / "topology" / f"{name}.yaml")
-    if stored:
-        kept = {k: v for k, v in stored.items() if k not in ("_target_", "_partial_", "task")}
-        settings = OmegaConf.merge(settings, kept)
-    return build(settings)
+    kept = {k: v for k, v in (stored or {}).items() if k not in ("_target_", "_partial_", "task")}
+    return build(OmegaConf.merge(packaged_preset(f"topology/{name}.yaml"), kept))
 
 
 def checkpoint_topology(payload: Mapping[str, Any]) -> Any:

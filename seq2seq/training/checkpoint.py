@@ -80,11 +80,11 @@ def load_model_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def check_stored_config(config: dict[str, Any], path: Path) -> None:
     """Refuse a stored config that would run code of its choosing when built (tools build the
-    model and the topology from it with Hydra, which imports whatever a ``_target_`` names):
-    every ``_target_`` must name this package, the model's its models (``seq2seq.models``), the
-    topology's only the topology itself; and no value may be an interpolation (a stored config
-    holds resolved values). Checked over the whole tree before anything is built; the
-    CheckpointError names the key."""
+    model and the topology from it with Hydra, which imports whatever a ``_target_`` names): the
+    model's ``_target_``s must be exactly its classes (``MODEL_TARGETS``), the topology's exactly
+    a built-in topology with nothing built inside it, any other one a name of this package; and no
+    value may be an interpolation (a stored config holds resolved values). Checked over the whole
+    tree before anything is built; the CheckpointError names the key."""
     def walk(node: Any, key: str) -> None:
         if isinstance(node, dict):
             for name, value in node.items():

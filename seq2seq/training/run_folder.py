@@ -44,9 +44,10 @@ def check_writable(run_dir: Path, min_free_mib: int = 100) -> None:
 
 def check_space(run_dir: Path, parameters: int, keep_checkpoints: int, moving_average: bool
                 ) -> None:
-    """Fail before training when the disk cannot hold the run's checkpoints: best.pt, last.pt and
-    ``keep_checkpoints`` step files, each with the weights and Adam's two moments (and the moving
-    average) of ``parameters`` float32 values."""
+    """Fail before training when the disk cannot hold the run's checkpoints: best.pt, last.pt,
+    ``keep_checkpoints`` step files and the next write's temporary, each with the weights and
+    Adam's two moments (and the moving average) of ``parameters`` float32 values, less what a
+    resumed run's checkpoints hold already."""
     per_checkpoint = 4 * parameters * (4 if moving_average else 3)
     # best.pt, last.pt, the step files and the temporary file of the next write; a resumed run's
     # files are on the disk already
