@@ -53,6 +53,7 @@ from torch import nn
 from seq2seq.config import build
 from seq2seq.data.batching import Batch, filter_pairs, length_batches, make_batch
 from seq2seq.data.corpus import write_text_atomic
+from seq2seq.device import add_device_option, resolve_device
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.precision import add_precision_option, resolve_precision
@@ -82,6 +83,10 @@ Step = Callable[[Batch], Any]  # one timed update (or one lockstep round trip to
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="benchmarks/speed.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", required=True,
@@ -106,12 +111,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_precision_option(parser, "of the framework's training steps and decoding (default: the "
                                  "experiment's trainer.precision and search.precision); when it "
                                  "comes out bf16, the fp32 figures are measured beside it")
+    add_device_option(parser)  # the framework's models; the floor stays on the CPU
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--cache-dir", default=None, help="SentencePiece cache")
     parser.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
                         help="glibc keeps freed memory, as seq2seq-train does (keep_freed_memory); "
                              "the floor runs in this process and gains from it too")
-    return parser.parse_args(argv)
+    return parser
 
 
 def compose(overrides: list[str]) -> DictConfig:
@@ -164,6 +170,8 @@ def time_steps(steps: dict[str, Step], batches: dict[str, list[Batch]], warmup: 
             batch = batches[name][i]
             start = time.perf_counter()
             steps[name](batch)
+            if torch.cuda.is_initialized():
+                torch.cuda.synchronize()  # a GPU step is timed when it is done, not queued
             if i >= warmup:
                 seconds[name] += time.perf_counter() - start
                 tokens[name] += batch.num_tgt_tokens
@@ -303,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     args.keep_freed_memory = args.keep_freed_memory and keep_freed_memory()
     try:
+        args.device = resolve_device(args.device, "--device")  # refused before any work
         results = run(args)
     except Seq2SeqError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -341,9 +350,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                "reference_vocab_size": ref.vocab_size}
 
     train_precision = resolve_precision(args.precision or cfg.trainer.get("precision", "fp32"),
-                                        "trainer.precision")
+                                        "trainer.precision", args.device.type)
     decode_precision = resolve_precision(args.precision or cfg.search.get("precision", "fp32"),
-                                         "search.precision")
+                                         "search.precision", args.device.type)
+    results["device"] = str(args.device)
     results.update(train_precision=train_precision, decode_precision=decode_precision)
 
     # The reference model alone: an experiment's model settings would otherwise merge into it.
@@ -363,6 +373,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             torch.manual_seed(42)
             model = build_translation_model(model_cfg, data.vocab_size, data.vocab_size)
             restrict_output_to_targets(model.get_submodule("decoder"), data.tgt)
+            model.to(args.device)
             params[name] = sum(p.numel() for p in model.parameters())
             steps[name + suffix] = framework_step(model, data.tokenizers, cfg, precision)
             batches[name + suffix] = data.batches
@@ -386,7 +397,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     recaser = None
     if args.checkpoint:
         payload = load_checkpoint(args.checkpoint)
-        model, tokenizers, _ = model_from_checkpoint(payload)
+        model, tokenizers, _ = model_from_checkpoint(payload, args.device)
         recaser = checkpoint_recaser(payload)
         results["decoding_model"] = str(args.checkpoint)
     else:

@@ -16,9 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from seq2seq.config import build
+from seq2seq.device import resolve_device
 from seq2seq.errors import ConfigError
 from seq2seq.models import count_parameters
-from seq2seq.runtime import keep_freed_memory
+from seq2seq.runtime import apply_num_threads, keep_freed_memory
 from seq2seq.topologies.base import PredictOptions, Topology, training_facts
 from seq2seq.training import run_folder
 from seq2seq.training.averaging import average_checkpoints
@@ -43,9 +44,10 @@ def run_training(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | No
     Under torchrun, every rank trains its share and rank 0 writes everything; the other ranks
     return an empty dict.
     """
+    device = resolve_device(cfg.get("device"), "device")  # no GPU: a ConfigError before any work
     dist_cfg = cfg.get("distributed") or {}
     distributed = init_distributed(dist_cfg.get("backend", "auto"),
-                                   dist_cfg.get("timeout_minutes", 30))
+                                   dist_cfg.get("timeout_minutes", 30), device)
     try:
         return _run_training(cfg, Path(run_dir), overrides, distributed)
     finally:
@@ -75,17 +77,18 @@ def _run_training(cfg: DictConfig, run_dir: Path, overrides: list[str] | None,
 def _train_and_report(cfg: DictConfig, run_dir: Path, overrides: list[str] | None,
                       distributed: Distributed) -> dict[str, Any]:
     seed_everything(cfg.seed)
-    if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
+    apply_num_threads(cfg.get("num_threads"))  # auto: this process's share of the cores
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
     topology: Topology = build(cfg.topology)  # conf/topology: translate, classify, tag, generate
     setup = topology.setup(cfg, distributed)
+    setup.model.to(resolve_device(cfg.get("device"), "device"))  # batches follow the model
     state = train_model(cfg, run_dir, setup.model, setup.objective, setup.batches, distributed)
     if not distributed.is_main:
         return {}
     best, averaging = choose_test_checkpoint(cfg, run_dir, setup.model, setup.objective, state)
-    predictor = topology.load_predictor(load_checkpoint(best), [best], PredictOptions())
+    predictor = topology.load_predictor(load_checkpoint(best), [best],
+                                        PredictOptions(device=cfg.get("device")))
     facts = {"checkpoint": str(best), "num_params": count_parameters(predictor.model),
              **training_facts(state), **setup.facts, "learning_curve": "learning_curve.png",
              "overrides": list(overrides or []), "seed": cfg.seed, **averaging}
@@ -103,8 +106,8 @@ def train_model(cfg: DictConfig, run_dir: Path, model: nn.Module, objective: Obj
         run_folder.check_space(run_dir, count_parameters(model), settings.keep_checkpoints,
                                settings.ema_decay > 0)
     if distributed.enabled:
-        # Rank 0's initial weights everywhere; a different dropout stream on each rank.
-        distributed.broadcast_parameters(model)
+        # A different dropout stream on each rank; DistributedDataParallel (training/step.py)
+        # gives every rank rank 0's initial weights.
         torch.manual_seed(cfg.seed + distributed.rank)
     config = cast(dict, OmegaConf.to_container(cfg, resolve=True))  # a DictConfig gives a dict
     trainer = Trainer(settings, model, objective, run_dir, config, distributed)

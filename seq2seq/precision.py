@@ -1,5 +1,9 @@
-"""Numeric precision of the forward pass: fp32, bf16 under CPU autocast, or whichever of the two
-multiplies matrices faster on this machine (``auto``).
+"""Numeric precision of the forward pass: fp32, bf16 or fp16 under autocast (on the CPU or a GPU),
+or ``auto``: on a CUDA GPU bf16 where it has bf16 kernels (Ampere and later), else fp16; on a CPU
+whichever of fp32 and bf16 multiplies matrices faster.
+
+fp16 has a narrow exponent range: trained in it, gradients are scaled (``torch.amp.GradScaler``,
+``seq2seq/training/amp.py``) so that small ones do not flush to zero. On a CPU it works, slowly.
 
 bf16 pays only on some CPUs, and their flags do not tell which: the AMD EPYC (Zen 4) and the
 Intel Xeon measured for BENCHMARKS.md both report ``avx512_bf16``, yet an output-layer-sized
@@ -19,7 +23,8 @@ from seq2seq.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "auto")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 AUTO_MIN_SPEEDUP = 1.25  # bf16 must beat fp32 by this much: a near tie is not worth the rounding
 
 
@@ -29,10 +34,15 @@ def check_precision(option: str, value: str) -> None:
         raise ConfigError(f"{option}={value!r}: expected one of {', '.join(PRECISIONS)}")
 
 
-def resolve_precision(value: str, option: str = "precision") -> str:
-    """``fp32`` or ``bf16``: ``value`` itself, or for ``auto`` the faster on this machine."""
+def resolve_precision(value: str, option: str = "precision", device_type: str = "cpu") -> str:
+    """``fp32``, ``bf16`` or ``fp16``: ``value`` itself, or what ``auto`` means on ``device_type``
+    (``cuda``: bf16 where the GPU supports it, else fp16; ``cpu``: the faster of fp32 and bf16)."""
     check_precision(option, value)
-    return auto_precision() if value == "auto" else value
+    if value != "auto":
+        return value
+    if device_type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return auto_precision()
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,17 +77,21 @@ def bf16_matmul_speedup(rows: int = 1024, inner: int = 512, cols: int = 4096,
     return best["fp32"] / best["bf16"]
 
 
-def autocast(precision: str) -> torch.autocast:
-    """The forward pass's context for a resolved precision. bf16: CPU autocast, which runs
-    matmuls and RNN layers in bfloat16 (and what follows them on their bf16 outputs), while the
-    weights, gradients and optimizer state stay fp32."""
-    if precision not in ("fp32", "bf16"):
+def autocast(precision: str, device_type: str = "cpu") -> torch.autocast:
+    """The forward pass's context for a resolved precision on ``device_type`` (``cpu``, ``cuda``;
+    another, such as ``meta``, runs in fp32). bf16 or fp16: autocast, which runs matmuls and RNN
+    layers in that type (and what follows them on their outputs), while the weights, gradients
+    and optimizer state stay fp32."""
+    if precision not in ("fp32", *DTYPES):
         raise ValueError(f"resolve precision {precision!r} first (resolve_precision)")
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    enabled = precision in DTYPES and device_type in ("cpu", "cuda")
+    return torch.autocast(device_type if enabled else "cpu",
+                          dtype=DTYPES.get(precision, torch.bfloat16), enabled=enabled)
 
 
 def add_precision_option(parser, help_text: str = (
-        "translation: matrix multiplies in fp32 or bf16, or the faster here (auto); default: "
+        "translation: matrix multiplies in fp32, bf16 or fp16, or auto (bf16 or fp16 on a GPU, "
+        "the faster of fp32 and bf16 on a CPU); default: "
         "the checkpoint's search.precision")) -> None:
     """The ``--precision`` option of a command-line tool (default None: the tool's own)."""
     parser.add_argument("--precision", choices=PRECISIONS, default=None, help=help_text)

@@ -14,6 +14,7 @@ from typing import Callable, NamedTuple, Optional, Protocol, Sequence
 import torch
 from torch import Tensor, nn
 
+from seq2seq.device import model_device, to_device
 from seq2seq.errors import check_range
 from seq2seq.models.decoder import DecoderState, Memory
 from seq2seq.precision import autocast, resolve_precision
@@ -60,7 +61,8 @@ class ModelStepper:
         """Hypotheses of this stepper's tokens with vocabulary ids."""
         if self.output_ids is None:
             return hypotheses
-        return [h._replace(tokens=self.output_ids[torch.tensor(h.tokens, dtype=torch.long)].tolist())
+        ids = self.output_ids.cpu()  # once, not a device round trip per hypothesis
+        return [h._replace(tokens=ids[torch.tensor(h.tokens, dtype=torch.long)].tolist())
                 for h in hypotheses]
 
     def step(self, prev_tokens: Tensor, state: SearchState):
@@ -116,7 +118,11 @@ class EnsembleStepper:
 
 
 def stepper_for(model: nn.Module):
-    """The ``Stepper`` that decodes ``model`` (an EncoderDecoder or an ``Ensemble`` of them)."""
+    """The ``Stepper`` that decodes ``model`` (an EncoderDecoder or an ``Ensemble`` of them, or a
+    model that brings its own: an exported one run by onnxruntime, ``seq2seq/export``)."""
+    own = getattr(model, "search_stepper", None)
+    if callable(own):
+        return own()
     return EnsembleStepper(model) if isinstance(model, Ensemble) else ModelStepper(model)
 
 
@@ -172,9 +178,10 @@ def greedy_search(stepper: Stepper, state, batch_size: int, max_len: Tensor,
                   return_attention: bool = False, choose: Chooser = most_likely
                   ) -> list[Hypothesis]:
     """Pick the most likely token at every step (or, with ``choose=sampler(...)``, a sampled
-    one). max_len: [B] output limits."""
-    alive = torch.arange(batch_size)
-    prev = torch.full((batch_size,), BOS, dtype=torch.long)
+    one). max_len: [B] output limits, on the model's device (search's tensors go there too)."""
+    device = max_len.device
+    alive = torch.arange(batch_size, device=device)
+    prev = torch.full((batch_size,), BOS, dtype=torch.long, device=device)
     tokens: list[list[int]] = [[] for _ in range(batch_size)]
     scores = [0.0] * batch_size
     attention: list[list[Tensor]] = [[] for _ in range(batch_size)]
@@ -182,9 +189,11 @@ def greedy_search(stepper: Stepper, state, batch_size: int, max_len: Tensor,
     while len(alive):
         log_probs, state, attn = stepper.step(prev, state)
         best, prev = choose(constrain(log_probs, step, max_len[alive]))
-        for row, sentence in enumerate(alive.tolist()):
-            tokens[sentence].append(int(prev[row]))
-            scores[sentence] += float(best[row])
+        # one copy to the host per step, not one per sentence (each a GPU sync)
+        for row, (sentence, token, score) in enumerate(zip(alive.tolist(), prev.tolist(),
+                                                          best.tolist())):
+            tokens[sentence].append(token)
+            scores[sentence] += score
             if return_attention and attn is not None:
                 attention[sentence].append(attn[row])
         running = prev != EOS
@@ -192,7 +201,7 @@ def greedy_search(stepper: Stepper, state, batch_size: int, max_len: Tensor,
             keep = running.nonzero().squeeze(1)
             alive, prev, state = alive[keep], prev[keep], state.index_select(keep)
         step += 1
-    return [Hypothesis(t[:-1], s, torch.stack(a) if a else None)
+    return [Hypothesis(t[:-1], s, torch.stack(a).cpu() if a else None)
             for t, s, a in zip(tokens, scores, attention)]
 
 
@@ -215,14 +224,16 @@ def beam_search(stepper: Stepper, state, batch_size: int, max_len: Tensor, beam:
     have ended. Finished hypotheses are ranked by score / length_penalty(length, alpha)."""
     check_range("beam", beam, 1)
     k = beam
+    device = max_len.device  # the model's: search's tensors live beside its states
     # Row r*k + j holds beam j of sentence r; only beam 0 is live at the start.
-    state = state.index_select(torch.arange(batch_size).repeat_interleave(k))
-    alive = torch.arange(batch_size)
-    scores = torch.full((batch_size, k), -math.inf)
+    state = state.index_select(torch.arange(batch_size, device=device).repeat_interleave(k))
+    alive = torch.arange(batch_size, device=device)
+    scores = torch.full((batch_size, k), -math.inf, device=device)
     scores[:, 0] = 0.0
-    history = torch.full((batch_size * k, 0), BOS, dtype=torch.long)
+    history = torch.full((batch_size * k, 0), BOS, dtype=torch.long, device=device)
     attn_history: Optional[Tensor] = None
-    prev = torch.full((batch_size * k,), BOS, dtype=torch.long)
+    prev = torch.full((batch_size * k,), BOS, dtype=torch.long, device=device)
+    beam_offsets = torch.arange(k, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch_size)]
     step = 0
     while len(alive):
@@ -230,29 +241,32 @@ def beam_search(stepper: Stepper, state, batch_size: int, max_len: Tensor, beam:
         log_probs, state, attn = stepper.step(prev, state)
         log_probs = constrain(log_probs, step, max_len[alive].repeat_interleave(k))
         cand_scores, cand_beams, cand_tokens = top_candidates(scores, log_probs, 2 * k)
-        rows = torch.arange(n).unsqueeze(1) * k + cand_beams  # [n, 2k] source row of each candidate
+        # [n, 2k] the source row of each candidate
+        rows = torch.arange(n, device=device).unsqueeze(1) * k + cand_beams
         if return_attention and attn is not None:
             attn_history = attn.unsqueeze(1) if attn_history is None else \
                 torch.cat([attn_history, attn.unsqueeze(1)], dim=1)
         # Candidates ending in EOS among the top k are finished hypotheses.
         is_eos = (cand_tokens == EOS) & torch.isfinite(cand_scores)
+        alive_list = alive.tolist()
         for i, j in is_eos[:, :k].nonzero().tolist():
-            sentence = int(alive[i])
+            sentence = alive_list[i]
             if len(finished[sentence]) < k:
                 row = int(rows[i, j])
                 length = history.size(1) + 1
                 finished[sentence].append(Hypothesis(
                     history[row].tolist(), float(cand_scores[i, j]) / length_penalty(length, alpha),
-                    None if attn_history is None else attn_history[row]))
+                    None if attn_history is None else attn_history[row].cpu()))
         # The k best candidates that did not end continue.
         cont_scores = cand_scores.masked_fill(is_eos, -math.inf)
         cont_scores, pick = cont_scores.topk(k, dim=-1)
         chosen_rows = rows.gather(1, pick).view(-1)
         chosen_tokens = cand_tokens.gather(1, pick).view(-1)
-        done = torch.tensor([len(finished[int(s)]) >= k for s in alive], dtype=torch.bool)
+        done = torch.tensor([len(finished[s]) >= k for s in alive_list], dtype=torch.bool,
+                            device=device)
         done |= ~torch.isfinite(cont_scores[:, 0])  # nothing left to extend
         keep = (~done).nonzero().squeeze(1)
-        keep_rows = (keep.unsqueeze(1) * k + torch.arange(k)).view(-1)
+        keep_rows = (keep.unsqueeze(1) * k + beam_offsets).view(-1)
         order = chosen_rows.index_select(0, keep_rows)
         history = torch.cat([history.index_select(0, order),
                              chosen_tokens.index_select(0, keep_rows).unsqueeze(1)], dim=1)
@@ -271,10 +285,14 @@ def decode(model, src: Tensor, src_len: Tensor, beam: int = 1, alpha: float = 0.
            return_attention: bool = False, precision: str = "fp32") -> list[Hypothesis]:
     """Translate a batch with an EncoderDecoder (or an ``Ensemble``): greedy when ``beam == 1``,
     else beam search. ``precision``: of the model's matrix multiplies (seq2seq/precision.py);
-    scores are summed in fp32 either way."""
+    scores are summed in fp32 either way. ``src`` and ``src_len`` go to the model's device, and
+    search works there; the hypotheses come back on the CPU."""
     check_range("beam", beam, 1)
     stepper = stepper_for(model)
-    with torch.inference_mode(), autocast(resolve_precision(precision)):
+    device = model_device(model)
+    src, src_len = to_device(src, device), to_device(src_len, device)
+    with torch.inference_mode(), autocast(resolve_precision(
+            precision, "search.precision", device.type), device.type):
         state = stepper.start(src, src_len)
         limits = max_output_lengths(src_len, max_length_ratio, max_length)
         if beam == 1:

@@ -68,6 +68,10 @@ class TokenizerSettings:
     recase: bool
     # Where trained SentencePiece models are kept, keyed by their corpus and settings.
     cache_dir: str
+    # With max_sentences 0, input files of more lines than this train on a random sample of this
+    # many (SentencePiece's input_sentence_size + shuffle_input_sentence), in bounded memory and
+    # time; smaller corpora train on every line, as without it. 0: every line of any corpus.
+    sample_sentences: int = 0
 
     def __post_init__(self) -> None:
         check_choice("tokenizer.model_type", self.model_type, ("unigram", "bpe", "char", "word"))
@@ -143,16 +147,32 @@ class SentencePieceTokenizer:
         return [self._sp.id_to_piece(int(i)) for i in ids]
 
 
-def _fingerprint(files: Sequence[Path], settings: TokenizerSettings) -> str:
+def _fingerprint(files: Sequence[Path], settings: TokenizerSettings) -> tuple[str, int]:
+    """The cache key of a model trained on ``files`` with ``settings``, and the input sentences it
+    is trained on (``input_sentence_size``: 0 for all)."""
     trained_by = {k: v for k, v in asdict(settings).items()
-                  if not k.startswith("sampling_") and k not in ("recase", "cache_dir")}
+                  if not k.startswith("sampling_")
+                  and k not in ("recase", "cache_dir", "sample_sentences")}
     digest = hashlib.sha256(json.dumps(trained_by, sort_keys=True).encode())
+    lines = 0
     for path in files:
         digest.update(path.name.encode())
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
-    return digest.hexdigest()[:16]
+                lines += block.count(b"\n")
+    sample = training_sample(settings, lines)
+    if sample != settings.max_sentences:  # only a corpus that is sampled gets another key
+        digest.update(f"sample {sample}".encode())
+    return digest.hexdigest()[:16], sample
+
+
+def training_sample(settings: TokenizerSettings, lines: int) -> int:
+    """SentencePiece's ``input_sentence_size`` for ``lines`` input lines: ``max_sentences`` when
+    set, else ``sample_sentences`` when the corpus is larger, else 0 (every line)."""
+    if settings.max_sentences > 0:
+        return settings.max_sentences
+    return settings.sample_sentences if 0 < settings.sample_sentences < lines else 0
 
 
 def comma_free(paths: Sequence[Path], folder: Path) -> list[Path]:
@@ -176,12 +196,14 @@ def train_sentencepiece(
     paths = [Path(f) for f in files]
     cache = Path(cache_dir).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
-    target = cache / f"spm-{_fingerprint(paths, settings)}.model"
+    key, sample = _fingerprint(paths, settings)
+    target = cache / f"spm-{key}.model"
     if target.exists():
         log.info("Reusing cached SentencePiece model %s", target)
         return SentencePieceTokenizer.load(target)
-    log.info("Training SentencePiece (%s, %d pieces) on %s", settings.model_type,
-             settings.vocab_size, ", ".join(str(p) for p in paths))
+    log.info("Training SentencePiece (%s, %d pieces) on %s%s", settings.model_type,
+             settings.vocab_size, ", ".join(str(p) for p in paths),
+             f" (a random sample of {sample:,} lines)" if sample else "")
     with tempfile.TemporaryDirectory(dir=cache) as tmp, tempfile.TemporaryDirectory() as links:
         prefix = os.path.join(tmp, "spm")
         spm.SentencePieceTrainer.train(
@@ -192,8 +214,8 @@ def train_sentencepiece(
             character_coverage=settings.character_coverage,
             hard_vocab_limit=settings.hard_vocab_limit,
             normalization_rule_name=settings.normalization,
-            input_sentence_size=settings.max_sentences,
-            shuffle_input_sentence=settings.max_sentences > 0,
+            input_sentence_size=sample,
+            shuffle_input_sentence=sample > 0,
             pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
             num_threads=os.cpu_count() or 1,
             minloglevel=2,

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Optional, Sequence, cast
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from seq2seq.config import build, packaged_preset, stored_model_config
 from seq2seq.data.batching import make_batch
+from seq2seq.device import model_device, resolve_device
 from seq2seq.errors import CheckpointError, check_range
 from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.precision import check_precision
@@ -76,16 +78,17 @@ def build_translation_model(model_cfg: DictConfig | dict, src_vocab_size: int,
     return build(model_cfg, src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size)
 
 
-def model_from_checkpoint(payload: dict[str, Any]) -> tuple[nn.Module, TokenizerPair, DictConfig]:
-    """Rebuild a translation model (in eval mode), its tokenizers and its config from a loaded
-    checkpoint."""
+def model_from_checkpoint(payload: dict[str, Any], device: Optional[torch.device] = None
+                          ) -> tuple[nn.Module, TokenizerPair, DictConfig]:
+    """Rebuild a translation model (in eval mode, on ``device``: None for the CPU), its tokenizers
+    and its config from a loaded checkpoint."""
     config = OmegaConf.create(payload["config"])
     tokenizers = TokenizerPair.from_state_dict(payload["tokenizers"])
     model = build_translation_model(stored_model_config(config.model), tokenizers.src.vocab_size,
                                     tokenizers.tgt.vocab_size)
     # A restricted output layer (output_vocabulary=training_targets) takes its saved ids as it loads.
     model.load_state_dict(payload["model"])
-    model.eval()
+    model.to(device or torch.device("cpu")).eval()
     return model, tokenizers, config
 
 
@@ -125,11 +128,22 @@ class Translator:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, payload: Optional[dict] = None,
-                        **search_overrides) -> "Translator":
-        """Build a translator from a checkpoint (``payload``: its contents, if already loaded);
-        ``search_overrides`` replace its search settings."""
+                        device: Optional[str] = None, **search_overrides) -> "Translator":
+        """Build a translator from a checkpoint (``payload``: its contents, if already loaded) on
+        ``device`` (``seq2seq/device.py``; None: auto); ``search_overrides`` replace its search
+        settings."""
+        where = resolve_device(device, "device")
         payload = payload or load_model_checkpoint(path)
-        model, tokenizers, config = model_from_checkpoint(payload)
+        model, tokenizers, config = model_from_checkpoint(payload, where)
+        return cls.from_parts(model, tokenizers, config, checkpoint_recaser(payload),
+                              **search_overrides)
+
+    @classmethod
+    def from_parts(cls, model: nn.Module, tokenizers: TokenizerPair, config: DictConfig,
+                   recaser: Optional[Recaser] = None, **search_overrides) -> "Translator":
+        """A translator of ``model`` (an EncoderDecoder, or a model with its own
+        ``search_stepper``: an exported one) with the search settings and input length of a
+        checkpoint's ``config``; ``search_overrides`` replace its search settings."""
         # The packaged search settings under the stored ones fill the keys of a checkpoint written
         # before they existed. Built directly, not through the stored _target_: a checkpoint must
         # not choose what gets imported.
@@ -139,16 +153,16 @@ class Translator:
         settings.update({k: v for k, v in search_overrides.items() if v is not None})
         max_input = int(config.get("data", {}).get("max_length", 250))
         return cls(model, tokenizers, SearchSettings(**settings), max_input_length=max_input,
-                   recaser=checkpoint_recaser(payload))
+                   recaser=recaser)
 
     @classmethod
     def from_checkpoints(cls, paths: Sequence[str | Path], payload: Optional[dict] = None,
-                         **search_overrides) -> "Translator":
+                         device: Optional[str] = None, **search_overrides) -> "Translator":
         """One checkpoint: ``from_checkpoint``. Several: their ensemble (``search.Ensemble``),
         which needs the same tokenizers in all; search settings come from the first
         (``payload``: the first checkpoint's contents, if already loaded)."""
         payload = payload or load_model_checkpoint(paths[0])
-        first = cls.from_checkpoint(paths[0], payload, **search_overrides)
+        first = cls.from_checkpoint(paths[0], payload, device, **search_overrides)
         if len(paths) == 1:
             return first
         members = [first.model]
@@ -162,7 +176,7 @@ class Translator:
             if member["tokenizers"] != first.tokenizers.state_dict():
                 raise CheckpointError(f"{path}: its SentencePiece models differ from those of "
                                       f"{paths[0]}; an ensemble's members must share them")
-            members.append(model_from_checkpoint(member)[0])
+            members.append(model_from_checkpoint(member, model_device(first.model))[0])
         return cls(Ensemble(members), first.tokenizers, first.search, first.max_input_length,
                    first.recaser)
 

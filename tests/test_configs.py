@@ -86,7 +86,7 @@ def test_a_checkpoint_without_newer_search_keys_gets_the_packaged_ones(monkeypat
     stored = {"search": {"_target_": "os.system", "beam": 3, "length_penalty": 0.5,
                          "max_length_ratio": 1.5, "batch_size": 8}, "data": {"max_length": 50}}
     monkeypatch.setattr(translate_module, "model_from_checkpoint",
-                        lambda payload: (nn.Linear(1, 1), None, OmegaConf.create(stored)))
+                        lambda payload, device=None: (nn.Linear(1, 1), None, OmegaConf.create(stored)))
     translator = Translator.from_checkpoint("old.pt", payload={"config": stored}, batch_size=None,
                                             max_length=7)
     packaged = group_settings("search", "beam")

@@ -16,8 +16,8 @@ from tests.test_models import tiny_model
 
 
 def test_an_unknown_precision_names_the_option():
-    with pytest.raises(ConfigError, match=r"trainer.precision='fp16': expected one of fp32, bf16, auto"):
-        group_settings("trainer", "default", precision="fp16")
+    with pytest.raises(ConfigError, match=r"trainer.precision='fp8': expected one of fp32, bf16, fp16, auto"):
+        group_settings("trainer", "default", precision="fp8")
     with pytest.raises(ConfigError, match="search.precision"):
         group_settings("search", "beam", precision="half")
     check_precision("x", "auto")  # accepted
@@ -33,8 +33,8 @@ def test_auto_takes_bf16_only_when_its_matmul_is_clearly_faster(monkeypatch, spe
     finally:
         precision_module.auto_precision.cache_clear()
     assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
-    with pytest.raises(ConfigError, match="search.precision='fp16'"):
-        resolve_precision("fp16", "search.precision")
+    with pytest.raises(ConfigError, match="search.precision='fp8'"):
+        resolve_precision("fp8", "search.precision")
 
 
 def test_the_matmul_probe_measures_a_positive_ratio():

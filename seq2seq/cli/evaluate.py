@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from seq2seq.cli import add_version_option, unexpected_error
+from seq2seq.cli.progress import ProgressPredictor
+from seq2seq.device import add_device_option, resolve_device
 from seq2seq.errors import Seq2SeqError
 from seq2seq.precision import add_precision_option
 from seq2seq.topologies.base import EvaluationRequest, PredictOptions
@@ -45,6 +47,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--length-penalty", type=float, default=None,
                         help="GNMT length penalty alpha (with checkpoints); default: the checkpoint's")
     add_precision_option(parser)
+    add_device_option(parser)
     parser.add_argument("--report-dir", default=".", help="where the report files go")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--attention-plots", type=int, default=3,
@@ -67,7 +70,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def request_from(args: argparse.Namespace) -> EvaluationRequest:
     options = PredictOptions(beam=args.beam, length_penalty=args.length_penalty,
-                             precision=args.precision)
+                             precision=args.precision, device=args.device)
     return EvaluationRequest(ref=args.ref, report_dir=Path(args.report_dir), src=args.src,
                              hyp=args.hyp, checkpoints=tuple(args.checkpoint or ()),
                              baseline=args.baseline, labels=args.labels, judge=args.judge,
@@ -79,11 +82,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     request = request_from(args)
     try:
+        resolve_device(args.device, "--device")  # a missing GPU: refused before any work
         if request.checkpoints:
             # The checkpoint's topology scores its own predictions.
             payload = load_model_checkpoint(request.checkpoints[0])
             topology = checkpoint_topology(payload)
             predictor = topology.load_predictor(payload, request.checkpoints, request.options)
+            predictor = ProgressPredictor(predictor)  # a bar on a terminal's stderr while it decodes
         else:
             topology, predictor = topology_named(args.task), None
         report = topology.evaluate(request, predictor)

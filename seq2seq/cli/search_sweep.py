@@ -20,6 +20,7 @@ from typing import Any, Optional, Sequence
 
 from seq2seq.cli import add_version_option, unexpected_error
 from seq2seq.data.corpus import read_lines, write_text_atomic
+from seq2seq.device import add_device_option, resolve_device
 from seq2seq.errors import Seq2SeqError
 from seq2seq.evaluation.bleu import check_aligned, score_corpus
 from seq2seq.precision import add_precision_option
@@ -47,7 +48,7 @@ def sweep(translator: Translator, sources: Sequence[str], references: Sequence[s
     return sorted(rows, key=lambda r: -r["bleu"])
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seq2seq-search-sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version_option(parser)
@@ -59,13 +60,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="GNMT length penalties (alpha) to try; 0 ranks by raw log-probability")
     parser.add_argument("--out", help="also write the rows to this JSON file")
     add_precision_option(parser)
+    add_device_option(parser)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if min(args.beams) < 1:
         parser.error(f"--beams {args.beams}: expected widths >= 1")
     try:
+        resolve_device(args.device, "--device")  # a missing GPU: refused before any work
         sources, references = read_lines(Path(args.src)), read_lines(Path(args.ref))
         check_aligned(sources, references, "sources")
-        translator = Translator.from_checkpoint(args.checkpoint, precision=args.precision)
+        translator = Translator.from_checkpoint(args.checkpoint, precision=args.precision,
+                                                device=args.device)
         references = comparable_references(references, translator.writes_lowercase)
         rows = sweep(translator, sources, references, args.beams, args.length_penalties)
     except (Seq2SeqError, OSError) as err:

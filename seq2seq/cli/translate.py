@@ -18,6 +18,8 @@ from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, TextIO
 
 from seq2seq.cli import add_version_option, unexpected_error
 from seq2seq.cli.lines import AtomicOutput, stream_lines
+from seq2seq.cli.progress import LineProgress
+from seq2seq.device import add_device_option, resolve_device
 from seq2seq.errors import Seq2SeqError
 from seq2seq.precision import add_precision_option
 from seq2seq.predict import load_predictor
@@ -29,13 +31,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version_option(parser)
     parser.add_argument("--checkpoint", required=True, nargs="+",
-                        help="a best.pt or last.pt file; several translation checkpoints of the "
-                             "same vocabulary decode as an ensemble (mean of their probabilities)")
+                        help="a best.pt or last.pt file, a release (seq2seq-release) or a folder "
+                             "exported by seq2seq-export (decoded with onnxruntime); several "
+                             "translation checkpoints of the same vocabulary decode as an ensemble "
+                             "(mean of their probabilities)")
     parser.add_argument("--beam", type=int, default=None,
                         help="beam width (1 = greedy); default: the checkpoint's search.beam")
     parser.add_argument("--length-penalty", type=float, default=None,
                         help="GNMT length penalty alpha; default: the checkpoint's search.length_penalty")
     add_precision_option(parser)
+    add_device_option(parser)
     parser.add_argument("--batch-size", type=int, default=None, help="sentences per batch")
     parser.add_argument("--temperature", type=float, default=None,
                         help="generate: sampling temperature (0 = greedy)")
@@ -59,18 +64,23 @@ def main(argv: Optional[Sequence[str]] = None, stdin: Optional[BinaryIO] = None,
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     try:
+        resolve_device(args.device, "--device")  # a missing GPU: refused before loading
         predictor = load_predictor(args.checkpoint, PredictOptions(
             beam=args.beam, batch_size=args.batch_size, length_penalty=args.length_penalty,
-            precision=args.precision, temperature=args.temperature, top_k=args.top_k))
+            precision=args.precision, temperature=args.temperature, top_k=args.top_k,
+            device=args.device))
         source = open(args.input, "rb") if args.input else (stdin or sys.stdin.buffer)
         chunk = 1 if source.isatty() else max(1, args.chunk)
-        with source, AtomicOutput(args.output, stdout) as out:
+        # A bar on a terminal's stderr only: a pipe or a log gets the tool's own lines alone.
+        with source, AtomicOutput(args.output, stdout) as out, \
+                LineProgress(desc="translated", show=chunk > 1) as bar:  # no bar over typed lines
             done = 0
             for lines in chunks(stream_lines(source, args.input or "<stdin>"), chunk):
                 for text in predictor.predict(lines, done):
                     out.write(text.replace("\n", " ") + "\n")
                 out.flush()
                 done += len(lines)
+                bar.update(len(lines))
     except BrokenPipeError:
         if args.output is not None:  # not our output's reader: the --output file was not written
             print("error: broken pipe; the output was not written", file=sys.stderr)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
+from typing import Iterator
 
 from seq2seq.atomic import atomic_file
 from seq2seq.errors import DataError
@@ -44,6 +46,42 @@ def read_lines(path: str | Path, allow_empty: bool = False,
     if not lines and not allow_empty:
         raise DataError(f"{path}: file is empty; expected one sentence per line")
     return lines
+
+
+def iter_lines(path: str | Path) -> Iterator[str]:
+    """The lines of a UTF-8 text file as ``read_lines`` gives them, one at a time, so a corpus of
+    any size is read in bounded memory (no limit on a line's length: a training line). Raises
+    DataError naming the file and line for a missing file or bytes that are not UTF-8."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f"{path}:{number}: invalid UTF-8 at byte {err.start} of the line "
+                    f"({line[err.start:err.start + 4]!r}); expected UTF-8 text"
+                ) from None
+            if text.endswith("\n"):
+                text = text[:-1]
+            yield text[:-1] if text.endswith("\r") else text
+
+
+def iter_parallel(src_path: str | Path, tgt_path: str | Path) -> Iterator[tuple[str, str]]:
+    """Aligned (source, target) lines of two files, streamed; DataError when their line counts
+    differ or a file is empty (``read_parallel``'s checks, in bounded memory)."""
+    pairs = 0
+    for pairs, (src, tgt) in enumerate(zip_longest(iter_lines(src_path), iter_lines(tgt_path)),
+                                       start=1):
+        if src is None or tgt is None:
+            longer, shorter = (tgt_path, src_path) if src is None else (src_path, tgt_path)
+            raise DataError(f"line counts differ: {shorter} has {pairs - 1} lines, {longer} has "
+                            "more; expected one target line per source line")
+        yield src, tgt
+    if pairs == 0:
+        raise DataError(f"{src_path}: file is empty; expected one sentence per line")
 
 
 def read_aligned(path: str | Path, references: list[str], option: str) -> list[str]:

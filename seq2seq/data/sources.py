@@ -47,6 +47,12 @@ class ParallelData:
     download: bool
     downloader: Optional[Callable[..., Path]]
     download_dir: Optional[str]
+    # Training pairs whose longer side has more than this many times the pieces of the shorter are
+    # dropped and counted (Moses's clean-corpus-n uses 9); None keeps them.
+    max_length_ratio: Optional[float] = None
+    # Encode the training split once into the tokenizer cache and map it (seq2seq/data/binarized.py);
+    # false encodes it into lists every run, as subword sampling (tokenizer.sampling_alpha) does.
+    binarize: bool = True
 
     def files(self) -> CorpusFiles:
         """The corpus files, generated or downloaded first when so configured."""

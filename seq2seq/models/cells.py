@@ -89,8 +89,9 @@ class ReferenceLayer(nn.Module):
         """
         batch, steps = x.shape[:2]
         if lengths is None:
-            lengths = torch.full((batch,), steps, dtype=torch.long)
-        real = (torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)).to(x.dtype)  # [B, T]
+            lengths = torch.full((batch,), steps, dtype=torch.long, device=x.device)
+        positions = torch.arange(steps, device=lengths.device).unsqueeze(0)
+        real = (positions < lengths.unsqueeze(1)).to(device=x.device, dtype=x.dtype)  # [B, T]
         outputs, finals_h, finals_c = [], [], []  # finals_c: only with a cell state
         for direction, suffix in enumerate(self.suffixes):
             weights = self._weights(suffix)

@@ -62,6 +62,8 @@ class CRF(nn.Module):
                         ) -> tuple[Tensor, Tensor, Tensor]:
         """(start [T], transitions [T, T], end [T]) for Viterbi, plus optional hard constraints
         (additive 0 / -inf scores such as ``bio_transitions``)."""
-        begin = self.start if start is None else self.start + start
-        transitions = self.transitions if moves is None else self.transitions + moves
+        # the constraints are built on the CPU, the scores live with the model
+        begin = self.start if start is None else self.start + start.to(self.start.device)
+        transitions = self.transitions if moves is None else \
+            self.transitions + moves.to(self.transitions.device)
         return begin.detach(), transitions.detach(), self.end.detach()

@@ -24,7 +24,8 @@ def keep_mask(shape: torch.Size, p: float) -> tuple[Tensor, float]:
     """A bool mask of ``shape``, each element True with probability 1 - q, and that keep
     probability 1 - q (q is ``p`` rounded to a multiple of 1/128)."""
     count = shape.numel()
-    words = torch.empty((count + 7) // 8, dtype=torch.int64).random_()
+    # device="cpu": ``dropout`` takes this path for CPU tensors only (a GPU draws torch's mask)
+    words = torch.empty((count + 7) // 8, dtype=torch.int64, device="cpu").random_()
     levels = words.view(torch.uint8)[:count].view(shape) & (LEVELS - 1)
     threshold = round(p * LEVELS)
     return levels >= threshold, 1.0 - threshold / LEVELS

@@ -62,11 +62,15 @@ class RNNEncoder(nn.Module):
         if extra is not None:
             embedded = torch.cat([embedded, extra], dim=-1)
         embedded = self.dropout(embedded)
-        if isinstance(self.rnn, nn.RNNBase) and mostly_real(src_len, src.size(1)):
+        # On a GPU the packed batch is one cuDNN call for the whole stack, padding skipped; the
+        # padded run is a CPU (oneDNN) optimisation.
+        if isinstance(self.rnn, nn.RNNBase) and embedded.device.type == "cpu" \
+                and mostly_real(src_len, src.size(1)):
             states, hidden = run_unpacked(self.rnn, embedded, src_len)
         else:
             # Packing skips the padding, so a padded sentence encodes exactly as it would alone.
             # enforce_sorted=False: batches are bucketed, not sorted; callers expect their order.
+            # The lengths must be on the CPU (torch packs on the host).
             packed = pack_padded_sequence(embedded, src_len.cpu(), batch_first=True,
                                           enforce_sorted=False)
             outputs, hidden = self.rnn(packed)

@@ -102,7 +102,7 @@ class ByteWordFeatures(nn.Module):
 def piece_words(word_starts: Tensor, length: int) -> Tensor:
     """The word each piece belongs to [B, S], from the words' first pieces [B, W] (EOS and
     padding fall to the last word)."""
-    marks = torch.zeros(word_starts.size(0), length, dtype=torch.long)
+    marks = torch.zeros(word_starts.size(0), length, dtype=torch.long, device=word_starts.device)
     marks.scatter_(1, word_starts, 1)
     return (marks.cumsum(1) - 1).clamp(min=0)
 
@@ -164,7 +164,7 @@ class SequenceTagger(nn.Module):
                 word_lexicon: Optional[Tensor] = None, word_ids: Optional[Tensor] = None
                 ) -> TaggerOutput:
         """Tag scores per word (the CRF's emissions when it has one), and class logits."""
-        dropped = torch.rand(word_starts.shape) < self.word_dropout \
+        dropped = torch.rand(word_starts.shape, device=word_starts.device) < self.word_dropout \
             if self.training and self.word_dropout > 0 else None                       # [B, W]
         if dropped is not None and word_ids is not None:
             word_ids = word_ids.masked_fill(dropped & (word_ids != PAD), UNK)

@@ -189,7 +189,7 @@ class LayeredRNN(nn.Module):
 def reversal_index(lengths: Tensor, length: int) -> Tensor:
     """[B, S] positions that reverse each row's first ``lengths[b]`` steps and leave its padding
     in place; applying it twice gives the identity."""
-    positions = torch.arange(length).unsqueeze(0)
+    positions = torch.arange(length, device=lengths.device).unsqueeze(0)
     reversed_positions = lengths.unsqueeze(1) - 1 - positions
     return torch.where(reversed_positions >= 0, reversed_positions, positions)
 
@@ -243,5 +243,5 @@ def run_unpacked(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> tuple[Tensor, T
                 finals.append(out.gather(1, last).squeeze(1))
             outputs.append(out)
         x = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
-    real = torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)
+    real = torch.arange(length, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
     return x * real.unsqueeze(-1), torch.stack(finals)

@@ -45,7 +45,8 @@ def best_paths(log_probs: Tensor, mask: Tensor, start: Tensor, moves: Tensor,
         best, previous = candidates.max(dim=1)
         live = mask[:, t].unsqueeze(1)
         score = torch.where(live, best + log_probs[:, t], score)
-        back.append(torch.where(live, previous, torch.arange(score.size(1)).expand_as(previous)))
+        stay = torch.arange(score.size(1), device=score.device).expand_as(previous)
+        back.append(torch.where(live, previous, stay))
     if end is not None:
         score = score + end
     paths = []

@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from seq2seq.device import to_device
 from seq2seq.errors import CheckpointError
 from seq2seq.training.distributed import Distributed
 from seq2seq.training.state import Objective
@@ -33,6 +34,7 @@ class PredictOptions:
     precision: Optional[str] = None
     temperature: Optional[float] = None  # generate: sampling temperature (0: greedy)
     top_k: Optional[int] = None          # generate: sample among the k most likely pieces
+    device: Optional[str] = None         # auto | cpu | cuda | cuda:N (seq2seq/device.py); None: auto
 
 
 class Predictor(Protocol):
@@ -114,14 +116,14 @@ def no_ensemble(paths: Sequence[str | Path], topology: str) -> None:
                               "checkpoints make ensembles")
 
 
-def loss_and_perplexity(batches: Iterable[Any], summed: Callable[[Any], Tensor]
-                        ) -> tuple[float, float]:
-    """Loss per predicted token over ``batches`` (``summed(batch)``: the batch's summed loss),
-    without gradients, and the perplexity it gives."""
+def loss_and_perplexity(batches: Iterable[Any], summed: Callable[[Any], Tensor],
+                        device: Optional[torch.device] = None) -> tuple[float, float]:
+    """Loss per predicted token over ``batches`` (``summed(batch)``: the batch's summed loss, the
+    batch moved to the model's ``device`` first), without gradients, and the perplexity it gives."""
     total, tokens = 0.0, 0
     with torch.inference_mode():
         for batch in batches:
-            total += float(summed(batch))
+            total += float(summed(batch if device is None else to_device(batch, device)))
             tokens += batch.num_tgt_tokens
     loss = total / max(tokens, 1)
     return loss, math.exp(min(loss, 50.0))

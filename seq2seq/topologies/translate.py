@@ -8,16 +8,27 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Any, ClassVar, Optional, Sequence, cast
+from typing import Any, ClassVar, Iterator, Optional, Sequence, cast
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from seq2seq.config import build
-from seq2seq.data.batching import Batch, ParallelBatches, ResampledParallelBatches, kept_pairs, make_batch
-from seq2seq.data.corpus import CorpusFiles, read_aligned, read_lines, write_lines
+from seq2seq.data.batching import (
+    Batch,
+    BucketedBatches,
+    PairFilter,
+    ParallelBatches,
+    ResampledParallelBatches,
+    make_batch,
+)
+from seq2seq.data.binarized import BinarizedCorpus, MappedParallelBatches, binarized_training_split
+from seq2seq.data.corpus import CorpusFiles, iter_lines, read_aligned, read_lines, write_lines
+from seq2seq.device import model_device
 from seq2seq.errors import ConfigError
 from seq2seq.evaluation.bleu import score_corpus
 from seq2seq.evaluation.report import evaluation_report, line_count
@@ -26,6 +37,7 @@ from seq2seq.models.decoder import RNNDecoder
 from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.precision import resolve_precision
 from seq2seq.recase import Recaser
+from seq2seq.runtime import available_cores
 from seq2seq.tokenization import PAD, TokenizerPair, TokenizerSettings, build_tokenizers
 from seq2seq.topologies.base import EvaluationRequest, PredictOptions, TrainingSetup, loss_and_perplexity
 from seq2seq.training.distributed import Distributed
@@ -38,6 +50,10 @@ from seq2seq.translate import (
 )
 
 log = logging.getLogger(__name__)
+
+# The training targets the recaser is fitted on: all of Multi30k's 29,000; a larger corpus's first
+# this many (its counts then cover the common words, in bounded memory and time).
+RECASER_LINES = 100_000
 
 
 @dataclass
@@ -77,7 +93,8 @@ class TranslationObjective:
         batches = (make_batch([valid.src_ids[i] for i in chunk], [valid.tgt_ids[i] for i in chunk],
                               chunk) for chunk in (order[start:start + 64]
                                                    for start in range(0, len(order), 64)))
-        return loss_and_perplexity(batches, lambda batch: self.loss(model, batch, 1.0, 0.0))
+        return loss_and_perplexity(batches, lambda batch: self.loss(model, batch, 1.0, 0.0),
+                                   model_device(model))
 
     def validate(self, model: nn.Module) -> dict[str, float]:
         valid = self.valid
@@ -94,10 +111,11 @@ class TranslationObjective:
         return extras
 
 
-def restrict_output_to_targets(decoder: RNNDecoder, tgt_ids: list[list[int]],
+def restrict_output_to_targets(decoder: RNNDecoder, tgt_ids: Sequence[Sequence[int]] | np.ndarray,
                                sampling_alpha: float = 0.0) -> None:
-    """Restrict the decoder's output layer to the pieces of the training targets when its
-    ``model.decoder.output_vocabulary`` is ``training_targets`` (nothing to do for ``all``)."""
+    """Restrict the decoder's output layer to the pieces of the training targets (``tgt_ids``: their
+    id lists, or an array of the ids they use) when its ``model.decoder.output_vocabulary`` is
+    ``training_targets`` (nothing to do for ``all``)."""
     if decoder.output_vocabulary != "training_targets":
         return
     if sampling_alpha > 0:
@@ -105,8 +123,9 @@ def restrict_output_to_targets(decoder: RNNDecoder, tgt_ids: list[list[int]],
                           "with tokenizer.sampling_alpha > 0: sampled segmentations use pieces "
                           "that the training targets' fixed segmentation does not; set "
                           "model.decoder.output_vocabulary=all")
-    kept = decoder.restrict_output(torch.as_tensor([i for ids in tgt_ids for i in ids],
-                                                   dtype=torch.long))
+    ids = torch.from_numpy(tgt_ids.astype(np.int64)) if isinstance(tgt_ids, np.ndarray) else \
+        torch.as_tensor([i for seq in tgt_ids for i in seq], dtype=torch.long)
+    kept = decoder.restrict_output(ids)
     log.info("output layer: the %d of %d target ids that the training targets use (and the "
              "special ids)", kept.numel(), decoder.vocab_size)
 
@@ -120,18 +139,77 @@ def corpus_and_tokenizers(cfg: DictConfig) -> tuple[CorpusFiles, TokenizerPair, 
     return files, tokenizers, settings
 
 
+def pair_filter(cfg: DictConfig) -> PairFilter:
+    """The training pairs kept (``data.max_length``, ``data.max_length_ratio``, ``data.limit_train``)."""
+    return PairFilter(int(cfg.data.max_length), cfg.data.get("max_length_ratio"),
+                      cfg.data.get("limit_train"))
+
+
+def uses_binarized(cfg: DictConfig, settings: TokenizerSettings) -> bool:
+    """Whether the training split is binarized and mapped (``data.binarize``), which needs one
+    fixed segmentation: subword sampling re-encodes the text every epoch."""
+    return bool(cfg.data.get("binarize", True)) and settings.sampling_alpha <= 0
+
+
+def binarize_training_split(cfg: DictConfig, files: CorpusFiles, tokenizers: TokenizerPair,
+                            settings: TokenizerSettings, progress: bool = True) -> BinarizedCorpus:
+    """The training split of ``files`` encoded and filtered once into the tokenizer cache
+    (``seq2seq/data/binarized.py``), on every core, then memory-mapped."""
+    src_path, tgt_path = files.pair(files.train)
+    # A pool costs a fork and a model load per worker: worth it from a few chunks on.
+    workers = available_cores() if src_path.stat().st_size > 4 << 20 else 1
+    return binarized_training_split(
+        src_path, tgt_path, tokenizers.src.model_proto, tokenizers.tgt.model_proto,
+        (tokenizers.src.vocab_size, tokenizers.tgt.vocab_size), pair_filter(cfg),
+        Path(settings.cache_dir), workers, progress)
+
+
+@dataclass
+class TrainingData:
+    """This rank's training batches and what the run needs to know of the training pairs."""
+
+    batches: BucketedBatches
+    target_ids: Sequence[Sequence[int]] | np.ndarray  # for restrict_output_to_targets
+    facts: dict[str, Any]                             # for the report
+
+
+def training_data(cfg: DictConfig, files: CorpusFiles, tokenizers: TokenizerPair,
+                  settings: TokenizerSettings, distributed: Distributed,
+                  corpus: Optional[BinarizedCorpus] = None) -> TrainingData:
+    """This rank's epochs of training batches: from the binarized split ``corpus`` when given,
+    else encoded into lists (``training_batches``)."""
+    batching = (cfg.trainer.batch_tokens, cfg.seed, cfg.trainer.max_sentences, distributed.rank,
+                distributed.world_size)
+    if corpus is not None:
+        meta = corpus.meta
+        return TrainingData(MappedParallelBatches(corpus, *batching), corpus.target_ids(),
+                            {"train_pairs": len(corpus), "train_lines": meta["lines"],
+                             "train_dropped": meta["dropped"]})
+    train = files.read(files.train)
+    limit = cfg.data.get("limit_train")
+    batches, counts = training_batches(cfg, train.src[:limit], train.tgt[:limit], tokenizers,
+                                       settings, distributed)
+    return TrainingData(batches, batches.tgt, {"train_pairs": len(batches.src),
+                                               "train_lines": len(train.src[:limit]),
+                                               "train_dropped": counts})
+
+
 def training_batches(cfg: DictConfig, src_lines: list[str], tgt_lines: list[str],
                      tokenizers: TokenizerPair, settings: TokenizerSettings,
-                     distributed: Distributed) -> ParallelBatches:
-    """This rank's epochs of training batches: the pairs within ``data.max_length`` pieces, with
-    a fresh sampled segmentation each epoch when ``tokenizer.sampling_alpha`` > 0."""
+                     distributed: Distributed) -> tuple[ParallelBatches, dict[str, int]]:
+    """This rank's epochs of training batches: the pairs ``pair_filter`` keeps, with a fresh
+    sampled segmentation each epoch when ``tokenizer.sampling_alpha`` > 0; and the counts of the
+    pairs dropped."""
     src_all, tgt_all = tokenizers.src.encode(src_lines), tokenizers.tgt.encode(tgt_lines)
-    keep = kept_pairs(src_all, tgt_all, cfg.data.max_length)
+    kept, counts = pair_filter(cfg).keep(np.fromiter(map(len, src_all), np.int64, len(src_all)),
+                                         np.fromiter(map(len, tgt_all), np.int64, len(tgt_all)))
+    keep = np.flatnonzero(kept).tolist()
+    log.info("%s", pair_filter(cfg).describe(counts, len(keep)))
     src_ids, tgt_ids = [src_all[i] for i in keep], [tgt_all[i] for i in keep]
     batching = (cfg.trainer.batch_tokens, cfg.seed, cfg.trainer.max_sentences, distributed.rank,
                 distributed.world_size)
     if settings.sampling_alpha <= 0:
-        return ParallelBatches(src_ids, tgt_ids, *batching)
+        return ParallelBatches(src_ids, tgt_ids, *batching), counts
     kept_src, kept_tgt = [src_lines[i] for i in keep], [tgt_lines[i] for i in keep]
 
     def resample(epoch: int) -> tuple[list[list[int]], list[list[int]]]:
@@ -143,7 +221,26 @@ def training_batches(cfg: DictConfig, src_lines: list[str], tgt_lines: list[str]
 
     log.info("subword sampling of the training pairs each epoch: alpha %g, nbest %d",
              settings.sampling_alpha, settings.sampling_nbest)
-    return ResampledParallelBatches(src_ids, tgt_ids, resample, cfg.data.max_length, *batching)
+    return (ResampledParallelBatches(src_ids, tgt_ids, resample, cfg.data.max_length, *batching),
+            counts)
+
+
+def fit_recaser(tgt_path: Path, max_lines: int = RECASER_LINES) -> Recaser:
+    """The casing model of the training targets: of their first ``max_lines`` lines (all of
+    Multi30k's), read streaming; a larger corpus's sample is logged."""
+    lines = islice(iter_lines(tgt_path), max_lines)
+    seen = 0
+
+    def counted() -> Iterator[str]:
+        nonlocal seen
+        for seen, line in enumerate(lines, start=1):  # noqa: B007 (the count is read below)
+            yield line
+
+    recaser = Recaser.fit(counted())
+    sample = " (a sample: the corpus has more lines)" if seen == max_lines else ""
+    log.info("recaser fitted on the first %d training targets%s: %d context entries", seen, sample,
+             len(recaser.forms))
+    return recaser
 
 
 class Translate:
@@ -154,21 +251,18 @@ class Translate:
     def setup(self, cfg: DictConfig, distributed: Distributed) -> TrainingSetup:
         with distributed.main_first():  # rank 0 fills the corpus and tokenizer caches
             files, tokenizers, settings = corpus_and_tokenizers(cfg)
+            corpus = binarize_training_split(cfg, files, tokenizers, settings, distributed.is_main) \
+                if uses_binarized(cfg, settings) else None
         if cfg.model.get("share_embeddings") and not tokenizers.joint:
             raise ConfigError("model.share_embeddings=true: the two sides have separate "
                               "SentencePiece models, so an id means another piece on each side; "
                               "set tokenizer.joint=true")
-        train, valid = files.read(files.train), files.read(files.valid)
-        limit = cfg.data.get("limit_train")
-        batches = training_batches(cfg, train.src[:limit], train.tgt[:limit], tokenizers, settings,
-                                   distributed)
-        log.info("train: %d pairs from %s; valid: %d pairs; vocab %d/%d", len(batches.src),
+        valid = files.read(files.valid)
+        data = training_data(cfg, files, tokenizers, settings, distributed, corpus)
+        batches = data.batches
+        log.info("train: %d pairs from %s; valid: %d pairs; vocab %d/%d", data.facts["train_pairs"],
                  files.root, len(valid), tokenizers.src.vocab_size, tokenizers.tgt.vocab_size)
-        recaser = None
-        if settings.recase:
-            recaser = Recaser.fit(train.tgt)
-            log.info("recaser fitted on the %d training targets: %d context entries",
-                     len(train.tgt), len(recaser.forms))
+        recaser = fit_recaser(files.pair(files.train)[1]) if settings.recase else None
         n_valid = cfg.trainer.valid_max_sentences or len(valid)
         valid_data = ValidationData(tokenizers.src.encode(valid.src[:n_valid]),
                                     tokenizers.tgt.encode(valid.tgt[:n_valid]),
@@ -177,20 +271,20 @@ class Translate:
         search: SearchSettings = build(cfg.search, beam=cfg.trainer.valid_beam)
         model = build_translation_model(cfg.model, tokenizers.src.vocab_size,
                                         tokenizers.tgt.vocab_size)
-        restrict_output_to_targets(model.decoder, batches.tgt, settings.sampling_alpha)
+        restrict_output_to_targets(model.decoder, data.target_ids, settings.sampling_alpha)
         objective = TranslationObjective(tokenizers, valid_data, search, recaser)
         data_files = {str(path): line_count(path)
                       for split in (files.train, files.valid, files.test)
                       for path in files.pair(split)}
-        facts = {"train_pairs": len(batches.src), "vocab_size": tokenizers.tgt.vocab_size,
-                 "data_files": data_files}
+        facts = {**data.facts, "vocab_size": tokenizers.tgt.vocab_size, "data_files": data_files}
         return TrainingSetup(model, objective, batches, facts, files)
 
     def load_predictor(self, payload: dict[str, Any], paths: Sequence[str | Path],
                        options: PredictOptions) -> Translator:
         return Translator.from_checkpoints(
             paths, payload, beam=options.beam, batch_size=options.batch_size,
-            length_penalty=options.length_penalty, precision=options.precision)
+            length_penalty=options.length_penalty, precision=options.precision,
+            device=options.device)
 
     def test_report(self, cfg: DictConfig, predictor: Translator, data: CorpusFiles, run_dir: Path,
                     facts: dict[str, Any]) -> dict[str, Any]:
@@ -249,7 +343,7 @@ class Translate:
             options = request.options
             baseline = Translator.from_checkpoint(
                 request.baseline, beam=options.beam, length_penalty=options.length_penalty,
-                precision=options.precision).translate(sources)
+                precision=options.precision, device=options.device).translate(sources)
         elif request.baseline:
             baseline = read_aligned(request.baseline, references, "--baseline")
         return evaluation_report(

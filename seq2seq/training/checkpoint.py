@@ -39,13 +39,15 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
                               "checkpoints (trainer.keep_checkpoints)") from None
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by ``save_checkpoint``; CheckpointError if it is not one."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint``; CheckpointError if it is not one. Its
+    tensors are put on ``map_location`` (the CPU: a checkpoint saved on a GPU loads anywhere;
+    ``load_state_dict`` then copies the weights onto the model's device)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for truncated or foreign files
         raise CheckpointError(f"{path}: cannot read checkpoint (truncated or not a seq2seq "
                               f"checkpoint): {type(err).__name__}: {err}") from None
@@ -61,10 +63,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def load_model_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_model_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
+                          ) -> dict[str, Any]:
     """``load_checkpoint`` for a tool that runs the model: the weights and readable SentencePiece
     models must be there too; a CheckpointError names the file and the missing or broken key."""
-    payload = load_checkpoint(path)
+    payload = load_checkpoint(path, map_location)
     for key in ("model", "tokenizers"):
         if not isinstance(payload.get(key), dict):
             raise CheckpointError(f"{path}: the checkpoint has no {key!r} (expected the model's "

@@ -1,11 +1,14 @@
 """Data-parallel training on ``torch.distributed``, launched by ``torchrun``.
 
 Every rank holds a full copy of the model and trains on its own share of each epoch's batches.
-After the backward passes of a step, one all-reduce sums the gradients, the loss and the target
-token counts of all ranks, so every rank applies the same update: the gradient of the summed loss
-divided by the *global* number of target tokens. That is exactly what one process computes with
-gradient accumulation over the same batches (``trainer.accumulate_batches``), which is how the tests
-check it. Only rank 0 writes checkpoints, metrics and reports.
+``torch.nn.parallel.DistributedDataParallel`` (``training/step.py``) all-reduces the gradients in
+buckets while the last backward pass of a step runs; one more small all-reduce (``sum_scalars``)
+sums the loss and the target token counts of all ranks, so every rank applies the same update: the
+gradient of the summed loss divided by the *global* number of target tokens. That is exactly what
+one process computes with gradient accumulation over the same batches
+(``trainer.accumulate_batches``), which is how the tests check it. Only rank 0 writes checkpoints,
+metrics and reports. gloo reduces CPU tensors, nccl GPU ones (``distributed.backend=auto`` picks
+by the run's ``device``).
 
 Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) everything here is a no-op.
 """
@@ -17,11 +20,10 @@ import datetime
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 from seq2seq.errors import ConfigError, check_choice
 
@@ -74,34 +76,34 @@ class Distributed:
         dist.all_gather_object(out, value)
         return out
 
-    def broadcast_parameters(self, model: nn.Module) -> None:
-        """Give every rank rank 0's weights (and buffers), in place."""
-        if self.enabled:
-            with torch.no_grad():
-                for tensor in model.state_dict().values():
-                    dist.broadcast(tensor, src=0)
-
-    def sum_step(self, model: nn.Module, scalars: Sequence[float]) -> list[float]:
-        """Sum the gradients of ``model`` and the ``scalars`` over all ranks, in place, with one
-        all-reduce over a single flat buffer (one message per step instead of one per tensor)."""
+    def sum_scalars(self, scalars: Sequence[float], device: torch.device) -> list[float]:
+        """The ``scalars`` summed over all ranks, in float64 (token counts stay exact), with one
+        all-reduce of a tensor on ``device`` (nccl reduces GPU tensors only)."""
         if not self.enabled:
             return list(scalars)
-        params = [p for p in model.parameters() if p.requires_grad]
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads]
-                         + [torch.tensor(list(scalars), dtype=grads[0].dtype)])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        offset = 0
-        for param, grad in zip(params, grads):
-            size = grad.numel()
-            param.grad = flat[offset: offset + size].view_as(grad)
-            offset += size
-        return flat[offset:].tolist()
+        values = torch.tensor(list(scalars), dtype=torch.float64, device=device)
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        return values.tolist()
 
 
-def init_distributed(backend: str = "auto", timeout_minutes: float = 30.0) -> Distributed:
-    """Join the process group described by torchrun's environment variables, if any."""
+def choose_backend(backend: str, device: torch.device) -> str:
+    """``distributed.backend`` for a run on ``device``: ``auto`` is nccl for CUDA, else gloo;
+    nccl for a run on the CPU is a ConfigError (it reduces GPU tensors only)."""
     check_choice("distributed.backend", backend, BACKENDS)
+    if backend == "auto":
+        return "nccl" if device.type == "cuda" else "gloo"
+    if backend == "nccl" and device.type != "cuda":
+        raise ConfigError(f"distributed.backend=nccl reduces GPU tensors, but the run's device is "
+                          f"{device}: set device=cuda (or auto on GPUs), or distributed.backend=gloo")
+    return backend
+
+
+def init_distributed(backend: str = "auto", timeout_minutes: float = 30.0,
+                     device: Optional[torch.device] = None) -> Distributed:
+    """Join the process group described by torchrun's environment variables, if any, with the
+    backend for ``device`` (None: the CPU; ``choose_backend``)."""
+    device = device or torch.device("cpu")
+    backend = choose_backend(backend, device)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Distributed()
@@ -109,10 +111,8 @@ def init_distributed(backend: str = "auto", timeout_minutes: float = 30.0) -> Di
         raise ConfigError("WORLD_SIZE is set but this torch build has no torch.distributed")
     if not dist.is_initialized():
         _import_dynamo_first()
-        if backend == "auto":
-            # The framework trains on CPU tensors, which only gloo reduces; nccl is there for
-            # models moved to GPUs by user code.
-            backend = "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # nccl's and the object collectives' current GPU
         dist.init_process_group(backend=backend,
                                 timeout=datetime.timedelta(minutes=timeout_minutes))
     context = Distributed(dist.get_rank(), dist.get_world_size())

@@ -43,8 +43,8 @@ class TrainerSettings:
     ema_decay: float                        # > 0: validate, keep and test a moving average of
                                             # the weights (ema.py); 0: the weights themselves
     max_nonfinite: int                      # consecutive NaN/inf losses skipped before stopping
-    precision: str                          # fp32 | bf16 (the forward pass under CPU autocast)
-                                            # | auto (the faster here: seq2seq/precision.py)
+    precision: str                          # fp32 | bf16 | fp16 (the forward pass under autocast;
+                                            # fp16 with a GradScaler) | auto (seq2seq/precision.py)
     teacher_forcing: TeacherForcingSchedule
 
     def __post_init__(self) -> None:

@@ -98,12 +98,19 @@ LOWER_IS_BETTER = ("loss", "ppl", "perplexity")
 
 
 def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "torch": torch.get_rng_state()}
+    """The random states a step draws from: Python's, torch's CPU one and, once CUDA is in use,
+    the current GPU's (dropout masks on a GPU come from it)."""
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def restore_rng(state: TrainState, payload: dict[str, Any], dist: Any, seed: int,

@@ -20,12 +20,13 @@ from torch import nn
 from tqdm import tqdm
 
 from seq2seq.data.batching import groups_of
+from seq2seq.device import model_device
 from seq2seq.errors import CheckpointError, ConfigError
-from seq2seq.precision import autocast, resolve_precision
+from seq2seq.precision import resolve_precision
+from seq2seq.release import refuse_resume
 from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from seq2seq.training.distributed import Distributed
 from seq2seq.training.ema import WeightAverage
-from seq2seq.training.gradients import scale_and_clip
 from seq2seq.training.metrics_log import LogWindow, MetricsLog, plot_learning_curve
 from seq2seq.training.resumption import changed_lr, check_resumable
 from seq2seq.training.schedules import annealed_lr
@@ -40,6 +41,7 @@ from seq2seq.training.state import (
     restore_rng,
     rng_state,
 )
+from seq2seq.training.step import UpdateStep
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,8 @@ class Trainer:
     """Trains a model on batches (``BucketedBatches``) and validates it through its objective.
 
     Under torchrun, each rank trains on its share of the batches (see ``distributed.py``); only
-    rank 0 validates (and tells the others the result) and writes files.
+    rank 0 validates (and tells the others the result) and writes files. The model trains on the
+    device it is on (``seq2seq/device.py``); batches follow it (``step.py``).
     """
 
     def __init__(self, settings: TrainerSettings, model: nn.Module, objective: Objective,
@@ -71,8 +74,9 @@ class Trainer:
         self.state = TrainState(world_size=distributed.world_size)
         # Rank 0 decides what auto means, so that all ranks compute alike.
         self.precision = distributed.broadcast(
-            resolve_precision(settings.precision, "trainer.precision") if distributed.is_main
-            else None)
+            resolve_precision(settings.precision, "trainer.precision", model_device(model).type)
+            if distributed.is_main else None)
+        self.update = UpdateStep(model, objective, self.precision, distributed, settings.batch_tokens)
         self.ema = WeightAverage(model, settings.ema_decay) if settings.ema_decay > 0 else None
         self._signals = StopSignals()
         self._window = LogWindow()  # loss and throughput since the last log line
@@ -96,7 +100,8 @@ class Trainer:
         payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                    "scheduler": self.scheduler.state_dict(), "trainer": asdict(self.state),
                    "config": self.config, **self.objective.checkpoint_extras(),
-                   "rng": rng_ranks[0], "rng_ranks": rng_ranks}
+                   "rng": rng_ranks[0], "rng_ranks": rng_ranks,
+                   "grad_scaler": self.update.state_dict()}  # fp16's loss scale
         if self.ema is not None:
             payload["ema"] = self.ema.state_dict()
         return payload
@@ -123,6 +128,7 @@ class Trainer:
         """Restore model, optimizer, scheduler, counters and RNG states from a checkpoint whose
         settings this run keeps (``check_resumable``); a new ``trainer.lr`` takes effect."""
         payload = load_checkpoint(path)
+        refuse_resume(payload, path)
         check_resumable(payload["config"], self.config, path)
         try:
             self.model.load_state_dict(payload["model"])
@@ -131,7 +137,8 @@ class Trainer:
                 f"{path}: cannot resume from it, its weights do not fit this run's model: {error}\n"
                 "Resume with the config (and training data) it was trained with, or train "
                 "from scratch in another run folder (hydra.run.dir=...)") from None
-        self.optimizer.load_state_dict(payload["optimizer"])
+        self.optimizer.load_state_dict(payload["optimizer"])  # onto the parameters' device
+        self.update.load_state_dict(payload.get("grad_scaler") or {})
         if (lr := changed_lr(payload["config"], self.config)) is not None:
             log.info("%s: trainer.lr changed; the run goes on at lr %g", path, lr)
             for group in self.optimizer.param_groups:
@@ -171,32 +178,19 @@ class Trainer:
         The gradient is that of the loss summed over all ranks' batches divided by their target
         tokens, so it does not depend on how the batches are split among ranks or accumulated.
         A non-finite loss or gradient norm (``grad_norm``) skips the update (counted, and fatal
-        when repeated). ``flags`` (e.g. "a
-        signal arrived") travel in the same all-reduce and come back true if any rank set them.
+        when repeated). ``flags`` (e.g. "a signal arrived") travel in the all-reduce of the
+        loss and token counts and come back true if any rank set them.
         Returns the loss per target token, the target tokens of the step and the flags.
         """
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         ratio = self.settings.teacher_forcing.ratio(self.state.step)
-        loss_sum, tokens = 0.0, 0
-        for batch in batches:
-            with autocast(self.precision):
-                loss = self.objective.loss(self.model, batch, ratio, self.settings.label_smoothing)
-            loss.backward()
-            loss_sum += float(loss.detach())
-            tokens += batch.num_tgt_tokens
-        loss_sum, total, *flag_sums = self.dist.sum_step(
-            self.model, [loss_sum, tokens, *(float(f) for f in flags)])
-        tokens = int(round(total))
+        loss_sum, tokens, flag_sums = self.update.backward(
+            batches, ratio, self.settings.label_smoothing, flags)
         value = loss_sum / max(tokens, 1)
-        self.grad_norm = math.nan  # not computed: the loss already skips the update
-        if math.isfinite(value):
-            self.grad_norm = scale_and_clip(self.model.parameters(), 1.0 / max(tokens, 1),
-                                            self.settings.clip_norm)
-            if math.isfinite(self.grad_norm):
-                self.optimizer.step()
-                if self.ema is not None:
-                    self.ema.update()
+        self.grad_norm = self.update.apply(self.optimizer, value, tokens, self.settings.clip_norm)
+        if math.isfinite(self.grad_norm) and self.ema is not None:
+            self.ema.update()
         return value, tokens, [f > 0 for f in flag_sums]
 
     # -- validation ----------------------------------------------------------------------------

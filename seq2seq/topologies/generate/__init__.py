@@ -91,7 +91,8 @@ class Generate:
     def load_predictor(self, payload: dict[str, Any], paths: Sequence[str | Path],
                        options: PredictOptions) -> Generator:
         no_ensemble(paths, self.name)
-        return Generator.from_checkpoint(payload, options.temperature, options.top_k)
+        return Generator.from_checkpoint(payload, options.temperature, options.top_k,
+                                         options.device)
 
     def test_report(self, cfg: DictConfig, predictor: Generator, data: LabelledCorpus,
                     run_dir: Path, facts: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any, cast
 from torch import Tensor, nn
 
 from seq2seq.data.labelled import LabelVocab
+from seq2seq.device import model_device
 from seq2seq.models.generator import ConditionedGenerator
 from seq2seq.tokenization import PAD, SentencePieceTokenizer, TokenizerPair
 from seq2seq.topologies.base import loss_and_perplexity
@@ -28,7 +29,8 @@ def generation_loss(model: nn.Module, batch: GenerationBatch, teacher_forcing: f
 def perplexity(model: nn.Module, batches: GenerationBatches) -> tuple[float, float]:
     """(loss per piece, perplexity per piece) of the utterances given their classes."""
     model.eval()
-    return loss_and_perplexity(batches.in_order(), lambda batch: generation_loss(model, batch))
+    return loss_and_perplexity(batches.in_order(), lambda batch: generation_loss(model, batch),
+                               model_device(model))
 
 
 class GenerationObjective:

@@ -11,6 +11,7 @@ from torch import nn
 
 from seq2seq.config import build, stored_model_config
 from seq2seq.data.labelled import LabelVocab
+from seq2seq.device import model_device, resolve_device
 from seq2seq.models.generator import ConditionedGenerator
 from seq2seq.search import ModelStepper, greedy_search, most_likely, sampler
 from seq2seq.tokenization import SentencePieceTokenizer, TokenizerPair
@@ -39,15 +40,17 @@ class Generator:
 
     @classmethod
     def from_checkpoint(cls, payload: dict[str, Any], temperature: Optional[float] = None,
-                        top_k: Optional[int] = None) -> "Generator":
-        """The generator of a loaded generate checkpoint; ``temperature`` and ``top_k`` replace
-        its sampling settings when given."""
+                        top_k: Optional[int] = None, device: Optional[str] = None) -> "Generator":
+        """The generator of a loaded generate checkpoint, on ``device`` (``seq2seq/device.py``;
+        None: auto); ``temperature`` and ``top_k`` replace its sampling settings when given."""
+        where = resolve_device(device, "device")
         config = OmegaConf.create(payload["config"])
         tokenizer = TokenizerPair.from_state_dict(payload["tokenizers"]).src
         labels = LabelVocab(payload["labels"])
         model = build_generator(stored_model_config(config.model), len(labels),
                                 tokenizer.vocab_size)
         model.load_state_dict(payload["model"])
+        model.to(where)
         stored = config.topology
         return cls(model, tokenizer, labels,
                    stored.temperature if temperature is None else temperature,
@@ -70,13 +73,16 @@ class Generator:
                             name.strip(), ", ".join(self.labels.names))
         if not known:
             return out
-        conditions = torch.tensor([self.labels.index[classes[i].strip()] for i in known])
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        device = model_device(self.model)
+        conditions = torch.tensor([self.labels.index[classes[i].strip()] for i in known],
+                                  device=device)
+        # sampling draws from a generator on the model's device (the same seed, other draws)
+        generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
         choose = None if temperature <= 0 else sampler(temperature, top_k, generator)
         stepper = ModelStepper(self.model)
         with torch.inference_mode():
             state = stepper.start(conditions, None)
-            limits = torch.full((len(known),), self.max_length)
+            limits = torch.full((len(known),), self.max_length, device=device)
             hyps = greedy_search(stepper, state, len(known), limits, choose=choose or most_likely)
         for i, text in zip(known, self.tokenizer.decode([h.tokens for h in hyps]), strict=True):
             out[i] = text

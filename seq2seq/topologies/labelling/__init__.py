@@ -130,7 +130,7 @@ class Labelling:
     def load_predictor(self, payload: dict[str, Any], paths: Sequence[str | Path],
                        options: PredictOptions) -> Labeller:
         no_ensemble(paths, self.name)
-        return Labeller.from_checkpoint(payload, self.outputs_tags)
+        return Labeller.from_checkpoint(payload, self.outputs_tags, options.device)
 
     def test_report(self, cfg: DictConfig, predictor: Labeller, data: LabelledCorpus,
                     run_dir: Path, facts: dict[str, Any]) -> dict[str, Any]:

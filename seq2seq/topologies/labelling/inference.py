@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from seq2seq.data.labelled import IGNORE, LabelledBatch, LabelledBatches, LabelledSplit, LabelVocab
 from seq2seq.data.word_tables import WordTables
+from seq2seq.device import model_device, to_device
 from seq2seq.evaluation.labels import classification_scores, slot_scores
 from seq2seq.models.crf import CRF
 from seq2seq.models.tag_decoding import ClassSlots, bio_transitions, class_tag_scores, joint_decode, viterbi
@@ -32,7 +33,8 @@ def labelling_loss(label_logits: Optional[Tensor], tag_logits: Optional[Tensor],
     """Cross-entropy summed over the batch's gold classes and gold word tags (none: 0); with a
     ``crf``, the tags' loss is the negative log-likelihood of each gold tag sequence. A joint
     model's class term is multiplied by ``class_weight``."""
-    total = torch.zeros(())
+    logits = label_logits if label_logits is not None else tag_logits
+    total = torch.zeros((), device=None if logits is None else logits.device)
     if label_logits is not None and bool((batch.labels != IGNORE).any()):
         total = total + class_weight * F.cross_entropy(
             label_logits, batch.labels, ignore_index=IGNORE, reduction="sum",
@@ -74,15 +76,21 @@ def predict(model: nn.Module, batches: LabelledBatches, tag_names: Optional[Sequ
         constraints = (*bio_transitions(tag_names), None)
     crf: Optional[CRF] = getattr(model, "crf", None)
     if crf is not None:
-        constraints = crf.decoding_scores(*(constraints[:2] if constraints else ()))
+        start, moves, end = crf.decoding_scores(*(constraints[:2] if constraints else ()))
+        constraints = (start.cpu(), moves.cpu(), end.cpu())
     labels: list[int] = []
     tags: list[list[int]] = []
     loss, units = 0.0, 0
+    device = model_device(model)
     with torch.inference_mode():
         for batch in batches.in_order():
-            label_logits, tag_logits = model_outputs(model, batch)
-            loss += float(labelling_loss(label_logits, tag_logits, batch, 0.0, crf))
+            moved = to_device(batch, device)
+            label_logits, tag_logits = model_outputs(model, moved)
+            loss += float(labelling_loss(label_logits, tag_logits, moved, 0.0, crf))
             units += batch.num_tgt_tokens
+            # Decoding runs on the host (Viterbi walks word by word), beside the host batch.
+            label_logits = None if label_logits is None else label_logits.cpu()
+            tag_logits = None if tag_logits is None else tag_logits.cpu()
             if tag_logits is not None and constraints is not None:
                 # A CRF's emissions are scores already; plain tag logits become log-probabilities.
                 scores = tag_logits if crf is not None else torch.log_softmax(tag_logits, -1)

@@ -10,6 +10,7 @@ from torch import nn
 from seq2seq.config import build, stored_model_config
 from seq2seq.data.labelled import LabelledSplit, LabelVocab
 from seq2seq.data.word_tables import WordTables
+from seq2seq.device import resolve_device
 from seq2seq.models.tag_decoding import ClassSlots
 from seq2seq.tokenization import SentencePieceTokenizer, TokenizerPair
 from seq2seq.topologies.labelling.data import evaluation_batches, tags_model
@@ -45,8 +46,11 @@ class Labeller:
         self.allowed = joint_decoding_scores(slots, labels, tags)
 
     @classmethod
-    def from_checkpoint(cls, payload: dict[str, Any], outputs_tags: bool) -> "Labeller":
-        """The labeller of a loaded classify or tag checkpoint."""
+    def from_checkpoint(cls, payload: dict[str, Any], outputs_tags: bool,
+                        device: Optional[str] = None) -> "Labeller":
+        """The labeller of a loaded classify or tag checkpoint, on ``device``
+        (``seq2seq/device.py``; None: auto)."""
+        where = resolve_device(device, "device")
         config = OmegaConf.create(payload["config"])
         tokenizer = TokenizerPair.from_state_dict(payload["tokenizers"]).src
         labels = LabelVocab(payload["labels"])
@@ -55,6 +59,7 @@ class Labeller:
         model = build_labelling_model(stored_model_config(config.model), tokenizer.vocab_size,
                                       len(labels), len(tags) if tags else 0, tables)
         model.load_state_dict(payload["model"])
+        model.to(where)
         return cls(model, tokenizer, outputs_tags, labels, tags, payload.get("class_slots"), tables)
 
     @property
