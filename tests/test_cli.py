@@ -14,7 +14,9 @@ from seq2seq.config import config_dir
 ROOT = Path(__file__).resolve().parents[1]
 
 # the modules in seq2seq.cli of the argparse console scripts (pyproject [project.scripts])
-ARGPARSE_TOOLS = ["translate", "evaluate", "compare", "average", "recase", "search_sweep"]
+ARGPARSE_TOOLS = [
+    "translate", "evaluate", "compare", "average", "recase", "search_sweep", "release", "export", "serve",
+]
 
 
 @pytest.mark.parametrize("tool", ARGPARSE_TOOLS)
