@@ -19,7 +19,7 @@ from seq2seq.config import build
 from seq2seq.device import resolve_device
 from seq2seq.errors import ConfigError
 from seq2seq.models import count_parameters
-from seq2seq.runtime import apply_num_threads, keep_freed_memory
+from seq2seq.runtime import SharedCores, keep_freed_memory
 from seq2seq.topologies.base import PredictOptions, Topology, training_facts
 from seq2seq.training import run_folder
 from seq2seq.training.averaging import average_checkpoints
@@ -76,8 +76,14 @@ def _run_training(cfg: DictConfig, run_dir: Path, overrides: list[str] | None,
 
 def _train_and_report(cfg: DictConfig, run_dir: Path, overrides: list[str] | None,
                       distributed: Distributed) -> dict[str, Any]:
+    # auto: this process's share of the cores, re-divided as other trainings start and end
+    with SharedCores(cfg.get("num_threads")):
+        return _train_and_report_on_cores(cfg, run_dir, overrides, distributed)
+
+
+def _train_and_report_on_cores(cfg: DictConfig, run_dir: Path, overrides: list[str] | None,
+                               distributed: Distributed) -> dict[str, Any]:
     seed_everything(cfg.seed)
-    apply_num_threads(cfg.get("num_threads"))  # auto: this process's share of the cores
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
     topology: Topology = build(cfg.topology)  # conf/topology: translate, classify, tag, generate

@@ -13,15 +13,16 @@ from hydra.core.hydra_config import HydraConfig
 
 from seq2seq.errors import ConfigError
 from seq2seq.runtime import (
+    SharedCores,
     apply_num_threads,
     available_cores,
     launcher_jobs,
     parallel_jobs,
-    quiet_openmp,
+    process_start,
     resolve_num_threads,
     thread_share,
 )
-from tests.conftest import CONF, ROOT
+from tests.conftest import CONF
 
 
 @pytest.mark.parametrize("cores, ranks, jobs, expected", [
@@ -94,25 +95,55 @@ def test_a_joblib_launchers_jobs_share_the_cores():
         instance.cfg = saved
 
 
-def test_openmp_waits_passively_unless_told_otherwise():
-    env: dict[str, str] = {}
-    quiet_openmp(env)
-    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
-    env = {"OMP_WAIT_POLICY": "ACTIVE"}
-    quiet_openmp(env)
-    assert env == {"OMP_WAIT_POLICY": "ACTIVE"}
+def test_runs_started_by_hand_share_the_cores_while_both_run(tmp_path):
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    before = torch.get_num_threads()
+    try:
+        with SharedCores("auto", directory=tmp_path, cores=8, env={}) as mine:
+            assert (tmp_path / str(os.getpid())).is_file()
+            assert mine.threads() == 8  # alone
+            (tmp_path / str(other.pid)).write_text(process_start(other.pid))
+            assert mine.live_runs() == 2 and mine.threads() == 4
+            mine.rebalance(every_seconds=0)
+            assert torch.get_num_threads() == 4
+            other.kill()
+            other.wait()
+            assert mine.threads() == 8  # the other run ended without unregistering
+            assert not (tmp_path / str(other.pid)).exists()
+        assert list(tmp_path.iterdir()) == []  # unregistered on leaving
+    finally:
+        other.kill()
+        torch.set_num_threads(before)
 
 
-@pytest.mark.slow
-def test_the_training_tool_sets_the_wait_policy_before_torch_loads():
-    code = ("import os, sys\nimport seq2seq.cli.train\n"
-            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True,
-                         text=True, cwd=ROOT, env=env, check=True)
-    assert out.stdout.split() == ["PASSIVE", "True"]
-    imported = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()]
-    assert imported.index("seq2seq.runtime") < imported.index("torch")
+def test_a_reused_pid_is_not_a_run(tmp_path):
+    if not process_start(os.getpid()):
+        pytest.skip("process start times need Linux's /proc")
+    (tmp_path / str(os.getppid())).write_text("1")  # alive, but not the process that registered
+    assert SharedCores("auto", directory=tmp_path, cores=8, env={}).live_runs() == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_explicit_number_registers_nothing(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        with SharedCores(1, directory=tmp_path, cores=8, env={}) as mine:
+            assert mine.entry is None and torch.get_num_threads() == 1
+            assert list(tmp_path.iterdir()) == []
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_an_unwritable_runs_folder_only_warns(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    before = torch.get_num_threads()
+    try:
+        with SharedCores("auto", directory=blocker / "runs", cores=2, env={}) as mine:
+            assert mine.entry is None and mine.threads() == 2
+        assert "cannot register" in caplog.text
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.slow

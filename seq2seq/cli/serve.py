@@ -17,7 +17,6 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-# First of the package: sets OpenMP's wait policy before torch loads (runtime.quiet_openmp).
 from seq2seq import runtime
 from seq2seq.cli import add_version_option, unexpected_error
 from seq2seq.errors import Seq2SeqError

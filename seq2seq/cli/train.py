@@ -13,8 +13,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-# First of the package: sets OpenMP's wait policy before torch loads (runtime.quiet_openmp).
-from seq2seq import runtime  # noqa: F401
 from seq2seq.cli import VERSION, unexpected_error
 from seq2seq.config import config_dir
 from seq2seq.errors import Seq2SeqError

@@ -24,6 +24,7 @@ from seq2seq.device import model_device
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.precision import resolve_precision
 from seq2seq.release import refuse_resume
+from seq2seq.runtime import rebalance_threads
 from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from seq2seq.training.distributed import Distributed
 from seq2seq.training.ema import WeightAverage
@@ -337,6 +338,7 @@ class Trainer:
             elapsed = time.perf_counter() - t0
             s.step += 1
             s.batch_in_epoch += len(group)
+            rebalance_threads()  # runs started or ended beside this one (seq2seq/runtime.py)
             if s.count_update(loss, self.grad_norm, settings.max_nonfinite, self.checkpoints.last):
                 s.train_seconds += elapsed
                 s.train_tokens += tokens
