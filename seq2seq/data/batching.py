@@ -61,7 +61,7 @@ def length_batches(lengths: Sequence[int], batch_tokens: int, shuffle: bool, see
 
 def length_batch_arrays(lengths: Sequence[int] | np.ndarray, batch_tokens: int, shuffle: bool,
                         seed: int = 0, max_sentences: int | None = None) -> list[np.ndarray]:
-    """Group example indices into batches of similar length, each an int64 array.
+    """Group example indices into batches of similar length, each an integer array.
 
     Each batch's padded size (sentences x longest length) stays within ``batch_tokens``, so short
     sentences come in large batches and long ones in small batches, and little padding is computed.
@@ -70,16 +70,20 @@ def length_batch_arrays(lengths: Sequence[int] | np.ndarray, batch_tokens: int, 
 
     The draws are Python's ``random.Random(seed).shuffle`` of the indices and then of the batches,
     as in the list-based planner this replaces, so a seed plans the same batches as before; the
-    sort and the cuts run in numpy (millions of pairs in seconds, 8 bytes per pair).
+    sort and the cuts run in numpy (millions of pairs in seconds, a few bytes per pair).
     """
-    sizes = np.asarray(lengths, dtype=np.int64)
+    # 4-byte lengths and indices below 2**31 pairs: the plan of 4 million pairs peaks about
+    # 100 MB lower than with 8-byte ones (BENCHMARKS.md: "Real scale").
+    wide = len(lengths) >= 2**31
+    index_code, index_type = ("q", np.int64) if wide else ("i", np.int32)
+    sizes = np.asarray(lengths, dtype=np.int32)
     rng = random.Random(seed)
     if shuffle:
-        shuffled = array.array("q", range(len(sizes)))  # 8 bytes an index, not a Python int each
+        shuffled = array.array(index_code, range(len(sizes)))  # not a Python int per index
         rng.shuffle(shuffled)
-        order = np.frombuffer(shuffled, dtype=np.int64)
+        order = np.frombuffer(shuffled, dtype=index_type)
     else:
-        order = np.arange(len(sizes), dtype=np.int64)
+        order = np.arange(len(sizes), dtype=index_type)
     order = order[np.argsort(sizes[order], kind="stable")]  # stable: ties keep the shuffled order
     ordered = sizes[order]
     cap = max_sentences if max_sentences is not None else len(order)
@@ -91,7 +95,7 @@ def length_batch_arrays(lengths: Sequence[int] | np.ndarray, batch_tokens: int, 
         window = min(len(order) - start, max(cap, 1),
                      batch_tokens // max(int(ordered[start]), 1) + 1)
         grown = np.arange(2, window + 1, dtype=np.int64)  # sizes with pair start+1 .. start+window-1
-        over = np.flatnonzero(ordered[start + 1:start + window] * grown > batch_tokens)
+        over = np.flatnonzero(ordered[start + 1:start + window] * grown > batch_tokens)  # in int64
         size = int(over[0]) + 1 if len(over) else window
         batches.append(order[start:start + size])
         start += size
