@@ -17,6 +17,18 @@ log = logging.getLogger(__name__)
 MAX_LINE_CHARS = 20_000  # far beyond any sentence: a longer line is a missing line break
 
 
+def decoded(line: bytes, path: Path, number: int) -> str:
+    """Line ``number`` of ``path`` as text; DataError naming the file, line and byte if it is not
+    UTF-8."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}:{number}: invalid UTF-8 at byte {err.start} of the line "
+            f"({line[err.start:err.start + 4]!r}); expected UTF-8 text"
+        ) from None
+
+
 def read_lines(path: str | Path, allow_empty: bool = False,
                max_chars: int | None = MAX_LINE_CHARS) -> list[str]:
     """Lines of a UTF-8 text file without their line endings (``\\n`` or ``\\r\\n``).
@@ -30,13 +42,7 @@ def read_lines(path: str | Path, allow_empty: bool = False,
     raw = path.read_bytes()
     lines = []
     for number, line in enumerate(raw.split(b"\n"), start=1):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise DataError(
-                f"{path}:{number}: invalid UTF-8 at byte {err.start} of the line "
-                f"({line[err.start:err.start + 4]!r}); expected UTF-8 text"
-            ) from None
+        text = decoded(line, path, number)
         if max_chars is not None and len(text) > max_chars:
             raise DataError(f"{path}:{number}: line has {len(text):,} characters; expected at most "
                             f"{max_chars:,} (a missing line break?)")
@@ -57,13 +63,7 @@ def iter_lines(path: str | Path) -> Iterator[str]:
         raise DataError(f"{path}: file not found")
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, start=1):
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataError(
-                    f"{path}:{number}: invalid UTF-8 at byte {err.start} of the line "
-                    f"({line[err.start:err.start + 4]!r}); expected UTF-8 text"
-                ) from None
+            text = decoded(line, path, number)
             if text.endswith("\n"):
                 text = text[:-1]
             yield text[:-1] if text.endswith("\r") else text
