@@ -15,6 +15,8 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import re
+import stat
 import sys
 import tempfile
 import time
@@ -160,10 +162,10 @@ def process_start(pid: int) -> str:
     """When process ``pid`` started (Linux: /proc/PID/stat's 22nd field, in clock ticks since
     boot), which tells a live run from a later process given the same pid; "" where unknown."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        line = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return ""
-    fields = stat.rsplit(")", 1)[-1].split()  # the name in brackets may hold spaces
+    fields = line.rsplit(")", 1)[-1].split()  # the name in brackets may hold spaces
     return fields[19] if len(fields) > 19 else ""
 
 
@@ -179,22 +181,39 @@ def process_alive(pid: int, started: str) -> bool:
     return not (started and now) or now == started
 
 
+# An entry's name: the pid and its start time, so a later process with the same pid is another name.
+ENTRY = re.compile(r"([0-9]{1,10})-([0-9]{0,20})")
+
+
+def private_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a real folder of this user that no one else may write into (another
+    user could otherwise plant entries, or links that writing an entry would follow)."""
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
 class SharedCores:
     """A training run's share of the machine's cores among the seq2seq trainings running on it.
 
-    With ``num_threads: auto`` the run registers in ``runs_dir()`` (a file named by its pid) while
-    it trains; its threads are the cores divided by the runs registered there (at least its
-    torchrun ranks times its Hydra launcher's parallel jobs), and ``rebalance`` re-divides them
-    while it trains, so two runs started by hand each take half and the one left takes all. A run
-    that died without unregistering is recognised by its pid and dropped. An explicit number (or
-    null) sets the threads once, as ``apply_num_threads`` does, and registers nothing.
+    With ``num_threads: auto`` the run registers in ``runs_dir()`` (an empty file named by its pid
+    and start time) while it trains; its threads are the cores divided by the runs registered
+    there (at least its torchrun ranks times its Hydra launcher's parallel jobs), and ``rebalance``
+    re-divides them while it trains, so two runs started by hand each take half and the one left
+    takes all. A run that died without unregistering is recognised by its pid and dropped. An
+    explicit number (or null) sets the threads once, as ``apply_num_threads`` does, and registers
+    nothing; so does every run on a system without POSIX processes.
     """
 
     def __init__(self, setting: Any, directory: Optional[Path] = None,
                  cores: Optional[int] = None, env: Optional[Mapping[str, str]] = None) -> None:
         self.setting = setting
         self.auto = isinstance(setting, str) and setting.strip().lower() == "auto"
-        self.directory = runs_dir() if directory is None else Path(directory)
+        self.shares = self.auto and os.name == "posix"
+        self.directory = Path(directory) if directory is not None else (
+            runs_dir() if self.shares else Path())
         self.cores = available_cores() if cores is None else cores
         self.env = os.environ if env is None else env
         self.entry: Optional[Path] = None
@@ -202,7 +221,7 @@ class SharedCores:
 
     def __enter__(self) -> "SharedCores":
         global _active
-        if self.auto:
+        if self.shares:
             self._register()
         self.apply()
         _active = self
@@ -215,11 +234,17 @@ class SharedCores:
         self.close()
 
     def _register(self) -> None:
+        entry = self.directory / f"{os.getpid()}-{process_start(os.getpid())}"
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            entry = self.directory / str(os.getpid())
-            entry.write_text(process_start(os.getpid()))
-        except OSError as error:  # a read-only or missing temporary folder: divide as at start
+            if not private_folder(self.directory):
+                raise OSError(f"not a folder of this user's alone (mode 0700): {self.directory}")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            try:
+                os.close(os.open(entry, flags, 0o600))
+            except FileExistsError:  # this process registered before and did not leave
+                pass
+        except OSError as error:  # read-only or someone else's: divide the cores as at start
             log.warning("cannot register in %s to share the cores with other runs: %s",
                         self.directory, error)
             return
@@ -231,26 +256,24 @@ class SharedCores:
         if self.entry is not None:
             self.entry.unlink(missing_ok=True)
             self.entry = None
+            atexit.unregister(self.close)
 
     def live_runs(self) -> int:
         """The registered runs still running, this one included; drops the entries of dead ones."""
-        count = 1 if self.entry is not None else 0
+        count = 1
         try:
-            entries = list(self.directory.iterdir())
+            names = [path.name for path in self.directory.iterdir()]
         except OSError:
-            return max(1, count)
-        for path in entries:
-            if not path.name.isdigit() or int(path.name) == os.getpid():
+            return count
+        for name in names:
+            match = ENTRY.fullmatch(name)
+            if match is None or int(match[1]) == os.getpid():
                 continue
-            try:
-                started = path.read_text()
-            except OSError:  # unregistered while we looked
-                continue
-            if process_alive(int(path.name), started):
+            if process_alive(int(match[1]), match[2]):
                 count += 1
             else:
-                path.unlink(missing_ok=True)
-        return max(1, count)
+                (self.directory / name).unlink(missing_ok=True)
+        return count
 
     def threads(self) -> int | None:
         """The intra-op threads this run should use now."""
@@ -284,10 +307,16 @@ class SharedCores:
         self._checked = now
         import torch
 
-        threads = self.threads()
+        try:
+            threads = self.threads()
+        except Exception as error:  # the registry never stops a training: keep the threads
+            log.warning("cannot count the runs in %s (%s); the threads stay as they are",
+                        self.directory, error)
+            self.close()
+            return
         if threads is not None and threads != torch.get_num_threads():
-            log.info("CPU threads: %d intra-op (%d seq2seq runs on this machine)", threads,
-                     self.live_runs())
+            log.info("CPU threads: %d intra-op (seq2seq runs on this machine share %d cores)",
+                     threads, self.cores)
             torch.set_num_threads(threads)
 
 

@@ -206,6 +206,10 @@ def test_export_refuses_to_overwrite_a_folder_of_other_files(tmp_path):
     with pytest.raises(CheckpointError, match="not an earlier export"):
         export_onnx(tmp_path / "never_read.pt", tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+    (tmp_path / "manifest.json").write_text('{"name": "a web app"}')  # not an export's manifest
+    with pytest.raises(CheckpointError, match="not an earlier export"):
+        export_onnx(tmp_path / "never_read.pt", tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_export_tool_prints_the_version(capsys):

@@ -170,6 +170,13 @@ def test_a_body_larger_than_any_request_within_the_limits_is_refused_before_it_i
     assert answer.status_code == 413 and answer.json()["limit"] == "max_body_bytes"
 
 
+def test_a_chunked_body_without_a_length_is_refused_before_it_is_read(echo_client):
+    chunks = iter([b'{"text": ["', b"x" * 100_000, b'"]}'])
+    answer = echo_client.post("/translate", content=chunks,
+                              headers={"content-type": "application/json"})
+    assert answer.status_code == 411 and "Content-Length" in answer.json()["error"]
+
+
 def test_a_model_failure_is_a_json_500_without_its_traceback(echo_client, caplog):
     answer = echo_client.post("/translate", json={"text": ["boom"]})
     assert answer.status_code == 500

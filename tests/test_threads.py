@@ -100,16 +100,17 @@ def test_runs_started_by_hand_share_the_cores_while_both_run(tmp_path):
     before = torch.get_num_threads()
     try:
         with SharedCores("auto", directory=tmp_path, cores=8, env={}) as mine:
-            assert (tmp_path / str(os.getpid())).is_file()
+            assert mine.entry is not None and mine.entry.parent == tmp_path
+            assert mine.entry.name == f"{os.getpid()}-{process_start(os.getpid())}"
             assert mine.threads() == 8  # alone
-            (tmp_path / str(other.pid)).write_text(process_start(other.pid))
+            (tmp_path / f"{other.pid}-{process_start(other.pid)}").touch()
             assert mine.live_runs() == 2 and mine.threads() == 4
             mine.rebalance(every_seconds=0)
             assert torch.get_num_threads() == 4
             other.kill()
             other.wait()
             assert mine.threads() == 8  # the other run ended without unregistering
-            assert not (tmp_path / str(other.pid)).exists()
+            assert [path.name for path in tmp_path.iterdir()] == [mine.entry.name]
         assert list(tmp_path.iterdir()) == []  # unregistered on leaving
     finally:
         other.kill()
@@ -119,9 +120,26 @@ def test_runs_started_by_hand_share_the_cores_while_both_run(tmp_path):
 def test_a_reused_pid_is_not_a_run(tmp_path):
     if not process_start(os.getpid()):
         pytest.skip("process start times need Linux's /proc")
-    (tmp_path / str(os.getppid())).write_text("1")  # alive, but not the process that registered
+    (tmp_path / f"{os.getppid()}-1").touch()  # alive, but not the process that registered
     assert SharedCores("auto", directory=tmp_path, cores=8, env={}).live_runs() == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stray_files_and_a_folder_others_may_write_to_never_stop_a_run(tmp_path, caplog):
+    for name in ("notes", "12x-3", "99999999999-1", "\u00b2-1"):
+        (tmp_path / name).write_text("x")
+    assert SharedCores("auto", directory=tmp_path, cores=8, env={}).live_runs() == 1
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    before = torch.get_num_threads()
+    try:
+        with SharedCores("auto", directory=shared, cores=2, env={}) as mine:
+            assert mine.entry is None and mine.threads() == 2
+            mine.rebalance(every_seconds=0)
+        assert "cannot register" in caplog.text and list(shared.iterdir()) == []
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_an_explicit_number_registers_nothing(tmp_path):

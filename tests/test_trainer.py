@@ -292,3 +292,20 @@ def test_the_checkpoint_named_last_good_is_checked(tmp_path):
     save_checkpoint(last, {"model": {"w": torch.tensor([1.0])}, "config": {}})
     with pytest.raises(NonFiniteLoss, match=f"last good checkpoint: {last}"):
         state.count_update(float("nan"), math.nan, 1, last)
+
+
+def test_fp16_loss_scale_searches_do_not_count_as_nonfinite(tmp_path):
+    """GradScaler skips the updates whose fp16 gradients overflow while it lowers its scale: those
+    skips never stop a run; a non-finite loss still counts."""
+    from seq2seq.training.step import MIN_SCALE, grad_scaler
+
+    state = Trainer(group_settings("trainer", "default"), nn.Linear(2, 1), FixedFigures([]),
+                    tmp_path, {}).state
+    for _ in range(10):
+        assert not state.count_update(1.0, math.inf, 2, tmp_path / "last.pt", scaler_backoff=True)
+    assert state.nonfinite_in_a_row == 0
+    with pytest.raises(NonFiniteLoss):
+        for _ in range(2):
+            state.count_update(math.nan, math.nan, 2, tmp_path / "last.pt", scaler_backoff=True)
+    assert not grad_scaler("fp32", torch.device("cpu"), 4000).is_enabled()
+    assert grad_scaler("fp16", torch.device("cpu"), 4000).get_scale() >= MIN_SCALE

@@ -104,14 +104,24 @@ def search_payload(payload: dict[str, Any], model: EncoderDecoder) -> dict[str, 
     return kept
 
 
+def is_export(folder: Path) -> bool:
+    """Whether ``folder`` holds an earlier export: a manifest of this format, not merely a file
+    called manifest.json (web apps have one), so replacing it never removes someone's folder."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
 def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
     """Export ``checkpoint`` (a translation checkpoint or release) into the folder ``out``, which
     must be absent, empty or an earlier export (replaced whole: the new folder is written beside
     it and swapped in, so a failed export leaves the old one)."""
     checkpoint, out = Path(checkpoint), Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
-        raise CheckpointError(f"--out {out}: exists and is not an earlier export (no {MANIFEST}); "
-                              "name a new folder")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not is_export(out))):
+        raise CheckpointError(f"--out {out}: exists and is not an earlier export (no {MANIFEST} "
+                              f"of format {FORMAT}); name a new folder")
     payload = load_model_checkpoint(checkpoint)
     topology = checkpoint_topology(payload)
     if topology.name not in EXPORTS:

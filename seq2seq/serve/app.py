@@ -50,9 +50,9 @@ class Limits:
 
     @property
     def max_body_bytes(self) -> int:
-        """The largest body a request within the limits can have: 4 UTF-8 bytes per character
-        (6 where JSON escapes one), plus quotes and separators."""
-        return self.max_lines * (6 * self.max_chars + 8) + 1024
+        """The largest body a request within the limits can have: 12 bytes per character (JSON's
+        escape of a character beyond the BMP as two \\uXXXX), plus quotes and separators."""
+        return self.max_lines * (12 * self.max_chars + 8) + 1024
 
 
 class LimitExceeded(Exception):
@@ -81,6 +81,7 @@ def error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "the body is not JSON"},
+    411: {"model": ErrorBody, "description": "a POST without a Content-Length header"},
     413: {"model": ErrorBody, "description": "over --max-lines, --max-chars or the body size"},
     422: {"model": ErrorBody, "description": "a field of the wrong type or range"},
     500: {"model": ErrorBody, "description": "the model failed"},
@@ -111,6 +112,9 @@ def create_app(model: ServedModel, limits: Limits = Limits(), batch_wait_ms: flo
                                   call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         # Before the body is read: a client cannot make the server buffer gigabytes.
         size = request.headers.get("content-length", "")
+        if request.method == "POST" and not size.isdigit():  # chunked: no size to check first
+            return error(411, "a POST needs a Content-Length header (a chunked body has none)",
+                         limit="max_body_bytes")
         if size.isdigit() and int(size) > limits.max_body_bytes:
             return error(413, f"a body of {size} bytes; at most {limits.max_body_bytes} "
                               "(max_body_bytes)", limit="max_body_bytes")

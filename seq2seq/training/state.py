@@ -42,13 +42,20 @@ class TrainState:
     stop_reason: str = ""
     precision: str = ""             # what trainer.precision resolved to (the latest, if resumed)
 
-    def count_update(self, loss: float, grad_norm: float, max_nonfinite: int, last: Path) -> bool:
+    def count_update(self, loss: float, grad_norm: float, max_nonfinite: int, last: Path,
+                     scaler_backoff: bool = False) -> bool:
         """Whether the update was made (its loss and gradient norm finite); count skipped ones and
         raise NonFiniteLoss after ``max_nonfinite`` in a row (naming ``last``, the run's last.pt,
-        if it was saved: checkpoints never hold non-finite weights, as no update makes them)."""
+        if it was saved: checkpoints never hold non-finite weights, as no update makes them).
+        With ``scaler_backoff`` (fp16's GradScaler lowering its scale) an overflowing gradient of a
+        finite loss is skipped without counting."""
         if math.isfinite(loss) and math.isfinite(grad_norm):
             self.nonfinite_in_a_row = 0
             return True
+        if math.isfinite(loss) and scaler_backoff:
+            log.info("step %d: fp16 gradients overflowed; update skipped, loss scale lowered",
+                     self.step)
+            return False
         self.nonfinite_in_a_row += 1
         self.nonfinite_total += 1
         what = f"loss is {loss}" if not math.isfinite(loss) else f"gradient norm is {grad_norm}"

@@ -28,6 +28,8 @@ from seq2seq.training.state import Objective
 # are summed over a batch's tokens (``trainer.batch_tokens`` padded tokens at most), so their
 # gradients are that many times larger already.
 MEAN_LOSS_SCALE = 2.0 ** 16
+# Below this scale an overflow is no longer the scale's fault: fp16's smallest subnormal.
+MIN_SCALE = 2.0 ** -24
 
 
 class LossModule(nn.Module):
@@ -108,6 +110,11 @@ class UpdateStep:
             self.scaler.step(optimizer)  # optimizer.step(), unless fp16 found inf/NaN
         self.scaler.update()
         return norm
+
+    def scaler_backed_off(self) -> bool:
+        """Whether fp16's GradScaler may still lower its scale: its skipped updates then search for
+        a scale (GradScaler's design), and only those below ``MIN_SCALE`` count as non-finite."""
+        return self.scaler.is_enabled() and self.scaler.get_scale() >= MIN_SCALE
 
     def state_dict(self) -> dict[str, Any]:
         """The GradScaler's state (empty unless fp16), saved with the checkpoint."""

@@ -339,7 +339,8 @@ class Trainer:
             s.step += 1
             s.batch_in_epoch += len(group)
             rebalance_threads()  # runs started or ended beside this one (seq2seq/runtime.py)
-            if s.count_update(loss, self.grad_norm, settings.max_nonfinite, self.checkpoints.last):
+            if s.count_update(loss, self.grad_norm, settings.max_nonfinite, self.checkpoints.last,
+                              scaler_backoff=self.update.scaler_backed_off()):
                 s.train_seconds += elapsed
                 s.train_tokens += tokens
                 self._window.add(loss, tokens, elapsed)
