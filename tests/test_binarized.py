@@ -165,6 +165,12 @@ def test_an_incomplete_folder_is_a_data_error(corpus, tmp_path):
     (folder / "meta.json").write_text(json.dumps({**meta, "pairs": meta["pairs"] * 100}))
     with pytest.raises(DataError, match="delete the folder"):
         open_binarized(folder)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    open_binarized(folder)
+    offsets = folder / "tgt_offsets.bin"  # as a power cut can leave it: the right size, zeros
+    offsets.write_bytes(bytes(offsets.stat().st_size))
+    with pytest.raises(DataError, match="offsets end at 0"):
+        open_binarized(folder)
 
 
 def test_misaligned_and_undecodable_files_are_named(tmp_path):

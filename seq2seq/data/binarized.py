@@ -172,8 +172,13 @@ class _Writer:
         self.pairs += int(kept.sum())
         self.max_pair_length = max(self.max_pair_length, int(pair_lengths.max(initial=0)))
 
-    def close(self) -> None:
+    def close(self, durable: bool = False) -> None:
+        """Close the files; ``durable``: on disk first (a power cut never leaves a folder that
+        looks complete over arrays the kernel had not written)."""
         for handle in self.files.values():
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
             handle.close()
 
 
@@ -199,10 +204,13 @@ def binarize(src_path: Path, tgt_path: Path, src_model: bytes, tgt_model: bytes,
                 lines += len(kept)
                 for reason, count in counts.items():
                     dropped[reason] += count
-        finally:
+        except BaseException:
             writer.close()
+            raise
+        finally:
             if bar is not None:
                 bar.close()
+        writer.close(durable=True)
         writer.target_counts.tofile(tmp / "target_counts.bin")
         meta = {"format": FORMAT, "dtype": dtype.name, "pairs": writer.pairs, "lines": lines,
                 "dropped": dropped, "src_tokens": writer.ends["src"], "tgt_tokens": writer.ends["tgt"],
@@ -271,6 +279,9 @@ def open_binarized(folder: Path) -> BinarizedCorpus:
                   _mapped(folder / "tgt.bin", dtype, int(meta["tgt_tokens"])),
                   _mapped(folder / "tgt_offsets.bin", np.int64, pairs + 1),
                   _mapped(folder / "lengths.bin", np.int32, pairs)]
+        for offsets, tokens in ((arrays[1], meta["src_tokens"]), (arrays[3], meta["tgt_tokens"])):
+            if int(offsets[0]) != 0 or int(offsets[-1]) != int(tokens):
+                raise ValueError(f"offsets end at {int(offsets[-1])}, not at {tokens} tokens")
     except (OSError, ValueError, KeyError) as err:
         raise DataError(f"{folder}: an unreadable binarized corpus ({err}); delete the folder to "
                         "encode the training split again") from None
