@@ -2,7 +2,8 @@
 a ``torch.device``, and batches moved there.
 
 ``auto`` takes CUDA when torch sees a GPU, else the CPU. Under torchrun (``LOCAL_RANK`` set) ``auto``
-and ``cuda`` mean ``cuda:LOCAL_RANK``: one GPU per rank of a node. Asking for a GPU that is not there
+and ``cuda`` mean ``cuda:LOCAL_RANK``: one GPU per rank of a node (a fixed ``cuda:N`` is refused
+there). Asking for a GPU that is not there
 is a ConfigError naming the option, raised before any work is done.
 """
 
@@ -37,6 +38,9 @@ def resolve_device(value: Optional[str], option: str = "device") -> torch.device
     match = _CUDA.fullmatch(value)
     if match is None:
         raise ConfigError(f"{option}={value!r}: expected one of {', '.join(DEVICE_CHOICES)}")
+    if match.group(1) is not None and int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) > 1:
+        raise ConfigError(f"{option}={value}: under torchrun every rank would take that one GPU; "
+                          f"use {option}=cuda (or auto), which gives each rank cuda:LOCAL_RANK")
     if not torch.cuda.is_available():
         raise ConfigError(f"{option}={value}: this machine has no CUDA GPU that torch can use "
                           f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "

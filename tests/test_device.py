@@ -123,6 +123,9 @@ def test_cuda_means_the_local_rank_under_torchrun_and_a_missing_gpu_is_named(mon
     monkeypatch.setenv("LOCAL_RANK", "3")  # more ranks on the node than GPUs
     with pytest.raises(ConfigError, match="GPU 3 asked for"):
         resolve_device("auto")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # several ranks on this node: one GPU each
+    with pytest.raises(ConfigError, match="device=cuda:0: under torchrun every rank"):
+        resolve_device("cuda:0")
 
 
 def test_the_backend_follows_the_device():

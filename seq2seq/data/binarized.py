@@ -36,6 +36,7 @@ import numpy as np
 import sentencepiece as spm
 import torch
 
+from seq2seq.atomic import UMASK
 from seq2seq.data.batching import Batch, BucketedBatches, PairFilter
 from seq2seq.data.corpus import iter_parallel
 from seq2seq.errors import DataError
@@ -192,6 +193,7 @@ def binarize(src_path: Path, tgt_path: Path, src_model: bytes, tgt_model: bytes,
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
+        os.chmod(tmp, 0o777 & ~UMASK)  # a plain mkdir's mode: a shared cache stays readable
         writer = _Writer(tmp, dtype, vocab_sizes[1])
         dropped = {"empty": 0, "too_long": 0, "length_ratio": 0}
         lines = 0
