@@ -216,3 +216,31 @@ def test_export_tool_prints_the_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         export_main(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("seq2seq ")
+
+
+def test_a_graph_whose_weights_point_at_other_files_is_refused(tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from seq2seq.export.onnx_runtime import check_self_contained
+
+    weight = numpy_helper.from_array(np.ones((2, 2), np.float32), name="w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 2])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 2])],
+                              [weight])
+    inside = tmp_path / "inside.onnx"
+    onnx.save(helper.make_model(graph), str(inside))
+    check_self_contained(inside)  # weights inside: accepted
+    outside = tmp_path / "outside.onnx"
+    onnx.save(helper.make_model(graph), str(outside), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    with pytest.raises(CheckpointError, match="external data"):
+        check_self_contained(outside)
+    (tmp_path / "link.onnx").symlink_to(inside)
+    with pytest.raises(CheckpointError, match="a link"):
+        check_self_contained(tmp_path / "link.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\xff" * 64)
+    with pytest.raises(CheckpointError, match="not an ONNX graph"):
+        check_self_contained(tmp_path / "junk.onnx")

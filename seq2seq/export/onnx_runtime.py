@@ -108,6 +108,7 @@ def session(path: Path, threads: int = 0) -> Any:
     except ImportError:
         raise CheckpointError(f"{path.parent}: an exported model needs onnxruntime: pip install "
                               "'seq2seq[export]' (or onnxruntime)") from None
+    check_self_contained(path)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     try:
@@ -115,6 +116,28 @@ def session(path: Path, threads: int = 0) -> Any:
     except Exception as err:  # onnxruntime raises its own types for missing or corrupt graphs
         raise CheckpointError(f"{path}: cannot load the ONNX graph: {type(err).__name__}: "
                               f"{err}") from None
+
+
+def check_self_contained(path: Path) -> None:
+    """Refuse a graph that is a link or whose weights point at other files (ONNX external data:
+    a stranger's folder could read any file of this machine into the weights); the graphs
+    seq2seq-export writes hold their weights inside."""
+    try:
+        import onnx
+    except ImportError:
+        raise CheckpointError(f"{path.parent}: an exported model needs onnx to be checked: pip "
+                              "install 'seq2seq[export]' (or onnx)") from None
+    if path.is_symlink():
+        raise CheckpointError(f"{path}: a link; expected the graph file itself")
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as err:  # protobuf's decode errors have no common type
+        raise CheckpointError(f"{path}: not an ONNX graph: {type(err).__name__}: {err}") from None
+    tensors = list(graph.initializer) + [attribute.t for node in graph.node
+                                         for attribute in node.attribute if attribute.HasField("t")]
+    if any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in tensors):
+        raise CheckpointError(f"{path}: its weights point at files outside the graph (ONNX "
+                              "external data); expected a graph written by seq2seq-export")
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
