@@ -163,6 +163,24 @@ def test_translate_tool_takes_the_folder_and_it_works_moved(checkpoint, exported
 
 
 @pytest.mark.slow
+def test_evaluate_tool_scores_the_folder_as_its_checkpoint(checkpoint, exported, tmp_path):
+    from seq2seq.cli.evaluate import main as evaluate_main
+
+    src, ref = tmp_path / "test.src", tmp_path / "test.ref"
+    src.write_text("\n".join(line for line in LINES if line) + "\n")
+    ref.write_text("\n".join(line.upper() for line in LINES if line) + "\n")
+    scores = {}
+    for name, path in (("checkpoint", checkpoint), ("exported", exported)):
+        code = evaluate_main(["--checkpoint", str(path), "--src", str(src), "--ref", str(ref),
+                              "--beam", "2", "--report-dir", str(tmp_path / name),
+                              "--bootstrap", "0", "--attention-plots", "0"])
+        assert code == 0
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        scores[name] = (report["bleu"], report["chrf"])
+    assert scores["exported"] == scores["checkpoint"]
+
+
+@pytest.mark.slow
 def test_exporting_again_replaces_the_folder_and_keeps_search_settings(checkpoint, tmp_path):
     out = tmp_path / "model"
     export_onnx(checkpoint, out)

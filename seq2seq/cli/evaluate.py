@@ -27,6 +27,7 @@ from seq2seq.cli.progress import ProgressPredictor
 from seq2seq.device import add_device_option, resolve_device
 from seq2seq.errors import Seq2SeqError
 from seq2seq.precision import add_precision_option
+from seq2seq.predict import load_predictor
 from seq2seq.topologies.base import EvaluationRequest, PredictOptions
 from seq2seq.topologies.registry import checkpoint_topology, topology_named
 from seq2seq.training.checkpoint import load_model_checkpoint
@@ -83,7 +84,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     request = request_from(args)
     try:
         resolve_device(args.device, "--device")  # a missing GPU: refused before any work
-        if request.checkpoints:
+        if request.checkpoints and Path(request.checkpoints[0]).is_dir():
+            # a folder written by seq2seq-export: a translation model, decoded by onnxruntime
+            topology = topology_named("translate")
+            predictor = ProgressPredictor(load_predictor(request.checkpoints, request.options))
+        elif request.checkpoints:
             # The checkpoint's topology scores its own predictions.
             payload = load_model_checkpoint(request.checkpoints[0])
             topology = checkpoint_topology(payload)
