@@ -130,12 +130,13 @@ def resolve_num_threads(setting: Any, cores: int | None = None,
     return int(setting)
 
 
-def apply_num_threads(setting: Any) -> int | None:
-    """Set torch's intra-op and inter-op threads from ``num_threads`` (``resolve_num_threads``);
-    returns the number set, or None when torch keeps its default."""
+def apply_num_threads(setting: Any, threads: int | None = None, cores: int | None = None
+                      ) -> int | None:
+    """Set torch's intra-op and inter-op threads to ``threads`` (default: ``num_threads`` resolved,
+    ``resolve_num_threads``); returns the number set, or None when torch keeps its default."""
     import torch  # here, not at the top: keep_freed_memory's users import this module early
 
-    threads = resolve_num_threads(setting)
+    threads = resolve_num_threads(setting) if threads is None else threads
     if threads is None:
         return None
     torch.set_num_threads(threads)
@@ -144,7 +145,7 @@ def apply_num_threads(setting: Any) -> int | None:
     except RuntimeError:  # settable once per process, before any inter-op work (tests, a 2nd run)
         pass
     log.info("CPU threads: %d intra-op (num_threads=%s, %d cores available)", threads, setting,
-             available_cores())
+             available_cores() if cores is None else cores)
     return threads
 
 
@@ -285,19 +286,7 @@ class SharedCores:
 
     def apply(self) -> int | None:
         """Set torch's threads to ``threads()`` (inter-op ones too, where still settable)."""
-        import torch
-
-        threads = self.threads()
-        if threads is None:
-            return None
-        torch.set_num_threads(threads)
-        try:
-            torch.set_num_interop_threads(threads)
-        except RuntimeError:  # settable once per process, before any inter-op work
-            pass
-        log.info("CPU threads: %d intra-op (num_threads=%s, %d cores available)", threads,
-                 self.setting, self.cores)
-        return threads
+        return apply_num_threads(self.setting, self.threads(), self.cores)
 
     def rebalance(self, every_seconds: float = 5.0) -> None:
         """With ``auto``, at most every ``every_seconds``: follow the runs that started or ended."""
