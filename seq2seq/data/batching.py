@@ -239,6 +239,13 @@ class PairFilter:
                   "length_ratio": int(ratio.sum())}
         return ~(empty | too_long | ratio), counts
 
+    def kept_indices(self, src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]]
+                     ) -> tuple[list[int], dict[str, int]]:
+        """``keep`` for encoded pairs: the indices of those kept, and the counts of the others."""
+        kept, counts = self.keep(np.fromiter(map(len, src), np.int64, len(src)),
+                                 np.fromiter(map(len, tgt), np.int64, len(tgt)))
+        return np.flatnonzero(kept).tolist(), counts
+
     def describe(self, counts: dict[str, int], kept: int, name: str = "train") -> str:
         """The log line for a split's dropped pairs."""
         ratio = f" and {counts['length_ratio']} with a length ratio over {self.max_ratio:g}" \
@@ -252,9 +259,7 @@ def kept_pairs(src: list[list[int]], tgt: list[list[int]], max_length: int,
     """Indices of the pairs that ``PairFilter(max_length, max_ratio)`` keeps; logs the counts of
     the others."""
     pair_filter = PairFilter(max_length, max_ratio)
-    kept, counts = pair_filter.keep(np.fromiter(map(len, src), np.int64, len(src)),
-                                    np.fromiter(map(len, tgt), np.int64, len(tgt)))
-    keep = np.flatnonzero(kept).tolist()
+    keep, counts = pair_filter.kept_indices(src, tgt)
     if any(counts.values()):
         log.info("%s", pair_filter.describe(counts, len(keep), name))
     return keep

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Optional, Sequence, cast
+from typing import Any, ClassVar, Optional, Sequence, cast
 
 import numpy as np
 import torch
@@ -201,10 +201,9 @@ def training_batches(cfg: DictConfig, src_lines: list[str], tgt_lines: list[str]
     sampled segmentation each epoch when ``tokenizer.sampling_alpha`` > 0; and the counts of the
     pairs dropped."""
     src_all, tgt_all = tokenizers.src.encode(src_lines), tokenizers.tgt.encode(tgt_lines)
-    kept, counts = pair_filter(cfg).keep(np.fromiter(map(len, src_all), np.int64, len(src_all)),
-                                         np.fromiter(map(len, tgt_all), np.int64, len(tgt_all)))
-    keep = np.flatnonzero(kept).tolist()
-    log.info("%s", pair_filter(cfg).describe(counts, len(keep)))
+    kept_by = pair_filter(cfg)
+    keep, counts = kept_by.kept_indices(src_all, tgt_all)
+    log.info("%s", kept_by.describe(counts, len(keep)))
     src_ids, tgt_ids = [src_all[i] for i in keep], [tgt_all[i] for i in keep]
     batching = (cfg.trainer.batch_tokens, cfg.seed, cfg.trainer.max_sentences, distributed.rank,
                 distributed.world_size)
@@ -228,18 +227,11 @@ def training_batches(cfg: DictConfig, src_lines: list[str], tgt_lines: list[str]
 def fit_recaser(tgt_path: Path, max_lines: int = RECASER_LINES) -> Recaser:
     """The casing model of the training targets: of their first ``max_lines`` lines (all of
     Multi30k's), read streaming; a larger corpus's sample is logged."""
-    lines = islice(iter_lines(tgt_path), max_lines)
-    seen = 0
-
-    def counted() -> Iterator[str]:
-        nonlocal seen
-        for seen, line in enumerate(lines, start=1):  # noqa: B007 (the count is read below)
-            yield line
-
-    recaser = Recaser.fit(counted())
-    sample = " (a sample: the corpus has more lines)" if seen == max_lines else ""
-    log.info("recaser fitted on the first %d training targets%s: %d context entries", seen, sample,
-             len(recaser.forms))
+    lines = list(islice(iter_lines(tgt_path), max_lines))
+    recaser = Recaser.fit(lines)
+    sample = " (a sample: the corpus has more lines)" if len(lines) == max_lines else ""
+    log.info("recaser fitted on the first %d training targets%s: %d context entries", len(lines),
+             sample, len(recaser.forms))
     return recaser
 
 
