@@ -3,7 +3,7 @@ or ``auto``: on a CUDA GPU bf16 where it has bf16 kernels (Ampere and later), el
 whichever of fp32 and bf16 multiplies matrices faster.
 
 fp16 has a narrow exponent range: trained in it, gradients are scaled (``torch.amp.GradScaler``,
-``seq2seq/training/amp.py``) so that small ones do not flush to zero. On a CPU it works, slowly.
+``seq2seq/training/step.py``) so that small ones do not flush to zero. On a CPU it works, slowly.
 
 bf16 pays only on some CPUs, and their flags do not tell which: the AMD EPYC (Zen 4) and the
 Intel Xeon measured for BENCHMARKS.md both report ``avx512_bf16``, yet an output-layer-sized

@@ -82,16 +82,16 @@ class OnnxStepper:
 
 
 class OnnxTranslationModel(nn.Module):
-    """An exported encoder-decoder: two onnxruntime sessions. A module without parameters (the
-    translator's ``eval()`` and the search's device lookup work on it: the CPU), decoded through
-    ``search_stepper``."""
+    """An exported encoder-decoder: its two graphs opened in onnxruntime. A module without
+    parameters (the translator's ``eval()`` and the search's device lookup work on it: the CPU),
+    decoded through ``search_stepper``."""
 
     def __init__(self, folder: Path, manifest: dict[str, Any], output_ids: Optional[Tensor],
                  threads: int = 0) -> None:
         super().__init__()
         self.folder, self.manifest, self.output_ids = folder, manifest, output_ids
-        self.encoder = session(folder / manifest["encoder"]["file"], threads)
-        self.step = session(folder / manifest["step"]["file"], threads)
+        self.encoder = open_graph(folder / manifest["encoder"]["file"], threads)
+        self.step = open_graph(folder / manifest["step"]["file"], threads)
         # the inputs the step graph kept (an unused one, e.g. the summary with attention, is
         # dropped by the exporter)
         self.step_inputs = [i.name for i in self.step.get_inputs()]
@@ -100,9 +100,9 @@ class OnnxTranslationModel(nn.Module):
         return OnnxStepper(self)
 
 
-def session(path: Path, threads: int = 0) -> Any:
-    """An onnxruntime CPU session of the graph at ``path`` (``threads``: 0 for onnxruntime's
-    default, one per core)."""
+def open_graph(path: Path, threads: int = 0) -> Any:
+    """The graph at ``path`` opened for onnxruntime's CPU provider, with ``threads`` threads (0:
+    onnxruntime's default, one per core)."""
     try:
         import onnxruntime
     except ImportError:
