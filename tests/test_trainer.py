@@ -45,7 +45,7 @@ WOBBLE = [{"loss": 3.0 - 0.1 * i, "bleu": 20.0 - i} for i in range(4)]
 
 def learning_rates(tmp_path, **settings):
     objective = FixedFigures(WOBBLE)
-    trainer = Trainer(group_settings("trainer", "default", lr=1.0, lr_patience=1,
+    trainer = Trainer(group_settings("trainer", "default", lr=1.0, schedule={"patience": 1},
                                      early_stopping_patience=10, **settings),
                       torch.nn.Linear(2, 1), objective, tmp_path, {})
     rates = []
@@ -131,21 +131,23 @@ def test_resuming_with_another_lr_metric_starts_the_plateau_afresh(tmp_path):
     trainer, rates = learning_rates(tmp_path)  # the plateau on BLEU halved the LR once
     trainer.config = {"trainer": {"lr_metric": None, "early_stopping_metric": "bleu"}}
     trainer.save_last()
-    resumed = Trainer(group_settings("trainer", "default", lr=1.0, lr_patience=1, lr_metric="loss"),
+    resumed = Trainer(group_settings("trainer", "default", lr=1.0, schedule={"patience": 1},
+                                     lr_metric="loss"),
                       torch.nn.Linear(2, 1), FixedFigures([]), tmp_path, {})
     resumed.resume(tmp_path / "checkpoints" / "last.pt")
     assert resumed.optimizer.param_groups[0]["lr"] == rates[-1] == 0.5
-    assert resumed.scheduler.mode == "min" and resumed.scheduler.best == float("inf")
-    same = Trainer(group_settings("trainer", "default", lr=1.0, lr_patience=1),
+    assert resumed.schedule.lower_is_better and resumed.schedule.best is None
+    same = Trainer(group_settings("trainer", "default", lr=1.0, schedule={"patience": 1}),
                    torch.nn.Linear(2, 1), FixedFigures([]), tmp_path, {})
     same.resume(tmp_path / "checkpoints" / "last.pt")
-    assert same.scheduler.mode == "max" and same.scheduler.best == 20.0  # its memory kept
+    assert not same.schedule.lower_is_better and same.schedule.best == 20.0  # its memory kept
+    assert same.optimizer.param_groups[0]["lr"] == 0.5
 
 
 def test_the_budgets_last_minutes_anneal_the_lr_linearly_instead_of_the_plateau(tmp_path):
     # A 10-minute budget whose last 4 minutes anneal; BLEU falls at every validation, so the
     # plateau (patience 0) halves the LR each time it is in charge.
-    settings = group_settings("trainer", "default", lr=1.0, lr_patience=0, min_lr=0.01,
+    settings = group_settings("trainer", "default", lr=1.0, schedule={"patience": 0}, min_lr=0.01,
                               max_minutes=10, lr_anneal_minutes=4, early_stopping_patience=10)
     trainer = Trainer(settings, nn.Linear(2, 1), FixedFigures(WOBBLE), tmp_path, {})
     rates = []

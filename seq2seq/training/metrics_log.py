@@ -11,7 +11,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 COLUMNS = ["step", "epoch", "split", "loss", "ppl", "bleu", "chrf", "lr", "teacher_forcing",
-           "tokens_per_second", "elapsed_seconds"]
+           "tokens_per_second", "elapsed_seconds", "grad_norm", "grad_norm_max"]
 
 
 class MetricsLog:
@@ -42,8 +42,15 @@ class MetricsLog:
         self._file.flush()
         if self._tb is not None:
             for key, value in row.items():
-                if key not in ("step", "epoch", "split") and isinstance(value, (int, float)):
+                # TensorBoard has every update's gradient norm (``scalar``), not the window's mean
+                if key not in ("step", "epoch", "split", "grad_norm", "grad_norm_max") and \
+                        isinstance(value, (int, float)):
                     self._tb.add_scalar(f"{row['split']}/{key}", value, row["step"])
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        """One figure to TensorBoard alone (when installed): what is logged every update."""
+        if self._tb is not None:
+            self._tb.add_scalar(tag, value, step)
 
     def close(self) -> None:
         self._file.close()
@@ -92,18 +99,27 @@ def plot_learning_curve(csv_path: str | Path, png_path: str | Path, metric: str 
 
 @dataclass
 class LogWindow:
-    """Loss and throughput since the last log line."""
+    """Loss, throughput and the gradients' norm (before clipping) since the last log line."""
 
     steps: int = 0
     loss_sum: float = 0.0
     tokens: int = 0
     seconds: float = 0.0
+    grad_norm_sum: float = 0.0
+    grad_norm_max: float = 0.0
 
-    def add(self, loss: float, tokens: int, seconds: float) -> None:
+    def add(self, loss: float, tokens: int, seconds: float, grad_norm: float = 0.0) -> None:
         self.steps += 1
         self.loss_sum += loss
         self.tokens += tokens
         self.seconds += seconds
+        self.grad_norm_sum += grad_norm
+        self.grad_norm_max = max(self.grad_norm_max, grad_norm)
+
+    @property
+    def grad_norm(self) -> float:
+        """The mean over the window's updates."""
+        return self.grad_norm_sum / max(self.steps, 1)
 
     @property
     def loss(self) -> float:

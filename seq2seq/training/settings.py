@@ -8,6 +8,7 @@ from typing import Optional
 
 from seq2seq.errors import ConfigError, check_range
 from seq2seq.precision import check_precision
+from seq2seq.training.lr_schedules import LRSchedule
 from seq2seq.training.schedules import TeacherForcingSchedule
 
 
@@ -22,12 +23,11 @@ class TrainerSettings:
     accumulate_batches: int                 # batches (per rank) whose gradients make one update
     max_sentences: Optional[int]
     lr: float
-    clip_norm: float
+    clip_norm: float                        # the gradients' norm clipped to this (0: off)
+    clip_value: float                       # > 0: each gradient element clamped to +-this first
     label_smoothing: float
-    lr_decay_factor: float                  # ReduceLROnPlateau on the validation metric
-    lr_patience: int
     lr_metric: Optional[str]                # what the plateau watches; None: early_stopping_metric
-    min_lr: float
+    min_lr: float                           # the floor of every schedule after its warmup
     lr_anneal_minutes: float                # > 0 (with max_minutes): over the budget's last N
                                             # minutes the LR falls linearly to min_lr instead
     validate_every: int                     # steps between validations; 0 = at epoch ends:
@@ -38,6 +38,8 @@ class TrainerSettings:
     early_stopping_patience: int            # validations without improvement before stopping
     log_every: int
     progress_bar: bool
+    reset_optimizer: bool                   # resume=true: fresh Adam moments
+    reset_schedule: bool                    # resume=true: the LR schedule starts afresh
     keep_checkpoints: int                   # step_N.pt files kept besides last.pt and best.pt
     average_last: int                       # >= 2: after training, average the last N step_N.pt
     ema_decay: float                        # > 0: validate, keep and test a moving average of
@@ -46,6 +48,7 @@ class TrainerSettings:
     precision: str                          # fp32 | bf16 | fp16 (the forward pass under autocast;
                                             # fp16 with a GradScaler) | auto (seq2seq/precision.py)
     teacher_forcing: TeacherForcingSchedule
+    schedule: LRSchedule                    # conf/trainer/schedule: built by its YAML file
 
     def __post_init__(self) -> None:
         check_range("trainer.max_epochs", self.max_epochs, 1)
@@ -69,6 +72,9 @@ class TrainerSettings:
             raise ConfigError(f"trainer.lr_anneal_minutes={self.lr_anneal_minutes} is the end of "
                               "a time budget: it needs trainer.max_minutes set and larger "
                               f"(it is {self.max_minutes})")
+        check_range("trainer.clip_norm", self.clip_norm, 0.0)
+        check_range("trainer.clip_value", self.clip_value, 0.0)
+        self.schedule.check(self.max_steps, self.max_minutes)
         check_precision("trainer.precision", self.precision)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"trainer.ema_decay={self.ema_decay!r}: expected 0 (off) or a "

@@ -37,6 +37,8 @@ class TrainState:
     train_tokens: int = 0
     validated_step: int = -1
     anneal_from_lr: float = 0.0     # the LR when lr_anneal_minutes began (0: not yet)
+    schedule_from_step: int = 0     # where the LR schedule started (trainer.reset_schedule moves it)
+    schedule_from_seconds: float = 0.0
     nonfinite_in_a_row: int = 0
     nonfinite_total: int = 0
     stop_reason: str = ""

@@ -77,7 +77,7 @@ class UpdateStep:
         return self.runner.no_sync()
 
     def backward(self, batches: Sequence[Any], teacher_forcing: float, smoothing: float,
-                 flags: Sequence[bool] = ()) -> tuple[float, int, list[float]]:
+                 flags: Sequence[float] = ()) -> tuple[float, int, list[float]]:
         """Forward and backward passes over this rank's ``batches``; returns the loss summed over
         every rank's batches, their target tokens, and ``flags`` summed over the ranks."""
         losses: list[Tensor] = []
@@ -97,7 +97,7 @@ class UpdateStep:
         return loss_sum, int(round(total)), flag_sums
 
     def apply(self, optimizer: torch.optim.Optimizer, loss_per_token: float, tokens: int,
-              clip_norm: float) -> float:
+              clip_norm: float, clip_value: float = 0.0) -> float:
         """Scale the gradients to those of the loss per target token, clip them and update the
         weights; returns the gradient norm (NaN: not computed, the loss was not finite). A norm
         that is not finite skips the update (fp16: the GradScaler halves its scale)."""
@@ -105,7 +105,8 @@ class UpdateStep:
             return math.nan
         self.scaler.unscale_(optimizer)  # fp16: divides by the loss scale, notes inf/NaN
         world = self.dist.world_size if isinstance(self.runner, DistributedDataParallel) else 1
-        norm = scale_and_clip(self.model.parameters(), world / max(tokens, 1), clip_norm)
+        norm = scale_and_clip(self.model.parameters(), world / max(tokens, 1), clip_norm,
+                              clip_value)
         if math.isfinite(norm):
             self.scaler.step(optimizer)  # optimizer.step(), unless fp16 found inf/NaN
         self.scaler.update()

@@ -1,5 +1,5 @@
-"""The training loop: Adam, gradient clipping, LR decay on plateau, validation, early stopping,
-checkpoints ``best.pt`` and ``last.pt``, metrics and a progress bar.
+"""The training loop: Adam, gradient clipping, an LR schedule (``lr_schedules.py``), validation,
+early stopping, checkpoints ``best.pt`` and ``last.pt``, metrics and a progress bar.
 
 What is trained and how it is scored is the ``Objective``'s business (one per topology, in
 ``seq2seq/topologies``); the loop is the same for all of them.
@@ -7,6 +7,7 @@ What is trained and how it is scored is the ``Objective``'s business (one per to
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import signal
@@ -28,6 +29,7 @@ from seq2seq.runtime import rebalance_threads
 from seq2seq.training.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from seq2seq.training.distributed import Distributed
 from seq2seq.training.ema import WeightAverage
+from seq2seq.training.lr_schedules import Clock, LRSchedule, Plateau
 from seq2seq.training.metrics_log import LogWindow, MetricsLog, plot_learning_curve
 from seq2seq.training.resumption import changed_lr, check_resumable
 from seq2seq.training.schedules import annealed_lr
@@ -71,7 +73,8 @@ class Trainer:
         # A smooth metric (validation loss) can drive the LR while a noisy one (greedy BLEU)
         # picks the best checkpoint: BLEU noise alone would halve the LR too early.
         self.lr_metric = settings.lr_metric or settings.early_stopping_metric
-        self.scheduler = self._plateau()
+        self.schedule = self._fresh_schedule()
+        self._total_updates: Optional[int] = settings.max_steps  # else known when fit() starts
         self.state = TrainState(world_size=distributed.world_size)
         # Rank 0 decides what auto means, so that all ranks compute alike.
         self.precision = distributed.broadcast(
@@ -84,13 +87,34 @@ class Trainer:
         self.grad_norm = math.nan  # of the last update's scaled gradients (before clipping)
         self._started: Optional[float] = None  # perf_counter() at the run's start, while fitting
 
-    def _plateau(self) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
-        """Halve (lr_decay_factor) the LR when ``lr_metric`` stalls; it starts from the
-        optimizer's current LR."""
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="min" if self.lr_metric in LOWER_IS_BETTER else "max",
-            factor=self.settings.lr_decay_factor, patience=self.settings.lr_patience,
-            min_lr=self.settings.min_lr)
+    def _fresh_schedule(self) -> LRSchedule:
+        """The configured schedule with no memory (``trainer.schedule``; the settings keep theirs
+        untouched)."""
+        schedule = copy.deepcopy(self.settings.schedule)
+        if isinstance(schedule, Plateau):
+            schedule.lower_is_better = self.lr_metric in LOWER_IS_BETTER
+        return schedule
+
+    def _clock(self, elapsed_seconds: float, update: Optional[int] = None) -> Clock:
+        """The schedule's view of update ``update`` (default: the next one), counted from where
+        the schedule started."""
+        s = self.state
+        start = s.schedule_from_step
+        total = self._total_updates
+        return Clock(update=(s.step + 1 if update is None else update) - start,
+                     seconds=max(elapsed_seconds - s.schedule_from_seconds, 0.0),
+                     total_updates=None if total is None else max(total - start, 1),
+                     budget_seconds=None if not self.settings.max_minutes else
+                     max(60 * self.settings.max_minutes - s.schedule_from_seconds, 1e-9))
+
+    def _set_lr(self, elapsed_seconds: float) -> None:
+        """The schedule's LR for the next update; in the budget's last ``lr_anneal_minutes`` the
+        LR set at the last validation stays."""
+        if self.state.anneal_from_lr:
+            return
+        lr = self.schedule.lr(self.settings.lr, self.settings.min_lr, self._clock(elapsed_seconds))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     # -- checkpoints ---------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
@@ -99,7 +123,8 @@ class Trainer:
         check_finite(self.model, self.state.step)
         rng_ranks = self.dist.gather(rng_state())
         payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                   "scheduler": self.scheduler.state_dict(), "trainer": asdict(self.state),
+                   "scheduler": {"name": self.schedule.name, **self.schedule.state_dict()},
+                   "trainer": asdict(self.state),
                    "config": self.config, **self.objective.checkpoint_extras(),
                    "rng": rng_ranks[0], "rng_ranks": rng_ranks,
                    "grad_scaler": self.update.state_dict()}  # fp16's loss scale
@@ -138,23 +163,11 @@ class Trainer:
                 f"{path}: cannot resume from it, its weights do not fit this run's model: {error}\n"
                 "Resume with the config (and training data) it was trained with, or train "
                 "from scratch in another run folder (hydra.run.dir=...)") from None
-        self.optimizer.load_state_dict(payload["optimizer"])  # onto the parameters' device
-        self.update.load_state_dict(payload.get("grad_scaler") or {})
-        if (lr := changed_lr(payload["config"], self.config)) is not None:
-            log.info("%s: trainer.lr changed; the run goes on at lr %g", path, lr)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-        saved = payload.get("config", {}).get("trainer", {})
-        saved_metric = saved.get("lr_metric") or saved.get("early_stopping_metric")
-        if saved_metric in (None, self.lr_metric):
-            self.scheduler.load_state_dict(payload["scheduler"])
+        if self.settings.reset_optimizer:
+            log.info("%s: trainer.reset_optimizer: Adam starts afresh", path)
         else:
-            # The plateau's memory (best value, bad epochs) is of the other figure: start afresh
-            # at the LR the run had reached.
-            self.scheduler = self._plateau()
-            log.warning("%s watched %s for the LR plateau, this run watches %s: the plateau "
-                        "starts afresh at lr %.2g", path, saved_metric, self.lr_metric,
-                        self.optimizer.param_groups[0]["lr"])
+            self.optimizer.load_state_dict(payload["optimizer"])  # onto the parameters' device
+            self.update.load_state_dict(payload.get("grad_scaler") or {})
         if self.ema is not None and "ema" in payload:
             self.ema.load_state_dict(payload["ema"], str(path))
         elif self.ema is not None:
@@ -164,6 +177,7 @@ class Trainer:
         # best_bleu: a field of checkpoints written before best_metrics held every figure
         self.state = TrainState(**{k: v for k, v in payload["trainer"].items() if k != "best_bleu"})
         self.state.stop_reason = ""
+        self._resume_schedule(payload, path)
         if self.state.precision and self.state.precision != self.precision:
             log.warning("%s was trained in %s, this run continues in %s (trainer.precision)",
                         path, self.state.precision, self.precision)
@@ -171,25 +185,73 @@ class Trainer:
         log.info("Resumed from %s at step %d (epoch %d, batch %d)", path, self.state.step,
                  self.state.epoch + 1, self.state.batch_in_epoch)
 
+    def _resume_schedule(self, payload: dict[str, Any], path: str | Path) -> None:
+        """The schedule's memory from the checkpoint, unless ``trainer.reset_schedule`` (or another
+        schedule) starts it afresh from this update; a changed ``trainer.lr`` becomes the peak the
+        schedule scales, and the plateau's factor so far is dropped, so the run goes on at it."""
+        s, saved_config = self.state, payload.get("config", {})
+        saved = payload.get("scheduler") or {}
+        # Checkpoints from before the schedule group hold ReduceLROnPlateau's state.
+        saved_name = saved.get("name", "plateau")
+        if self.settings.reset_schedule or saved_name != self.schedule.name:
+            why = ("trainer.reset_schedule" if self.settings.reset_schedule else
+                   f"it used the {saved_name} schedule, this run {self.schedule.name}")
+            s.schedule_from_step, s.schedule_from_seconds = s.step, s.wall_seconds or s.train_seconds
+            s.anneal_from_lr = 0.0
+            log.info("%s: %s: the LR schedule starts afresh at step %d", path, why, s.step)
+        elif isinstance(self.schedule, Plateau):
+            self._resume_plateau(self.schedule, saved, saved_config, path)
+        else:
+            self.schedule.load_state_dict(saved)
+        if (lr := changed_lr(saved_config, self.config)) is not None:
+            if isinstance(self.schedule, Plateau):
+                self.schedule.scale = 1.0
+            s.anneal_from_lr = 0.0
+            log.info("%s: trainer.lr changed; the schedule goes on from lr %g", path, lr)
+        self._set_lr(s.wall_seconds or s.train_seconds)
+
+    def _resume_plateau(self, plateau: Plateau, saved: dict[str, Any], saved_config: dict[str, Any],
+                        path: str | Path) -> None:
+        trainer_cfg = saved_config.get("trainer", {})
+        saved_lr = float(trainer_cfg.get("lr") or self.settings.lr)
+        if "num_bad_epochs" in saved:  # ReduceLROnPlateau's state, from an older checkpoint
+            best = saved.get("best")
+            saved = {"scale": float(saved.get("_last_lr", [saved_lr])[0]) / saved_lr,
+                     "best": None if best is None or not math.isfinite(best) else best,
+                     "bad_validations": saved.get("num_bad_epochs", 0)}
+        plateau.load_state_dict(saved)
+        saved_metric = trainer_cfg.get("lr_metric") or trainer_cfg.get("early_stopping_metric")
+        if saved_metric not in (None, self.lr_metric):
+            # The plateau's memory (best value, bad validations) is of the other figure: start
+            # afresh at the LR the run had reached.
+            plateau.reset_to(plateau.scale)
+            log.warning("%s watched %s for the LR plateau, this run watches %s: the plateau "
+                        "starts afresh at lr %.2g", path, saved_metric, self.lr_metric,
+                        max(self.settings.min_lr, self.settings.lr * plateau.scale))
+
     # -- one step ------------------------------------------------------------------------------
-    def train_step(self, batches: Sequence[Any], flags: Sequence[bool] = ()
-                   ) -> tuple[float, int, list[bool]]:
+    def train_step(self, batches: Sequence[Any], flags: Sequence[bool] = (),
+                   elapsed_seconds: float = 0.0) -> tuple[float, int, list[bool]]:
         """One update from this rank's ``batches`` and every other rank's.
 
         The gradient is that of the loss summed over all ranks' batches divided by their target
         tokens, so it does not depend on how the batches are split among ranks or accumulated.
         A non-finite loss or gradient norm (``grad_norm``) skips the update (counted, and fatal
         when repeated). ``flags`` (e.g. "a signal arrived") travel in the all-reduce of the
-        loss and token counts and come back true if any rank set them.
+        loss and token counts and come back true if any rank set them; so does each rank's
+        ``elapsed_seconds``, whose mean sets the LR of a time-based schedule alike on every rank.
         Returns the loss per target token, the target tokens of the step and the flags.
         """
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         ratio = self.settings.teacher_forcing.ratio(self.state.step)
-        loss_sum, tokens, flag_sums = self.update.backward(
-            batches, ratio, self.settings.label_smoothing, flags)
+        loss_sum, tokens, sums = self.update.backward(
+            batches, ratio, self.settings.label_smoothing, [*flags, elapsed_seconds])
+        flag_sums, elapsed_sum = sums[:-1], sums[-1]
+        self._set_lr(elapsed_sum / self.dist.world_size)
         value = loss_sum / max(tokens, 1)
-        self.grad_norm = self.update.apply(self.optimizer, value, tokens, self.settings.clip_norm)
+        self.grad_norm = self.update.apply(self.optimizer, value, tokens, self.settings.clip_norm,
+                                           self.settings.clip_value)
         if math.isfinite(self.grad_norm) and self.ema is not None:
             self.ema.update()
         return value, tokens, [f > 0 for f in flag_sums]
@@ -235,10 +297,10 @@ class Trainer:
         return False
 
     def _update_lr(self, metrics: dict[str, float], elapsed_seconds: float) -> None:
-        """The plateau halves the LR when ``lr_metric`` stalls; in the budget's last
-        ``lr_anneal_minutes`` the LR falls linearly to ``min_lr`` instead, set after each
-        validation (a staircase of one step per validation) from rank 0's clock, so that every
-        rank sets the same LR."""
+        """The schedule reads the validation (the plateau lowers the LR when ``lr_metric``
+        stalls); in the budget's last ``lr_anneal_minutes`` the LR falls linearly to ``min_lr``
+        instead, set after each validation (a staircase of one step per validation) from rank 0's
+        clock, so that every rank sets the same LR."""
         settings, s = self.settings, self.state
         if settings.lr_anneal_minutes > 0 and settings.max_minutes:  # both: checked in settings
             window = 60 * settings.lr_anneal_minutes
@@ -253,7 +315,8 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 return
-        self.scheduler.step(metrics[self.lr_metric])
+        self.schedule.after_validation(float(metrics[self.lr_metric]))
+        self._set_lr(elapsed_seconds)
 
     def _validate_and_log(self, metrics_log: Optional[MetricsLog], started: float,
                           final: bool = False) -> bool:
@@ -287,6 +350,9 @@ class Trainer:
         # The budget's clock goes on from where a resumed run stopped (checkpoints from before
         # wall_seconds existed: from its training steps' time).
         started = self._started = time.perf_counter() - (s.wall_seconds or s.train_seconds)
+        if settings.max_steps is None:  # the updates of max_epochs, for a schedule over steps
+            per_epoch = -(-batches.num_batches(0) // settings.accumulate_batches)
+            self._total_updates = settings.max_epochs * per_epoch
         self._window = LogWindow()
         with self._signals:
             try:
@@ -334,7 +400,8 @@ class Trainer:
             t0 = time.perf_counter()
             flags = (self._signals.received is not None,
                      self._past_budget(time.perf_counter() - started))
-            loss, tokens, (signalled, over_time) = self.train_step(group, flags=flags)
+            loss, tokens, (signalled, over_time) = self.train_step(
+                group, flags=flags, elapsed_seconds=time.perf_counter() - started)
             elapsed = time.perf_counter() - t0
             s.step += 1
             s.batch_in_epoch += len(group)
@@ -343,7 +410,9 @@ class Trainer:
                               scaler_backoff=self.update.scaler_backed_off()):
                 s.train_seconds += elapsed
                 s.train_tokens += tokens
-                self._window.add(loss, tokens, elapsed)
+                self._window.add(loss, tokens, elapsed, self.grad_norm)
+                if metrics_log is not None:  # every update: vanishing or exploding gradients
+                    metrics_log.scalar("train/grad_norm", self.grad_norm, s.step)
             lr = self.optimizer.param_groups[0]["lr"]
             bar.update(len(group))
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2g}", tok_s=f"{self._window.rate:.0f}")
@@ -351,6 +420,8 @@ class Trainer:
                 metrics_log.write(step=s.step, epoch=s.epoch + 1, split="train",
                                   loss=self._window.loss, lr=lr,
                                   tokens_per_second=self._window.rate,
+                                  grad_norm=self._window.grad_norm,
+                                  grad_norm_max=self._window.grad_norm_max,
                                   teacher_forcing=settings.teacher_forcing.ratio(s.step),
                                   elapsed_seconds=time.perf_counter() - started)
                 self._window = LogWindow()
