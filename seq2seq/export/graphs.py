@@ -17,7 +17,7 @@ from seq2seq.errors import CheckpointError
 from seq2seq.models.cells import ReferenceLayer
 from seq2seq.models.decoder import DecoderState, Memory
 from seq2seq.models.encoder_decoder import EncoderDecoder
-from seq2seq.models.rnn import LayeredRNN, has_cell_state, run_unpacked, torch_rnn
+from seq2seq.models.rnn import REFERENCE_ONLY, LayeredRNN, has_cell_state, run_unpacked, torch_rnn
 from seq2seq.tokenization import PAD
 
 # What the encoder graph returns, in this order, less those the model has not got (keys without
@@ -39,8 +39,8 @@ def padded_layers(rnn: nn.Module, where: str) -> tuple[list[nn.RNNBase], bool]:
     layers: list[nn.RNNBase] = []
     for layer in rnn.layers:
         if isinstance(layer, ReferenceLayer):
-            if layer.cell == "lstm_peephole":
-                raise CheckpointError(f"{where}: cell=lstm_peephole has no ONNX kernel; export "
+            if layer.cell in REFERENCE_ONLY:
+                raise CheckpointError(f"{where}: cell={layer.cell} has no ONNX kernel; export "
                                       "supports rnn, rnn_relu, gru and lstm")
             weight_ih = layer.get_parameter("weight_ih_l0")
             same = torch_rnn(layer.cell, weight_ih.size(1), layer.hidden_size, 1,
@@ -74,9 +74,7 @@ class EncoderGraph(nn.Module):
             x = out + x if self.residual and k > 0 else out
             finals.append(hidden)
         hidden = torch.cat(finals) if len(finals) > 1 else finals[0]  # [layers*dirs, B, H]
-        dirs = 2 if self.encoder.bidirectional else 1
-        final = hidden.view(self.encoder.num_layers, dirs, hidden.size(1), hidden.size(2))
-        final = torch.cat(final.unbind(1), dim=-1)  # [layers, B, H*dirs]
+        x, final = self.encoder.merge_directions(x, hidden)  # [B, S, O], [layers, B, O]
         keys = None if self.decoder.attention is None else self.decoder.attention.project_keys(x)
         memory = Memory(x, keys, src != PAD, final[-1])
         state = self.decoder.init_state(memory)

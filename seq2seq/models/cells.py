@@ -4,7 +4,9 @@ Each cell keeps its weights in the layout ``torch.nn`` uses (``weight_ih``: the 
 weights stacked, ``weight_hh``: their recurrent weights, ``bias_ih``, ``bias_hh``), so weights move
 between these cells and ``nn.RNN``/``nn.GRU``/``nn.LSTM`` unchanged; ``tests/test_cells.py`` checks
 that both give the same outputs. They run one time step per Python call, so they are for reading
-and experimenting (``model.encoder.implementation=reference``), not for speed.
+and experimenting (``model.encoder.implementation=reference``), not for speed. Two have no
+``torch.nn`` counterpart: ``lstm_peephole`` (Gers & Schmidhuber, 2000) and ``gru_original``, the
+GRU of Cho et al. (2014), whose reset gate acts before the recurrent matrix multiply.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 # Gates per cell: how many blocks of ``hidden_size`` rows weight_ih and weight_hh hold.
-GATES = {"rnn": 1, "rnn_relu": 1, "gru": 3, "lstm": 4, "lstm_peephole": 4}
+GATES = {"rnn": 1, "rnn_relu": 1, "gru": 3, "gru_original": 3, "lstm": 4, "lstm_peephole": 4}
 
 
 def cell_step(cell: str, x: Tensor, h: Tensor, c: Optional[Tensor], weight_ih: Tensor,
@@ -25,6 +27,8 @@ def cell_step(cell: str, x: Tensor, h: Tensor, c: Optional[Tensor], weight_ih: T
     """One time step of ``cell``. x: [B, I], h and c: [B, H]; returns the new (h, c), c None
     for cells without a cell state. Weights in torch.nn's layout (gates stacked by rows)."""
     gi = x @ weight_ih.T + bias_ih   # the input's contribution to every gate
+    if cell == "gru_original":
+        return _gru_original(gi, h, weight_hh, bias_hh), None
     gh = h @ weight_hh.T + bias_hh   # the previous state's
     if cell == "rnn":
         return torch.tanh(gi + gh), None       # h' = tanh(W x + b + U h + b')
@@ -50,6 +54,19 @@ def cell_step(cell: str, x: Tensor, h: Tensor, c: Optional[Tensor], weight_ih: T
     p_i, p_f, p_o = peephole
     c = torch.sigmoid(f + p_f * c) * c + torch.sigmoid(i + p_i * c) * torch.tanh(g)
     return torch.sigmoid(o + p_o * c) * torch.tanh(c), c
+
+
+def _gru_original(gi: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor) -> Tensor:
+    """The GRU as Cho et al. (2014, eq. 5-8) wrote it: the reset gate scales h *before* the
+    recurrent matrix, n = tanh(W_n x + b_n + U_n (r * h) + b'_n), where torch.nn (and cuDNN) scale
+    its product, r * (U_n h + b'_n). gi: [B, 3H] the input's part of every gate; h: [B, H]."""
+    w_r, w_z, w_n = weight_hh.chunk(3, dim=0)
+    b_r, b_z, b_n = bias_hh.chunk(3)
+    i_r, i_z, i_n = gi.chunk(3, dim=1)
+    r = torch.sigmoid(i_r + h @ w_r.T + b_r)     # reset gate
+    z = torch.sigmoid(i_z + h @ w_z.T + b_z)     # update gate
+    n = torch.tanh(i_n + (r * h) @ w_n.T + b_n)  # candidate: reads the reset state r * h
+    return (1 - z) * n + z * h
 
 
 class ReferenceLayer(nn.Module):

@@ -14,16 +14,38 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seq2seq.errors import check_choice, check_range
+from seq2seq.errors import ConfigError, check_choice, check_range
 from seq2seq.models.attention import AttentionName, build_attention
 from seq2seq.models.dropout import Dropout, drop_tokens
 from seq2seq.models.encoder import EncoderOutput
 from seq2seq.models.output_layer import OutputLayer
+from seq2seq.models.pretrained import check_pretrained_options, freeze_matched_rows
 from seq2seq.models.rnn import Cell, build_rnn, check_rnn_options, has_cell_state, rnn_step
 from seq2seq.tokenization import PAD
 
 OutputVocabulary = Literal["all", "training_targets"]
 OUTPUT_VOCABULARIES: tuple[str, ...] = get_args(OutputVocabulary)
+# Where the first step's state comes from: the encoder's final state through the bridge (Bahdanau
+# et al., 2015, appendix A.2.2: s_0 = tanh(W_s h_1 backward)), zeros, or a learned vector per layer
+# (and an LSTM's cell state), the same for every sentence.
+InitialState = Literal["bridge", "zeros", "learned"]
+INITIAL_STATES: tuple[str, ...] = get_args(InitialState)
+
+
+def resolve_initial_state(initial_state: Optional[str], bridge: Optional[bool]) -> str:
+    """``initial_state``, read together with ``bridge``, the key it replaces: a config written
+    before it holds ``bridge`` true/false and takes ``initial_state=bridge`` from the preset, so
+    ``bridge=false`` turns that preset value into zeros; ``bridge=true`` with another choice is a
+    contradiction."""
+    if initial_state is None:
+        initial_state = "bridge"
+    check_choice("model.decoder.initial_state", initial_state, INITIAL_STATES)
+    if bridge is None:
+        return initial_state
+    if bridge and initial_state != "bridge":
+        raise ConfigError(f"model.decoder.bridge=true contradicts model.decoder.initial_state="
+                          f"{initial_state}; drop bridge (initial_state replaces it)")
+    return "zeros" if not bridge and initial_state == "bridge" else initial_state
 
 
 class Memory(NamedTuple):
@@ -76,16 +98,25 @@ class RNNDecoder(nn.Module):
 
     def __init__(self, vocab_size: int, context_size: int, *, attention: AttentionName,
                  cell: Cell, embedding_dim: int, hidden_size: int, num_layers: int,
-                 dropout: float, input_feeding: bool, bridge: bool, tie_embeddings: bool,
+                 dropout: float, input_feeding: bool, tie_embeddings: bool,
                  residual: bool, implementation: str, word_dropout: float,
-                 output_vocabulary: OutputVocabulary) -> None:
+                 output_vocabulary: OutputVocabulary, bridge: Optional[bool] = None,
+                 initial_state: Optional[InitialState] = None,
+                 pretrained_embeddings: Optional[str] = None,
+                 freeze_embeddings: bool = False) -> None:
         """``vocab_size``, ``context_size`` and ``attention`` come from the model; the other
-        options are ``conf/model/decoder``'s (defaults live only there).
+        options are ``conf/model/decoder``'s (the defaults here are only those of configs
+        written before an option existed).
         ``word_dropout``: in training, each reference input token is read as UNK with this
         probability (``drop_tokens``; the targets the loss scores stay whole).
         ``output_vocabulary``: "training_targets" asks the pipeline to restrict the output layer
-        (``restrict_output``) to the pieces its training targets use; "all" scores every id."""
+        (``restrict_output``) to the pieces its training targets use; "all" scores every id.
+        ``initial_state``: bridge | zeros | learned (``bridge`` true/false: its older spelling,
+        ``resolve_initial_state``). ``pretrained_embeddings``, ``freeze_embeddings``: as the
+        encoder's (``seq2seq/models/pretrained.py``)."""
         super().__init__()
+        self.initial_state = resolve_initial_state(initial_state, bridge)
+        check_pretrained_options("model.decoder", pretrained_embeddings, freeze_embeddings)
         check_choice("model.decoder.output_vocabulary", output_vocabulary, OUTPUT_VOCABULARIES)
         self.output_vocabulary = output_vocabulary
         check_rnn_options(cell, hidden_size, num_layers, dropout, "model.decoder", implementation)
@@ -102,10 +133,19 @@ class RNNDecoder(nn.Module):
         rnn_input = embedding_dim + (self.readout_size if input_feeding else 0) + \
             (context_size if self.attention is None else 0)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
+        self.pretrained_embeddings, self.freeze_embeddings = pretrained_embeddings, freeze_embeddings
+        if freeze_embeddings:
+            freeze_matched_rows(self, self.embedding)
         self.dropout = Dropout(dropout)
         self.rnn = build_rnn(cell, rnn_input, hidden_size, num_layers, False, dropout, residual,
                              implementation)
-        self.bridge = nn.Linear(context_size, num_layers * hidden_size) if bridge else None
+        self.bridge = nn.Linear(context_size, num_layers * hidden_size) \
+            if self.initial_state == "bridge" else None
+        # learned: zeros at first (where "zeros" stays), then trained like any weight
+        self.learned_hidden = nn.Parameter(torch.zeros(num_layers, hidden_size)) \
+            if self.initial_state == "learned" else None
+        self.learned_cell = nn.Parameter(torch.zeros(num_layers, hidden_size)) \
+            if self.initial_state == "learned" and has_cell_state(cell) else None
         self.readout = nn.Linear(hidden_size + context_size, self.readout_size)
         self.output_layer = OutputLayer(self.readout_size, vocab_size)
         if tie_embeddings:
@@ -149,15 +189,23 @@ class RNNDecoder(nn.Module):
                       self.output_layer.decoding_rows())
 
     def init_state(self, memory: Memory) -> DecoderState:
-        """Initial state from the encoder summary through the bridge (zeros without a bridge)."""
+        """The state step 0 starts from (``initial_state``): the encoder summary [B, Hc] through
+        the bridge, zeros, or the learned vectors repeated over the batch; hidden (and an LSTM's
+        cell) [layers, B, H]."""
         batch = memory.summary.size(0)
-        if self.bridge is None:
+        cell: Optional[Tensor] = None
+        if self.learned_hidden is not None:
+            hidden = self.learned_hidden.unsqueeze(1).expand(-1, batch, -1).contiguous()
+            if self.learned_cell is not None:
+                cell = self.learned_cell.unsqueeze(1).expand(-1, batch, -1).contiguous()
+        elif self.bridge is None:
             hidden = memory.summary.new_zeros(self.num_layers, batch, self.hidden_size)
         else:
             hidden = torch.tanh(self.bridge(memory.summary))  # [B, layers*H]
             hidden = hidden.view(batch, self.num_layers, self.hidden_size).transpose(0, 1)
             hidden = hidden.contiguous()
-        cell = hidden if has_cell_state(self.cell) else None
+        if cell is None and has_cell_state(self.cell):
+            cell = hidden  # bridge and zeros: the cell state starts as h
         feed = memory.summary.new_zeros(batch, self.readout_size) if self.input_feeding else None
         return DecoderState(hidden, cell, feed)
 

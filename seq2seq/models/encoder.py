@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Literal, NamedTuple, Optional, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seq2seq.errors import check_range
+from seq2seq.errors import check_choice, check_range
 from seq2seq.models.dropout import Dropout, drop_tokens
+from seq2seq.models.pretrained import check_pretrained_options, freeze_matched_rows
 from seq2seq.models.rnn import Cell, build_rnn, check_rnn_options, has_cell_state, run_unpacked
 from seq2seq.tokenization import PAD
 
+# How a bidirectional encoder joins its two directions: side by side (H*2 per position) or added
+# (H), as OpenNMT-py's ``brnn_merge`` and ``nn.LSTM(..., bidirectional)`` users often do to keep
+# the decoder's attention and bridge at the size of one direction.
+Merge = Literal["concat", "sum"]
+MERGES: tuple[str, ...] = get_args(Merge)
+
 
 class EncoderOutput(NamedTuple):
-    states: Tensor  # [B, S, H*dirs] one vector per source position (zeros on padding)
-    final: Tensor   # [layers, B, H*dirs] last hidden state per layer, directions concatenated
+    states: Tensor  # [B, S, O] one vector per source position (zeros on padding); O: output_size
+    final: Tensor   # [layers, B, O] last hidden state per layer, directions merged as the states
     mask: Tensor    # [B, S] True on real tokens
 
     def index_select(self, order: Tensor) -> "EncoderOutput":
@@ -36,23 +43,36 @@ class RNNEncoder(nn.Module):
 
     def __init__(self, vocab_size: int, *, cell: Cell, embedding_dim: int, hidden_size: int,
                  num_layers: int, bidirectional: bool, dropout: float, residual: bool,
-                 implementation: str, word_dropout: float, extra_input_size: int = 0) -> None:
-        """The options without a default are ``conf/model/encoder``'s (defaults live only there).
+                 implementation: str, word_dropout: float, extra_input_size: int = 0,
+                 merge: Merge = "concat", pretrained_embeddings: Optional[str] = None,
+                 freeze_embeddings: bool = False) -> None:
+        """The options are ``conf/model/encoder``'s (the defaults here are only those of
+        configs written before an option existed).
         ``extra_input_size``: features the caller adds to each position's embedding (e.g. the
         tagger's byte-level word features); ``forward`` then takes them as ``extra``.
         ``word_dropout``: in training, each source token is read as UNK with this probability
-        (``drop_tokens``)."""
+        (``drop_tokens``). ``merge``: a bidirectional encoder's directions concatenated
+        (``output_size`` 2H) or summed (H). ``pretrained_embeddings``: a word-vector file that
+        the topology loads into the embedding table at the start of a fresh run
+        (``seq2seq/models/pretrained.py``); ``freeze_embeddings``: the rows it matched keep
+        their vectors in training."""
         super().__init__()
         check_rnn_options(cell, hidden_size, num_layers, dropout, "model.encoder", implementation)
         check_range("model.encoder.embedding_dim", embedding_dim, 1)
         check_range("model.encoder.word_dropout", word_dropout, 0.0, 1.0)
+        check_choice("model.encoder.merge", merge, MERGES)
+        check_pretrained_options("model.encoder", pretrained_embeddings, freeze_embeddings)
         self.word_dropout = word_dropout
         self.cell, self.num_layers, self.bidirectional = cell, num_layers, bidirectional
+        self.hidden_size, self.merge = hidden_size, merge
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
+        self.pretrained_embeddings, self.freeze_embeddings = pretrained_embeddings, freeze_embeddings
+        if freeze_embeddings:
+            freeze_matched_rows(self, self.embedding)
         self.dropout = Dropout(dropout)
         self.rnn = build_rnn(cell, embedding_dim + extra_input_size, hidden_size, num_layers,
                              bidirectional, dropout, residual, implementation)
-        self.output_size = hidden_size * (2 if bidirectional else 1)
+        self.output_size = hidden_size * (2 if bidirectional and merge == "concat" else 1)
 
     def forward(self, src: Tensor, src_len: Tensor, extra: Optional[Tensor] = None
                 ) -> EncoderOutput:
@@ -77,8 +97,18 @@ class RNNEncoder(nn.Module):
             states, _ = pad_packed_sequence(outputs, batch_first=True, total_length=src.size(1))
             if has_cell_state(self.cell):
                 hidden = hidden[0]  # the bridge starts the decoder from h; c stays internal
-        # hidden: [layers*dirs, B, H] -> [layers, B, H*dirs]
-        dirs = 2 if self.bidirectional else 1
-        final = hidden.view(self.num_layers, dirs, *hidden.shape[1:])
-        final = torch.cat(final.unbind(1), dim=-1)
+        states, final = self.merge_directions(states, hidden)
         return EncoderOutput(self.dropout(states), final, src != PAD)
+
+    def merge_directions(self, states: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """The RNN's top-layer outputs [B, S, H*dirs] ([forward; backward] halves) and final
+        states [layers*dirs, B, H] (torch.nn's order) -> the encoder's states [B, S, O] and final
+        [layers, B, O], the directions concatenated or summed (``merge``)."""
+        dirs = 2 if self.bidirectional else 1
+        final = hidden.view(self.num_layers, dirs, *hidden.shape[1:])  # [layers, dirs, B, H]
+        if dirs == 1:
+            return states, final[:, 0]
+        if self.merge == "sum":
+            forward, backward = states.split(self.hidden_size, dim=-1)
+            return forward + backward, final.sum(1)
+        return states, torch.cat(final.unbind(1), dim=-1)

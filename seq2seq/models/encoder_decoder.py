@@ -43,6 +43,11 @@ class EncoderDecoder(nn.Module):
                 "model.share_embeddings=true needs model.encoder.embedding_dim == "
                 f"model.decoder.embedding_dim; got {source.embedding_dim} and "
                 f"{target.embedding_dim}")
+        if self.encoder.pretrained_embeddings or self.encoder.freeze_embeddings:
+            # The encoder's own table is replaced: its vectors and frozen rows would be lost.
+            raise ConfigError("model.share_embeddings=true: the encoder reads the decoder's "
+                              "embeddings; set model.decoder.pretrained_embeddings and "
+                              "freeze_embeddings instead of model.encoder's")
         self.encoder.embedding.weight = self.decoder.embedding.weight
 
     def encode(self, src: Tensor, src_len: Tensor) -> tuple[Memory, DecoderState]:

@@ -2,7 +2,8 @@
 
 The class is embedded into a vector c, which starts the decoder (through the bridge) and is fed
 to it at every step, as the classic one-to-many RNN does: the same ``RNNDecoder`` as translation
-with ``attention="none"``, where c plays the part of the encoder's summary vector.
+with ``attention="none"``, where c plays the part of the encoder's summary vector. With the
+decoder's ``initial_state`` zeros or learned, c reaches it only through that per-step input.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Callable, Literal, NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
-from seq2seq.errors import check_choice, check_range
+from seq2seq.errors import ConfigError, check_choice, check_range
 from seq2seq.models.crf import CRF
 from seq2seq.models.dropout import Dropout
 from seq2seq.models.encoder import EncoderOutput, RNNEncoder
@@ -53,14 +53,23 @@ def _head(size: int, hidden: int, outputs: int, dropout: float) -> nn.Sequential
 
 
 class SequenceClassifier(nn.Module):
-    """N vs 1: encoder, pooling, then a one-hidden-layer classifier."""
+    """N vs 1: encoder, pooling, then a one-hidden-layer classifier.
+
+    ``multi_label``: each utterance has a set of labels (``#``-joined in the label file): the
+    head's outputs are one sigmoid per label, trained by binary cross-entropy, and an utterance
+    takes every label whose probability is above ``threshold`` (at least its most likely one);
+    otherwise they are a softmax over the classes (``topologies/labelling/inference.py``).
+    """
 
     def __init__(self, src_vocab_size: int, num_labels: int,
                  encoder: Callable[..., RNNEncoder], *, pooling: PoolingName,
-                 hidden_size: int, dropout: float) -> None:
+                 hidden_size: int, dropout: float, multi_label: bool = False,
+                 threshold: float = 0.5) -> None:
         super().__init__()
         check_range("model.hidden_size", hidden_size, 1)
         check_range("model.dropout", dropout, 0.0, 1.0)
+        check_range("model.threshold", threshold, 0.0, 1.0)
+        self.multi_label, self.threshold = multi_label, threshold
         self.encoder = encoder(vocab_size=src_vocab_size)
         self.pooling = Pooling(pooling, self.encoder.output_size)
         self.classifier = _head(self.encoder.output_size, hidden_size, num_labels, dropout)
@@ -68,7 +77,7 @@ class SequenceClassifier(nn.Module):
     def forward(self, src: Tensor, src_len: Tensor, word_starts: Optional[Tensor] = None,
                 word_ends: Optional[Tensor] = None, word_bytes: Optional[Tensor] = None,
                 word_lexicon: Optional[Tensor] = None, word_ids: Optional[Tensor] = None) -> Tensor:
-        """Class logits [B, num_labels]."""
+        """Class logits [B, num_labels] (a multi-label model's: one independent logit a label)."""
         return self.classifier(self.pooling(self.encoder(src, src_len)))
 
 
@@ -152,6 +161,10 @@ class SequenceTagger(nn.Module):
             + (word_embeddings if self.words is not None else 0)
         self.encoder = encoder(vocab_size=src_vocab_size, extra_input_size=extra_size)
         self.span = word_state == "span" and self.encoder.bidirectional
+        if self.span and self.encoder.merge == "sum":
+            raise ConfigError("model.word_state=span reads the forward and backward halves of "
+                              "the encoder's states, which model.encoder.merge=sum adds "
+                              "together; set model.word_state=first or merge=concat")
         size = self.encoder.output_size
         self.joint = joint and num_labels > 0
         self.pooling = Pooling(pooling, size) if self.joint else None

@@ -4,7 +4,7 @@
 - ``residual=true``: one ``torch.nn`` module per layer, each layer's input added to its output from
   the second layer on (Wu et al., 2016), which helps deep stacks train.
 - ``implementation=reference``: the cells of ``cells.py``, written from their equations, one time
-  step per Python call (the only one with ``lstm_peephole``).
+  step per Python call (the only one with ``lstm_peephole`` and ``gru_original``).
 
 All three take and return what ``torch.nn``'s RNNs do: batch-first tensors or a PackedSequence,
 and the final state ``h_n`` (``(h_n, c_n)`` for LSTMs) as ``[layers * directions, B, H]``.
@@ -13,7 +13,7 @@ and the final state ``h_n`` (``(h_n, c_n)`` for LSTMs) as ``[layers * directions
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union, get_args
 
 import torch
 from torch import Tensor, nn
@@ -24,8 +24,10 @@ from seq2seq.models.cells import ReferenceLayer, cell_step
 from seq2seq.models.dropout import Dropout
 from seq2seq.models.dropout import dropout as apply_dropout
 
-Cell = Literal["rnn", "rnn_relu", "gru", "lstm", "lstm_peephole"]
-CELLS: tuple[str, ...] = ("rnn", "rnn_relu", "gru", "lstm", "lstm_peephole")
+Cell = Literal["rnn", "rnn_relu", "gru", "gru_original", "lstm", "lstm_peephole"]
+CELLS: tuple[str, ...] = get_args(Cell)
+# Cells whose equations no torch.nn kernel computes: only the reference implementation has them.
+REFERENCE_ONLY: tuple[str, ...] = ("gru_original", "lstm_peephole")
 IMPLEMENTATIONS = ("torch", "reference")
 State = Union[Tensor, tuple[Tensor, Tensor]]
 
@@ -42,8 +44,8 @@ def check_rnn_options(cell: str, hidden_size: int, num_layers: int, dropout: flo
     check_range(f"{prefix}.hidden_size", hidden_size, 1)
     check_range(f"{prefix}.num_layers", num_layers, 1)
     check_range(f"{prefix}.dropout", dropout, 0.0, 1.0)
-    if cell == "lstm_peephole" and implementation != "reference":
-        raise ConfigError(f"{prefix}.cell=lstm_peephole has no torch.nn kernel: set "
+    if cell in REFERENCE_ONLY and implementation != "reference":
+        raise ConfigError(f"{prefix}.cell={cell} has no torch.nn kernel: set "
                           f"{prefix}.implementation=reference")
 
 

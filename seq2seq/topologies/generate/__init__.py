@@ -21,6 +21,7 @@ from seq2seq.data.labelled import LabelledCorpus, LabelledSplit, LabelVocab
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.evaluation.report import line_count
 from seq2seq.models import count_parameters
+from seq2seq.models.pretrained import load_pretrained_embeddings
 from seq2seq.predict import load_predictor
 from seq2seq.tokenization import SentencePieceTokenizer
 from seq2seq.topologies.base import EvaluationRequest, PredictOptions, Predictor, TrainingSetup, no_ensemble
@@ -79,6 +80,8 @@ class Generate:
         log.info("train: %d utterances of %d classes from %s; vocab %d", len(batches.sequences),
                  len(labels), corpus.root, tokenizer.vocab_size)
         model = build_generator(cfg.model, len(labels), tokenizer.vocab_size)
+        if not cfg.get("resume"):  # a resumed run's embeddings come from its checkpoint
+            load_pretrained_embeddings(model, {"decoder": tokenizer})
         if model.decoder.output_vocabulary != "all":  # its tokenizer knows the targets' pieces only
             raise ConfigError("model.decoder.output_vocabulary: the generator's SentencePiece "
                               "model is trained on its utterances alone, so every piece is a "
