@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq.device import model_device, to_device
-from seq2seq.errors import check_range
+from seq2seq.errors import ConfigError, check_range
 from seq2seq.models.decoder import DecoderState, Memory
 from seq2seq.precision import autocast, resolve_precision
 from seq2seq.tokenization import BOS, EOS, PAD
@@ -156,22 +156,45 @@ def most_likely(log_probs: Tensor) -> tuple[Tensor, Tensor]:
     return log_probs.max(dim=-1)
 
 
-def sampler(temperature: float = 1.0, top_k: int = 0,
-            generator: Optional[torch.Generator] = None) -> Chooser:
+def nucleus_mask(log_probs: Tensor, top_p: float) -> Tensor:
+    """True on the tokens outside the nucleus: the smallest set of most likely tokens whose
+    probabilities sum to at least ``top_p`` (Holtzman et al., 2020, section 3.1). The most likely
+    token is always kept. log_probs: [N, V] (normalized or not) -> [N, V] bool."""
+    sorted_log_probs, order = log_probs.sort(dim=-1, descending=True)
+    probs = torch.softmax(sorted_log_probs, dim=-1)
+    # a token is in the nucleus when the mass of the tokens ranked above it is still short of p
+    outside_sorted = probs.cumsum(dim=-1) - probs >= top_p
+    return outside_sorted.scatter(-1, order, outside_sorted)
+
+
+def sampler(temperature: float = 1.0, top_k: int = 0, generator: Optional[torch.Generator] = None,
+            top_p: float = 1.0) -> Chooser:
     """Draw each token from the softmax of log_probs / temperature, among the top_k most likely
-    tokens (all with top_k=0). Low temperatures approach greedy search; high ones, uniform."""
+    tokens (all with top_k=0) and within the nucleus of mass top_p (all with top_p=1; applied
+    after the temperature, as in fairseq and Hugging Face). Low temperatures approach greedy
+    search; high ones, uniform. The chosen log-probabilities are the model's, unscaled."""
     check_range("temperature", temperature, 1e-6)
     check_range("top_k", top_k, 0)
+    if not 0.0 < top_p <= 1.0:
+        raise ConfigError(f"top_p={top_p!r} is out of range; expected a nucleus mass in (0, 1]")
 
     def choose(log_probs: Tensor) -> tuple[Tensor, Tensor]:
         scaled = log_probs / temperature
         if top_k:
             kth = scaled.topk(min(top_k, scaled.size(-1)), dim=-1).values[:, -1:]
             scaled = scaled.masked_fill(scaled < kth, -math.inf)
+        if top_p < 1.0:
+            scaled = scaled.masked_fill(nucleus_mask(scaled, top_p), -math.inf)
         ids = torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=generator).squeeze(1)
         return log_probs.gather(1, ids.unsqueeze(1)).squeeze(1), ids
 
     return choose
+
+
+def seeded_generator(seed: Optional[int], device: torch.device) -> Optional[torch.Generator]:
+    """A random generator on ``device`` (sampling draws there) seeded with ``seed``; None without
+    a seed (torch's global generator: other draws on every run)."""
+    return None if seed is None else torch.Generator(device).manual_seed(seed)
 
 
 def greedy_search(stepper: Stepper, state, batch_size: int, max_len: Tensor,
@@ -221,8 +244,20 @@ def top_candidates(scores: Tensor, log_probs: Tensor, count: int) -> tuple[Tenso
 def beam_search(stepper: Stepper, state, batch_size: int, max_len: Tensor, beam: int,
                 alpha: float = 0.0, return_attention: bool = False) -> list[Hypothesis]:
     """Keep the ``beam`` best prefixes of each sentence; a sentence is done when ``beam`` hypotheses
-    have ended. Finished hypotheses are ranked by score / length_penalty(length, alpha)."""
+    have ended. Finished hypotheses are ranked by score / length_penalty(length, alpha); the best
+    of each sentence is returned."""
+    return [hyps[0] for hyps in beam_search_nbest(stepper, state, batch_size, max_len, beam,
+                                                  alpha, return_attention, nbest=1)]
+
+
+def beam_search_nbest(stepper: Stepper, state, batch_size: int, max_len: Tensor, beam: int,
+                      alpha: float = 0.0, return_attention: bool = False, nbest: int = 1
+                      ) -> list[list[Hypothesis]]:
+    """``beam_search``, returning the ``nbest`` (<= ``beam``) best finished hypotheses of each
+    sentence, best first: a list of at most ``nbest`` per sentence (fewer only when the search
+    ran out of prefixes to extend, e.g. under a limit of one token), never empty."""
     check_range("beam", beam, 1)
+    check_nbest(nbest, beam)
     k = beam
     device = max_len.device  # the model's: search's tensors live beside its states
     # Row r*k + j holds beam j of sentence r; only beam 0 is live at the start.
@@ -277,17 +312,56 @@ def beam_search(stepper: Stepper, state, batch_size: int, max_len: Tensor, beam:
         scores = cont_scores.index_select(0, keep)
         alive = alive.index_select(0, keep)
         step += 1
-    return [max(hyps, key=lambda h: h.score) for hyps in finished]
+    # sorted() is stable: among equal scores the first to finish comes first, as max() picks it
+    return [sorted(hyps, key=lambda h: h.score, reverse=True)[:nbest] for hyps in finished]
+
+
+def check_nbest(nbest: int, beam: int, option: str = "nbest") -> None:
+    """Raise ConfigError unless 1 <= nbest <= beam: beam search keeps ``beam`` hypotheses, so it
+    cannot return more (sampling can: ``nbest`` independent samples)."""
+    check_range(option, nbest, 1)
+    if nbest > beam:
+        raise ConfigError(f"{option}={nbest} is more than the beam width ({beam}); expected "
+                          f"{option} <= beam (raise the beam, or sample: nbest samples)")
+
+
+def sample_nbest(stepper: Stepper, state, batch_size: int, max_len: Tensor, nbest: int,
+                 choose: Chooser, return_attention: bool = False) -> list[list[Hypothesis]]:
+    """``nbest`` independent samples of each sentence (``choose``: a ``sampler``), best score
+    first. The batch is encoded once and its rows repeated: row r*nbest + j is sample j of
+    sentence r. max_len: [B] output limits."""
+    check_range("nbest", nbest, 1)
+    repeat = torch.arange(batch_size, device=max_len.device).repeat_interleave(nbest)
+    samples = greedy_search(stepper, state.index_select(repeat), batch_size * nbest,
+                            max_len.index_select(0, repeat), return_attention, choose)
+    return [sorted(samples[r * nbest:(r + 1) * nbest], key=lambda h: h.score, reverse=True)
+            for r in range(batch_size)]
 
 
 def decode(model, src: Tensor, src_len: Tensor, beam: int = 1, alpha: float = 0.0,
            max_length_ratio: float = 2.0, max_length: int = 200,
-           return_attention: bool = False, precision: str = "fp32") -> list[Hypothesis]:
+           return_attention: bool = False, precision: str = "fp32",
+           choose: Optional[Chooser] = None) -> list[Hypothesis]:
     """Translate a batch with an EncoderDecoder (or an ``Ensemble``): greedy when ``beam == 1``,
-    else beam search. ``precision``: of the model's matrix multiplies (seq2seq/precision.py);
-    scores are summed in fp32 either way. ``src`` and ``src_len`` go to the model's device, and
-    search works there; the hypotheses come back on the CPU."""
+    else beam search; with ``choose`` (a ``sampler``), one sample per sentence (``beam`` unused).
+    ``precision``: of the model's matrix multiplies (seq2seq/precision.py); scores are summed in
+    fp32 either way. ``src`` and ``src_len`` go to the model's device, and search works there;
+    the hypotheses come back on the CPU."""
+    return [hyps[0] for hyps in decode_nbest(model, src, src_len, 1, beam, alpha,
+                                             max_length_ratio, max_length, return_attention,
+                                             precision, choose)]
+
+
+def decode_nbest(model, src: Tensor, src_len: Tensor, nbest: int = 1, beam: int = 1,
+                 alpha: float = 0.0, max_length_ratio: float = 2.0, max_length: int = 200,
+                 return_attention: bool = False, precision: str = "fp32",
+                 choose: Optional[Chooser] = None) -> list[list[Hypothesis]]:
+    """``decode`` returning several hypotheses per sentence, best score first: beam search's
+    ``nbest`` best (``nbest`` <= ``beam``; greedy search's one when both are 1), or with
+    ``choose``, ``nbest`` independent samples. src: [B, S]; src_len: [B] -> B lists."""
     check_range("beam", beam, 1)
+    if choose is None:
+        check_nbest(nbest, beam)
     stepper = stepper_for(model)
     device = model_device(model)
     src, src_len = to_device(src, device), to_device(src_len, device)
@@ -295,9 +369,14 @@ def decode(model, src: Tensor, src_len: Tensor, beam: int = 1, alpha: float = 0.
             precision, "search.precision", device.type), device.type):
         state = stepper.start(src, src_len)
         limits = max_output_lengths(src_len, max_length_ratio, max_length)
-        if beam == 1:
-            hypotheses = greedy_search(stepper, state, src.size(0), limits, return_attention)
+        if choose is not None:
+            lists = sample_nbest(stepper, state, src.size(0), limits, nbest, choose,
+                                 return_attention)
+        elif beam == 1:
+            lists = [[h] for h in greedy_search(stepper, state, src.size(0), limits,
+                                                return_attention)]
         else:
-            hypotheses = beam_search(stepper, state, src.size(0), limits, beam, alpha,
-                                     return_attention)
-    return stepper.token_ids(hypotheses)
+            lists = beam_search_nbest(stepper, state, src.size(0), limits, beam, alpha,
+                                      return_attention, nbest)
+    mapped = iter(stepper.token_ids([h for hyps in lists for h in hyps]))  # one call, not B
+    return [[next(mapped) for _ in hyps] for hyps in lists]

@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Sequence, cast
+from typing import Any, NamedTuple, Optional, Sequence, cast, overload
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -15,11 +15,11 @@ from torch import Tensor, nn
 from seq2seq.config import build, packaged_preset, stored_model_config
 from seq2seq.data.batching import make_batch
 from seq2seq.device import model_device, resolve_device
-from seq2seq.errors import CheckpointError, check_range
+from seq2seq.errors import CheckpointError, ConfigError, check_range
 from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.precision import check_precision
 from seq2seq.recase import Recaser
-from seq2seq.search import Ensemble, Hypothesis, decode
+from seq2seq.search import Ensemble, Hypothesis, check_nbest, decode_nbest, sampler, seeded_generator
 from seq2seq.tokenization import TokenizerPair
 from seq2seq.topologies.registry import checkpoint_topology
 from seq2seq.training.checkpoint import load_model_checkpoint
@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """How to decode (the `search` config group; its values live in ``conf/search/beam.yaml``)."""
+    """How to decode (the `search` config group; its values live in ``conf/search/beam.yaml``;
+    ``conf/search/sampling.yaml`` samples). The sampling keys have defaults: a checkpoint written
+    before they existed decodes as it did."""
 
     beam: int
     length_penalty: float          # GNMT alpha; 0 ranks by raw log-probability
@@ -37,6 +39,11 @@ class SearchSettings:
     max_length: int                # ... and never more than this
     batch_size: int
     precision: str                 # fp32 | bf16 (CPU autocast) | auto (seq2seq/precision.py)
+    sampling: bool = False         # draw each token (beam unused) instead of searching
+    temperature: float = 1.0       # sampling: divides the log-probabilities; -> 0 is greedy
+    top_k: int = 0                 # sampling: among the k most likely tokens (0: all)
+    top_p: float = 1.0             # sampling: within the nucleus of this mass (1: all)
+    seed: Optional[int] = None     # sampling: a reproducible stream (None: other draws each run)
 
     def __post_init__(self) -> None:
         check_range("search.beam", self.beam, 1)
@@ -44,22 +51,49 @@ class SearchSettings:
         check_range("search.batch_size", self.batch_size, 1)
         check_range("search.max_length_ratio", self.max_length_ratio, 0.0)
         check_range("search.max_length", self.max_length, 1)
+        if not isinstance(self.sampling, bool):
+            raise ConfigError(f"search.sampling={self.sampling!r}; expected true or false")
+        if not self.temperature > 0:
+            raise ConfigError(f"search.temperature={self.temperature!r} (--temperature); expected "
+                              "a temperature > 0 (a tiny one, 1e-4, samples the greedy output)")
+        check_range("search.top_k", self.top_k, 0)
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"search.top_p={self.top_p!r} (--top-p) is out of range; expected "
+                              "a nucleus mass in (0, 1]")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"search.seed={self.seed!r}; expected an integer or null")
 
 
 def translate_ids(model: nn.Module, sources: Sequence[Sequence[int]], search: SearchSettings,
-                  return_attention: bool = False) -> list[Hypothesis]:
+                  return_attention: bool = False, generator: Optional[torch.Generator] = None
+                  ) -> list[Hypothesis]:
     """Decode id sequences (no EOS) in length-sorted batches; results come back in input order."""
+    return [hyps[0] for hyps in translate_ids_nbest(model, sources, search, 1, return_attention,
+                                                    generator)]
+
+
+def translate_ids_nbest(model: nn.Module, sources: Sequence[Sequence[int]],
+                        search: SearchSettings, nbest: int, return_attention: bool = False,
+                        generator: Optional[torch.Generator] = None) -> list[list[Hypothesis]]:
+    """``translate_ids`` with the ``nbest`` best hypotheses of each source, best first (beam
+    search: ``nbest`` <= ``search.beam``; sampling: ``nbest`` independent samples). Sampling
+    draws from ``generator`` (None: a new one seeded with ``search.seed``)."""
+    choose = None
+    if search.sampling:
+        if generator is None:
+            generator = seeded_generator(search.seed, model_device(model))
+        choose = sampler(search.temperature, search.top_k, generator, search.top_p)
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-    results: list[Optional[Hypothesis]] = [None] * len(sources)
+    results: list[list[Hypothesis]] = [[] for _ in sources]
     for start in range(0, len(order), search.batch_size):
         chunk = order[start : start + search.batch_size]
         batch = make_batch([sources[i] for i in chunk], None, chunk)
-        hyps = decode(model, batch.src, batch.src_len, search.beam, search.length_penalty,
-                      search.max_length_ratio, search.max_length, return_attention,
-                      precision=search.precision)
-        for i, hyp in zip(chunk, hyps):
-            results[i] = hyp
-    return results  # type: ignore[return-value]
+        lists = decode_nbest(model, batch.src, batch.src_len, nbest, search.beam,
+                             search.length_penalty, search.max_length_ratio, search.max_length,
+                             return_attention, search.precision, choose)
+        for i, hyps in zip(chunk, lists):
+            results[i] = hyps
+    return results
 
 
 class Translation(NamedTuple):
@@ -120,6 +154,10 @@ class Translator:
         self.max_input_length = max_input_length
         self.recaser = recaser  # puts the case back into a case-folding model's output
         self.last_seconds = 0.0  # decoding time of the last call, model load excluded
+        # Sampling with search.seed draws one stream over all calls (seeded once, not per call:
+        # the chunks of a long input must not reuse the same draws).
+        self._random: Optional[torch.Generator] = None
+        self._random_seed: Optional[int] = None
 
     @property
     def writes_lowercase(self) -> bool:
@@ -190,26 +228,62 @@ class Translator:
                 del seq[self.max_input_length:]
         return ids, [i for i, seq in enumerate(ids) if seq]
 
+    def _generator(self, search: SearchSettings) -> Optional[torch.Generator]:
+        """The seeded stream sampling draws from (None: not sampling, or no seed)."""
+        if not search.sampling or search.seed is None:
+            return None
+        if self._random is None or self._random_seed != search.seed:
+            self._random = seeded_generator(search.seed, model_device(self.model))
+            self._random_seed = search.seed
+        return self._random
+
+    @overload
     def translate_detailed(self, sentences: Sequence[str], beam: Optional[int] = None,
-                           return_attention: bool = False, line_offset: int = 0
-                           ) -> list[Translation]:
+                           return_attention: bool = False, line_offset: int = 0, *,
+                           nbest: None = None) -> list[Translation]: ...
+
+    @overload
+    def translate_detailed(self, sentences: Sequence[str], beam: Optional[int] = None,
+                           return_attention: bool = False, line_offset: int = 0, *,
+                           nbest: int) -> list[list[Translation]]: ...
+
+    def translate_detailed(self, sentences: Sequence[str], beam: Optional[int] = None,
+                           return_attention: bool = False, line_offset: int = 0, *,
+                           nbest: Optional[int] = None
+                           ) -> list[Translation] | list[list[Translation]]:
         """Translations with their pieces, scores and (optionally) attention weights.
-        ``line_offset`` numbers the lines in warnings (when ``sentences`` is part of a stream)."""
+        ``line_offset`` numbers the lines in warnings (when ``sentences`` is part of a stream).
+
+        With ``nbest=N``, a list per sentence of its N best translations, best score first: beam
+        search's N best (N <= beam, else ConfigError; fewer only when the search runs out of
+        prefixes), or with ``search.sampling``, N independent samples. An empty or blank
+        sentence gives N empty translations of score 0. Without ``nbest``, one per sentence."""
         search = self.search if beam is None else SearchSettings(
             **{**self.search.__dict__, "beam": beam})
+        count = 1 if nbest is None else nbest
+        if not search.sampling:
+            check_nbest(count, search.beam)
         ids, nonempty = self._encode(sentences, line_offset)
         start = time.perf_counter()
-        hyps = translate_ids(self.model, [ids[i] for i in nonempty], search, return_attention)
+        lists = translate_ids_nbest(self.model, [ids[i] for i in nonempty], search, count,
+                                    return_attention, self._generator(search))
         self.last_seconds = time.perf_counter() - start
-        out = [Translation("", [], [], 0.0, None) for _ in sentences]
+        out = [[Translation("", [], [], 0.0, None) for _ in range(count)] for _ in sentences]
+        flat = [hyp for hyps in lists for hyp in hyps]
+        texts = iter(self._texts(flat))
+        for i, hyps in zip(nonempty, lists):
+            src_pieces = self.tokenizers.src.id_to_piece(ids[i])
+            out[i] = [Translation(next(texts), src_pieces,
+                                  self.tokenizers.tgt.id_to_piece(hyp.tokens), hyp.score,
+                                  hyp.attention) for hyp in hyps]
+        return [translations[0] for translations in out] if nbest is None else out
+
+    def _texts(self, hyps: Sequence[Hypothesis]) -> list[str]:
+        """The detokenized (and recased) text of each hypothesis."""
         texts = self.tokenizers.tgt.decode([h.tokens for h in hyps])
         if self.recaser is not None:
             texts = [self.recaser.recase(text) for text in texts]
-        for i, hyp, text in zip(nonempty, hyps, texts):
-            out[i] = Translation(text, self.tokenizers.src.id_to_piece(ids[i]),
-                                 self.tokenizers.tgt.id_to_piece(hyp.tokens), hyp.score,
-                                 hyp.attention)
-        return out
+        return texts
 
     def translate(self, sentences: Sequence[str], beam: Optional[int] = None,
                   line_offset: int = 0) -> list[str]:

@@ -11,7 +11,9 @@ from seq2seq.search import (
     EnsembleStepper,
     ModelStepper,
     beam_search,
+    beam_search_nbest,
     decode,
+    decode_nbest,
     greedy_search,
     length_penalty,
     max_output_lengths,
@@ -164,3 +166,36 @@ def test_a_restricted_output_layer_is_searched_over_its_kept_ids(beam):
     assert [h.score for h in restricted] == pytest.approx([h.score for h in over_all_ids], abs=1e-5)
     emitted = {token for h in restricted for token in h.tokens}
     assert emitted and emitted <= {UNK, 5, 7, 9}
+
+
+def test_beam_nbest_is_sorted_and_led_by_the_beam_best():
+    lists = beam_search_nbest(MarkovStepper(TRAP), Rows(2), 2, torch.tensor([4, 6]), beam=3,
+                              nbest=3)
+    best = beam_search(MarkovStepper(TRAP), Rows(2), 2, torch.tensor([4, 6]), beam=3)
+    for hyps, one in zip(lists, best):
+        assert len(hyps) == 3
+        assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+        assert hyps[0].tokens == one.tokens and hyps[0].score == one.score
+        assert len({tuple(h.tokens) for h in hyps}) == 3  # distinct hypotheses
+    # B EOS (0.45 * 0.99 = .446), A EOS (0.55 * 0.3 = .165), A B EOS (0.55 * 0.3 * 0.99 = .163)
+    assert [h.tokens for h in lists[0]] == [[B_], [A], [A, B_]]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_nbest_on_a_model_starts_with_the_one_best(alpha):
+    model = tiny_model()
+    src, src_len = torch.tensor([[4, 5, 6, 7, 3], [8, 9, 3, 0, 0]]), torch.tensor([5, 3])
+    lists = decode_nbest(model, src, src_len, nbest=4, beam=5, alpha=alpha, max_length=12)
+    best = decode(model, src, src_len, beam=5, alpha=alpha, max_length=12)
+    for hyps, one in zip(lists, best):
+        assert 1 <= len(hyps) <= 4
+        assert hyps[0].tokens == one.tokens and hyps[0].score == pytest.approx(one.score)
+        assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+    # nbest 1 is the beam's best, greedy's with a beam of one
+    assert decode_nbest(model, src, src_len, nbest=1, beam=5, alpha=alpha,
+                        max_length=12) == [[h] for h in best]
+
+
+def test_nbest_above_the_beam_is_a_config_error():
+    with pytest.raises(ConfigError, match="nbest=6 is more than the beam width"):
+        decode_nbest(tiny_model(), torch.tensor([[4, 3]]), torch.tensor([2]), nbest=6, beam=5)

@@ -190,4 +190,6 @@ def load_exported(paths: Sequence[str | Path], options: PredictOptions) -> Trans
         raise CheckpointError(f"{paths[0]}: an exported model decodes alone; ensembles are of "
                               "checkpoint files")
     return load_translator(paths[0], beam=options.beam, batch_size=options.batch_size,
-                           length_penalty=options.length_penalty, precision=options.precision)
+                           length_penalty=options.length_penalty, precision=options.precision,
+                           sampling=options.sampling, temperature=options.temperature,
+                           top_k=options.top_k, top_p=options.top_p, seed=options.seed)
