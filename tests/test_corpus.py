@@ -1,12 +1,14 @@
 import gzip
 import os
+import re
 
 import pytest
 
 from seq2seq.data.corpus import CorpusFiles, read_lines, read_parallel, write_lines
 from seq2seq.data.download import download_multi30k
-from seq2seq.data.synthetic import make_pair, write_number_corpus
-from seq2seq.errors import DataError
+from seq2seq.data.synthetic import chinese_number, make_pair, write_number_corpus
+from seq2seq.errors import ConfigError, DataError
+from tests.conftest import compose_train
 
 
 def test_missing_file_named(tmp_path):
@@ -117,3 +119,44 @@ def test_an_overlong_training_line_is_read_to_be_dropped_but_a_test_line_is_an_e
     assert len(files.read("train")) == 2
     with pytest.raises(DataError, match=r"test\.en:2: line has 100,000 characters"):
         files.read("test")
+
+
+@pytest.mark.parametrize("number, written", [
+    (0, "零"), (2, "二"), (10, "十"), (11, "十一"), (21, "二十一"), (100, "一百"), (105, "一百零五"),
+    (110, "一百一十"), (305, "三百零五"), (1001, "一千零一"), (1010, "一千零一十"),
+    (1020, "一千零二十"), (9999, "九千九百九十九"), (10000, "一万"), (20500, "二万零五百"),
+    (100000, "十万"), (1100000, "一百一十万"), (100000001, "一亿零一")])
+def test_chinese_numerals(number, written):
+    assert chinese_number(number) == written
+
+
+def test_chinese_numerals_refuse_what_they_cannot_write():
+    with pytest.raises(ValueError, match="expected a number from 0"):
+        chinese_number(-1)
+
+
+def test_chinese_targets_translate_the_same_english_without_spaces():
+    import random
+    for seed in range(50):
+        en_de, de = make_pair(random.Random(seed))
+        en_zh, zh = make_pair(random.Random(seed), tgt_lang="zh")
+        assert en_zh == en_de and " " not in zh and not any(c.isascii() for c in zh)
+    # One of each thing: subject, then items of number + measure word (+ adjective) + noun.
+    item = "一[只条座个辆本朵把棵盏][红蓝绿小大旧新黑]?(猫|狗|房子|苹果|车|书|鸟|花|椅子|船|树|灯)"
+    for seed in range(20):
+        _, zh = make_pair(random.Random(seed), max_number=1, tgt_lang="zh")
+        assert re.fullmatch(f"(我看见|我们有|她买|他们画|你想要){item}(、{item})*(和{item})?", zh), zh
+    pairs = [make_pair(random.Random(i), tgt_lang="zh") for i in range(300)]
+    assert any("two " in en and "两" in zh for en, zh in pairs)  # 两, not 二, counts things
+
+
+def test_number_corpus_targets_and_folders(tmp_path):
+    root = write_number_corpus(tmp_path / "zh", {"train": 20, "valid": 5, "test": 5}, seed=5,
+                               tgt_lang="zh")
+    assert len(read_lines(root / "test.zh")) == 5 and not (root / "test.de").exists()
+    with pytest.raises(ConfigError, match="data.tgt_lang='fr'.*de or zh"):
+        write_number_corpus(tmp_path / "fr", {"train": 2}, tgt_lang="fr")
+    with pytest.raises(ConfigError, match="data.src_lang='de'"):
+        write_number_corpus(tmp_path / "de", {"train": 2}, src_lang="de", tgt_lang="zh")
+    roots = {lang: compose_train([f"data.tgt_lang={lang}"]).data.root for lang in ("de", "zh")}
+    assert roots["de"].endswith("numbers_en_de") and roots["zh"].endswith("numbers_en_zh")

@@ -140,7 +140,8 @@ def test_compare_ranks_lowercased_and_cased_runs_on_lowercased_bleu(tmp_path, mo
     assert [row["run"] for row in rows] == [str(cased.folder), str(lower.folder)]
     assert rows[1]["significantly_worse"] is True and rows[0]["ranked_by"] == "bleu_lc"
     # the bootstrap saw both outputs and the references lowercased
-    (system, baseline, references, _), = tested
+    (system, baseline, references, _, tokenize), = tested
+    assert tokenize == "13a"  # what the best run's report was scored with
     assert references == [r.lower() for r in refs] and baseline == [r.lower() for r in refs]
     assert system == lower.hypotheses()
     write_leaderboard(rows, [lower, cased], tmp_path / "board")

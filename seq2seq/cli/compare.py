@@ -3,6 +3,8 @@
 Reads every run's report.json under the given folders (a run folder, or a Hydra multirun folder),
 and writes leaderboard.md, leaderboard.csv and validation_bleu.png (validation BLEU of each run
 over training time) into --out (default: the only folder given, else the current folder).
+The paired bootstrap scores BLEU with sacrebleu's --tokenize (default: the tokenizer of the best
+run's report; auto picks by --tgt-lang, else by the best run's target language).
 """
 
 from __future__ import annotations
@@ -23,11 +25,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("folders", nargs="+", help="run or multirun folders")
     parser.add_argument("--out", default=None, help="where the leaderboard files go")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--tokenize", default=None,
+                        help="sacrebleu's BLEU tokenizer of the bootstrap test: auto (zh, ja-mecab "
+                             "or ko-mecab for Chinese, Japanese or Korean targets, else 13a) or any "
+                             "sacrebleu name; default: the one the best run was scored with")
+    parser.add_argument("--tgt-lang", default=None,
+                        help="the target language for --tokenize auto; default: the best run's")
     args = parser.parse_args(argv)
     out = args.out or (args.folders[0] if len(args.folders) == 1 else ".")
     try:
         runs = find_runs(args.folders)
-        rows = leaderboard(runs, args.bootstrap)
+        rows = leaderboard(runs, args.bootstrap, args.tokenize, args.tgt_lang)
         paths = write_leaderboard(rows, runs, out)
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -22,21 +22,24 @@ from seq2seq.cli import add_version_option, unexpected_error
 from seq2seq.data.corpus import read_lines, write_text_atomic
 from seq2seq.device import add_device_option, resolve_device
 from seq2seq.errors import Seq2SeqError
-from seq2seq.evaluation.bleu import check_aligned, score_corpus
+from seq2seq.evaluation.bleu import DEFAULT_TOKENIZER, check_aligned, score_corpus, tool_tokenizer
 from seq2seq.precision import add_precision_option
+from seq2seq.training.checkpoint import load_model_checkpoint
 from seq2seq.translate import SearchSettings, Translator, comparable_references
 
 
 def sweep(translator: Translator, sources: Sequence[str], references: Sequence[str],
-          beams: Sequence[int], penalties: Sequence[float]) -> list[dict[str, Any]]:
-    """One row per (beam, length penalty): its scores on ``references``; best BLEU first."""
+          beams: Sequence[int], penalties: Sequence[float], tokenize: str = DEFAULT_TOKENIZER
+          ) -> list[dict[str, Any]]:
+    """One row per (beam, length penalty): its scores on ``references`` (BLEU with sacrebleu's
+    ``tokenize``); best BLEU first."""
     base = translator.search
     rows = []
     for beam, penalty in itertools.product(beams, penalties):
         translator.search = SearchSettings(**{**base.__dict__, "beam": beam,
                                               "length_penalty": penalty})
         hypotheses = translator.translate(sources)
-        scores = score_corpus(hypotheses, references)
+        scores = score_corpus(hypotheses, references, tokenize=tokenize)
         hyp_words = sum(len(h.split()) for h in hypotheses)
         ref_words = sum(len(r.split()) for r in references)
         rows.append({"beam": beam, "length_penalty": penalty, "bleu": round(scores.bleu, 2),
@@ -58,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--beams", type=int, nargs="+", default=[5], help="beam widths to try")
     parser.add_argument("--length-penalties", type=float, nargs="+", default=[1.0],
                         help="GNMT length penalties (alpha) to try; 0 ranks by raw log-probability")
+    parser.add_argument("--tokenize", default=None,
+                        help="sacrebleu's BLEU tokenizer; default: the checkpoint's "
+                             "evaluation.tokenize (auto: zh, ja-mecab, ko-mecab or 13a by its "
+                             "target language)")
     parser.add_argument("--out", help="also write the rows to this JSON file")
     add_precision_option(parser)
     add_device_option(parser)
@@ -73,10 +80,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         resolve_device(args.device, "--device")  # a missing GPU: refused before any work
         sources, references = read_lines(Path(args.src)), read_lines(Path(args.ref))
         check_aligned(sources, references, "sources")
-        translator = Translator.from_checkpoint(args.checkpoint, precision=args.precision,
-                                                device=args.device)
+        payload = load_model_checkpoint(args.checkpoint)
+        tokenize = tool_tokenizer(args.tokenize, None, payload.get("config"))
+        translator = Translator.from_checkpoint(args.checkpoint, payload,
+                                                precision=args.precision, device=args.device)
         references = comparable_references(references, translator.writes_lowercase)
-        rows = sweep(translator, sources, references, args.beams, args.length_penalties)
+        rows = sweep(translator, sources, references, args.beams, args.length_penalties,
+                     tokenize)
     except (Seq2SeqError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,5 +1,7 @@
 """Labelled utterances (SNIPS, ATIS layout): ``{root}/{split}/seq.in`` (words), ``seq.out`` (one BIO
-tag per word) and ``label`` (one class per line), and their batches.
+tag per word) and ``label`` (one class per line; for a multi-label classifier, a set of labels
+joined by ``#`` as multi-intent SNIPS/ATIS write them: ``atis_flight#atis_airfare``), and their
+batches.
 
 The tokenizer may split a word into several pieces; labels stay per word. A batch records where
 each word's first and last pieces are (``word_starts``, ``word_ends``), the models predict a
@@ -21,6 +23,26 @@ from seq2seq.data.batching import BucketedBatches, pad
 from seq2seq.data.corpus import read_lines, require_files
 from seq2seq.errors import DataError
 from seq2seq.tokenization import EOS, IGNORE, UNK, SentencePieceTokenizer
+
+LABEL_SEPARATOR = "#"  # between the labels of a multi-label line
+
+
+def split_labels(lines: Sequence[str], where: str | Path = "") -> list[list[str]]:
+    """Each line's ``#``-joined labels, in their order, without repeats; a DataError names the
+    first line (``where``:number) with an empty label (``a##b``, a trailing ``#``)."""
+    out = []
+    for number, line in enumerate(lines, start=1):
+        labels = line.strip().split(LABEL_SEPARATOR)
+        if not all(labels):
+            raise DataError(f"{where}:{number}: expected labels joined by {LABEL_SEPARATOR!r}, "
+                            f"got {line!r} (an empty label)")
+        out.append(list(dict.fromkeys(labels)))
+    return out
+
+
+def join_labels(labels: Sequence[str]) -> str:
+    """A label set as a multi-label line writes it (``split_labels`` reads it back)."""
+    return LABEL_SEPARATOR.join(labels)
 
 
 @dataclass
@@ -140,6 +162,14 @@ class LabelVocab:
     def decode(self, ids: Sequence[int]) -> list[str]:
         return [self.names[i] for i in ids]
 
+    def encode_sets(self, label_sets: Sequence[Sequence[str]], where: str = "") -> list[list[int]]:
+        """The ids of each utterance's labels (``split_labels``); an unseen one is a DataError."""
+        return [self.encode(labels, where) for labels in label_sets]
+
+    def encode_known_sets(self, label_sets: Sequence[Sequence[str]]) -> list[list[int]]:
+        """The ids of each utterance's labels seen in training (validation loss skips the rest)."""
+        return [[i for i in self.encode_known(labels) if i != IGNORE] for labels in label_sets]
+
 
 class WordVocab:
     """Whole words <-> ids for word embeddings beside the pieces: the training split's words
@@ -221,16 +251,24 @@ class LabelledBatch(NamedTuple):
     word_bytes: Tensor   # [B, W, L] each word's UTF-8 bytes + 1 (0 is padding)
     word_lexicon: Optional[Tensor] = None  # [B, W, K] lexicon feature ids (0 pads), if any
     word_ids: Optional[Tensor] = None      # [B, W] WordVocab ids (PAD pads), if any
+    label_sets: Optional[Tensor] = None    # [B, L] 1.0 on each gold label (multi-label), if any
 
     @property
     def num_tgt_tokens(self) -> int:
-        """Predicted units: tagged words, or one class per utterance."""
+        """Predicted units: tagged words, or one class (or label set) per utterance."""
         tagged = int((self.tags != IGNORE).sum())
-        return tagged if tagged else int((self.labels != IGNORE).sum())
+        if tagged:
+            return tagged
+        return self.label_sets.size(0) if self.label_sets is not None else \
+            int((self.labels != IGNORE).sum())
 
 
 def make_labelled_batch(pieces: Sequence[WordPieces], tags: Optional[Sequence[Sequence[int]]],
-                        labels: Optional[Sequence[int]], indices: Sequence[int]) -> LabelledBatch:
+                        labels: Optional[Sequence[int]], indices: Sequence[int],
+                        label_sets: Optional[Sequence[Sequence[int]]] = None,
+                        num_labels: int = 0) -> LabelledBatch:
+    """A batch; ``label_sets`` (each utterance's label ids, of ``num_labels``) for a multi-label
+    classifier."""
     src, src_len = pad([list(p.ids) + [EOS] for p in pieces])
     starts, _ = pad([p.starts for p in pieces])
     ends, _ = pad([[s - 1 for s in p.starts[1:]] + [len(p.ids) - 1] for p in pieces])
@@ -245,9 +283,14 @@ def make_labelled_batch(pieces: Sequence[WordPieces], tags: Optional[Sequence[Se
     blank = [0] * longest
     word_bytes = torch.tensor([[[x + 1 for x in raw] + blank[len(raw):] for raw in p.word_bytes]
                                + [blank] * (starts.size(1) - len(p.word_bytes)) for p in pieces])
+    multi_hot = None
+    if label_sets is not None:
+        multi_hot = torch.zeros(len(pieces), num_labels)
+        for row, ids in enumerate(label_sets):
+            multi_hot[row, list(ids)] = 1.0
     return LabelledBatch(src, src_len, starts, ends, word_mask, tag_ids, label_ids,
                          torch.as_tensor(list(indices)), word_bytes,
-                         _lexicon_ids(pieces, starts.size(1)), _word_ids(pieces))
+                         _lexicon_ids(pieces, starts.size(1)), _word_ids(pieces), multi_hot)
 
 
 def _word_ids(pieces: Sequence[WordPieces]) -> Optional[Tensor]:
@@ -271,18 +314,23 @@ def _lexicon_ids(pieces: Sequence[WordPieces], words: int) -> Optional[Tensor]:
 
 
 class LabelledBatches(BucketedBatches):
-    """Batches of labelled utterances, bucketed by length (see ``BucketedBatches``)."""
+    """Batches of labelled utterances, bucketed by length (see ``BucketedBatches``); a
+    multi-label classifier's carry ``label_sets`` (label ids of ``num_labels``) for ``labels``."""
 
     def __init__(self, pieces: list[WordPieces], tags: Optional[list[list[int]]],
                  labels: Optional[list[int]], batch_tokens: int, seed: int,
-                 max_sentences: Optional[int] = None, rank: int = 0, world_size: int = 1) -> None:
+                 max_sentences: Optional[int] = None, rank: int = 0, world_size: int = 1, *,
+                 label_sets: Optional[list[list[int]]] = None, num_labels: int = 0) -> None:
         super().__init__([len(p.ids) + 1 for p in pieces], batch_tokens, seed, max_sentences, rank,
                          world_size)
         self.pieces, self.tags, self.labels = pieces, tags, labels
+        self.label_sets, self.num_labels = label_sets, num_labels
 
     def batch(self, ids: Sequence[int]) -> LabelledBatch:
         return make_labelled_batch([self.pieces[i] for i in ids],
                                    None if self.tags is None else [self.tags[i] for i in ids],
                                    None if self.labels is None else [self.labels[i] for i in ids],
-                                   ids)
+                                   ids,
+                                   None if self.label_sets is None else
+                                   [self.label_sets[i] for i in ids], self.num_labels)
 

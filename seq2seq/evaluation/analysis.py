@@ -6,7 +6,7 @@ from typing import Sequence
 
 from sacrebleu.metrics import BLEU
 
-from seq2seq.evaluation.bleu import sentence_chrf
+from seq2seq.evaluation.bleu import DEFAULT_TOKENIZER, sentence_chrf
 
 LENGTH_EDGES = (10, 20, 30, 40)  # words; the last bucket is open-ended
 
@@ -21,8 +21,10 @@ def length_bucket(words: int, edges: Sequence[int] = LENGTH_EDGES) -> str:
 
 
 def bleu_by_length(sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str],
-                   edges: Sequence[int] = LENGTH_EDGES) -> list[dict]:
-    """Corpus BLEU of the sentences in each source-length bucket (length in words)."""
+                   edges: Sequence[int] = LENGTH_EDGES, tokenize: str = DEFAULT_TOKENIZER
+                   ) -> list[dict]:
+    """Corpus BLEU (sacrebleu's tokenizer ``tokenize``) of the sentences in each source-length
+    bucket (length in words)."""
     buckets: dict[str, list[int]] = {}
     for i, source in enumerate(sources):
         buckets.setdefault(length_bucket(max(1, len(source.split())), edges), []).append(i)
@@ -31,7 +33,8 @@ def bleu_by_length(sources: Sequence[str], hypotheses: Sequence[str], references
     for name in order:
         ids = buckets.get(name)
         if ids:
-            score = BLEU().corpus_score([hypotheses[i] for i in ids], [[references[i] for i in ids]])
+            score = BLEU(tokenize=tokenize).corpus_score([hypotheses[i] for i in ids],
+                                                         [[references[i] for i in ids]])
             rows.append({"bucket": name, "sentences": len(ids), "bleu": round(score.score, 2)})
     return rows
 

@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 
 from seq2seq.data.corpus import read_lines, write_text_atomic
 from seq2seq.errors import DataError
+from seq2seq.evaluation.bleu import DEFAULT_TOKENIZER, bleu_tokenizer
 from seq2seq.evaluation.plots import plot_validation_curves
 from seq2seq.evaluation.significance import paired_bootstrap
 from seq2seq.training.metrics_log import read_metrics
@@ -68,13 +69,25 @@ def ranking_metric(runs: Sequence[Run]) -> str:
     return "bleu_lc" if len(lowercased) > 1 else "bleu"
 
 
+def bootstrap_tokenizer(best: Run, given: Optional[str] = None, tgt_lang: Optional[str] = None
+                        ) -> str:
+    """The BLEU tokenizer of the leaderboard's paired bootstrap: ``given`` (``--tokenize``; auto
+    picks by ``tgt_lang``, else by the best run's target language), else the one the best run's
+    report was scored with (13a for reports that predate the choice)."""
+    if given is None:
+        return str(best.report.get("bleu_tokenize") or DEFAULT_TOKENIZER)
+    return bleu_tokenizer(given, tgt_lang or best.report.get("tgt_lang"), "--tokenize")
+
+
 def _lowercased(lines: Optional[list[str]]) -> Optional[list[str]]:
     return None if lines is None else [line.lower() for line in lines]
 
 
-def leaderboard(runs: list[Run], n_bootstrap: int = 1000) -> list[dict[str, Any]]:
+def leaderboard(runs: list[Run], n_bootstrap: int = 1000, tokenize: Optional[str] = None,
+                tgt_lang: Optional[str] = None) -> list[dict[str, Any]]:
     """One row per run, best BLEU first; each row says whether it differs significantly from the
-    best run (paired bootstrap on the same test set, when both runs kept their outputs).
+    best run (paired bootstrap on the same test set, when both runs kept their outputs; BLEU with
+    ``bootstrap_tokenizer(best, tokenize, tgt_lang)``).
 
     Runs that write lowercased text are ranked with the others on lowercased BLEU, and the
     bootstrap then compares lowercased outputs with lowercased references (see ranking_metric)."""
@@ -85,6 +98,7 @@ def leaderboard(runs: list[Run], n_bootstrap: int = 1000) -> list[dict[str, Any]
     # soon as any run was scored against them.
     lowercase = any(run.report.get("references_lowercased") for run in runs)
     best = runs[0]
+    tokenizer = bootstrap_tokenizer(best, tokenize, tgt_lang)
     best_hyps = best.hypotheses()
     references = read_lines(best.report["test_set"], allow_empty=True) \
         if Path(best.report["test_set"]).is_file() else None
@@ -97,6 +111,8 @@ def leaderboard(runs: list[Run], n_bootstrap: int = 1000) -> list[dict[str, Any]
                "bleu_lc": r.get("bleu_lc"), "ranked_by": metric,
                "references_lowercased": bool(r.get("references_lowercased")),
                "bleu_ci": r.get("bleu_ci"), "chrf": r.get("chrf"), "ter": r.get("ter"),
+               "bleu_tokenize": r.get("bleu_tokenize") or DEFAULT_TOKENIZER,
+               "bootstrap_tokenize": tokenizer,
                "num_params": r.get("num_params"), "train_seconds": r.get("train_seconds"),
                "train_tokens_per_second": r.get("train_tokens_per_second"),
                "p_value_vs_best": None, "significantly_worse": None}
@@ -104,7 +120,7 @@ def leaderboard(runs: list[Run], n_bootstrap: int = 1000) -> list[dict[str, Any]
         same_test = r.get("test_set") == best.report.get("test_set")
         if run is not best and hyps is not None and best_hyps is not None and references and \
                 same_test:
-            bleu = paired_bootstrap(hyps, best_hyps, references, n_bootstrap)[0]
+            bleu = paired_bootstrap(hyps, best_hyps, references, n_bootstrap, tokenizer)[0]
             row["p_value_vs_best"] = round(bleu.p_value, 4)
             row["significantly_worse"] = bleu.significant
         rows.append(row)
@@ -133,7 +149,13 @@ def write_leaderboard(rows: list[dict[str, Any]], runs: list[Run], out_dir: str 
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
     ranked_by = "lowercased test BLEU" if rows[0]["ranked_by"] == "bleu_lc" else "test BLEU"
     lines = ["# Leaderboard", "", f"Sorted by {ranked_by}; the last column is a paired bootstrap "
-             "test (sacrebleu, BLEU) of each run against the best one."]
+             f"test (sacrebleu, BLEU, tokenizer {rows[0]['bootstrap_tokenize']}) of each run "
+             "against the best one."]
+    tokenizers = sorted({row["bleu_tokenize"] for row in rows})
+    if len(tokenizers) > 1:
+        lines.append(f"The runs' BLEU was scored with different tokenizers ({', '.join(tokenizers)}),"
+                     " so their figures do not compare: score their outputs again with "
+                     "seq2seq-evaluate --tokenize.")
     if any(row["references_lowercased"] for row in rows):
         lines.append("Runs marked * write lowercased text: their BLEU (and its interval) is "
                      "against lowercased references, the others' against the cased ones; the "

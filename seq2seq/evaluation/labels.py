@@ -1,6 +1,6 @@
 """Scores and report sections for the classify (N vs 1), tag (N vs N) and generate (1 vs N)
-topologies: accuracy, macro-F1 and a confusion matrix; conlleval span F1 (seqeval); perplexity
-and distinct-n."""
+topologies: accuracy, macro-F1 and a confusion matrix (multi-label: exact-match accuracy, micro-
+and macro-F1 over labels); conlleval span F1 (seqeval); perplexity and distinct-n."""
 
 from __future__ import annotations
 
@@ -36,6 +36,41 @@ def classification_scores(gold: Sequence[str], predicted: Sequence[str],
             "per_class": per_class, "confusion_matrix": matrix, "classes": list(labels)}
 
 
+def _f1(true_pos: int, predicted: int, support: int) -> tuple[float, float, float]:
+    """(precision, recall, F1) from the true positives, predictions and gold occurrences."""
+    precision = true_pos / predicted if predicted else 0.0
+    recall = true_pos / support if support else 0.0
+    return precision, recall, 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def multi_label_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
+                       labels: Sequence[str]) -> dict[str, Any]:
+    """Scores of label sets (a multi-label classifier): ``accuracy`` is the exact match (the
+    whole set right), ``micro_f1`` is over every (utterance, label) decision, ``macro_f1`` the
+    mean of the F1 of the labels that occur in ``gold``; per-label figures. In percent."""
+    counts = {label: [0, 0, 0] for label in labels}  # true positives, predicted, gold
+    exact = 0
+    for g, p in zip(gold, predicted):
+        gold_set, predicted_set = set(g), set(p)
+        exact += gold_set == predicted_set
+        for label in predicted_set:
+            counts[label][1] += 1
+            counts[label][0] += label in gold_set
+        for label in gold_set:
+            counts[label][2] += 1
+    per_class = {}
+    for label, (true_pos, n_predicted, support) in counts.items():
+        precision, recall, f1 = _f1(true_pos, n_predicted, support)
+        per_class[label] = {"precision": round(100 * precision, 2), "recall": round(100 * recall, 2),
+                            "f1": round(100 * f1, 2), "support": support}
+    micro = _f1(*(sum(c[i] for c in counts.values()) for i in range(3)))[2]
+    present = [c for c in per_class.values() if c["support"]]
+    return {"accuracy": round(100 * exact / max(len(gold), 1), 2),
+            "micro_f1": round(100 * micro, 2),
+            "macro_f1": round(sum(c["f1"] for c in present) / max(len(present), 1), 2),
+            "per_class": per_class, "classes": list(labels), "multi_label": True}
+
+
 def slot_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, Any]:
     """Span precision/recall/F1 as conlleval computes them (seqeval's default mode), overall and
     per slot type."""
@@ -69,7 +104,8 @@ def _examples_table(rows: Sequence[dict]) -> Table:
     return Table(header, [[r[h] for h in header] for r in rows])
 
 
-REPORT_KEYS = {"accuracy", "macro_f1", "per_class", "confusion_matrix", "classes", "slot_f1",
+REPORT_KEYS = {"accuracy", "macro_f1", "micro_f1", "multi_label", "threshold", "per_class",
+               "confusion_matrix", "classes", "slot_f1",
                "slot_precision", "slot_recall", "per_slot", "confusion_png", "errors", "perplexity",
                "distinct_1", "distinct_2", "intent_fidelity", "samples", "learning_curve",
                "test_set", "num_examples", "temperature", "top_k", "joint_decoding"}
@@ -82,7 +118,17 @@ def labelling_sections(report: dict[str, Any]) -> list[Section]:
     if report.get("joint_decoding"):
         test += (" Class and slot tags decoded jointly: each class keeps to the slot types seen "
                  "with it in training.")
-    if "accuracy" in report:
+    if "accuracy" in report and report.get("multi_label"):
+        threshold = f" above {report['threshold']}" if "threshold" in report else ""
+        out.append(Section("Multi-label classification", [
+            test + f" Each utterance gets every label with a probability{threshold}, at least its "
+            "most likely one. Exact match: the whole label set right; micro-F1 over every "
+            "(utterance, label) decision; macro-F1: the mean of the labels' F1.",
+            Table(["metric", "score"], [["exact-match accuracy", report["accuracy"]],
+                                        ["micro-F1", report["micro_f1"]],
+                                        ["macro-F1", report["macro_f1"]]]),
+            _per_label_table(report["per_class"], "label")]))
+    elif "accuracy" in report:
         out.append(Section("Intent classification", [
             test, Table(["metric", "score"], [["accuracy", report["accuracy"]],
                                               ["macro-F1", report["macro_f1"]]]),

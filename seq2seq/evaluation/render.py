@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 SCORE_KEYS = {"bleu", "chrf", "ter", "bleu_lc", "bleu_signature", "chrf_signature",
               "ter_signature", "bleu_lc_signature", "bleu_detail", "signature", "test_set",
               "num_sentences", "bleu_ci", "chrf_ci", "ter_ci", "learning_curve", "length_by",
-              "bleu_by_length_png", "bootstrap_resamples", "references_lowercased", "recased"}
+              "bleu_by_length_png", "bootstrap_resamples", "references_lowercased", "recased",
+              "bleu_tokenize"}
 
 
 class Table(NamedTuple):
@@ -57,7 +58,8 @@ def sections(report: dict[str, Any]) -> list[Section]:
                        "casing model fitted on the training targets, seq2seq/recase.py)")
     out.append(Section("Scores", [
         f"Test set: `{report['test_set']}` ({report['num_sentences']:,} sentences). sacrebleu on "
-        f"detokenized text against {references}; intervals from "
+        f"detokenized text against {references}; BLEU tokenizer "
+        f"`{report.get('bleu_tokenize', '13a')}` (`tok:` in its signature); intervals from "
         f"{report.get('bootstrap_resamples', 0):,} bootstrap resamples.",
         scores, f"BLEU detail: `{report['bleu_detail']}`"]))
     if report.get("baseline"):

@@ -9,7 +9,7 @@ from typing import cast
 from sacrebleu.metrics.base import Metric
 from sacrebleu.significance import PairedTest, Result
 
-from seq2seq.evaluation.bleu import check_aligned, metrics
+from seq2seq.evaluation.bleu import DEFAULT_TOKENIZER, check_aligned, metrics
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,10 @@ class PairedResult:
 
 
 def paired_bootstrap(system: Sequence[str], baseline: Sequence[str], references: Sequence[str],
-                     n_samples: int = 1000) -> list[PairedResult]:
-    """Compare ``system`` with ``baseline`` on BLEU, chrF and TER over the same references.
+                     n_samples: int = 1000, tokenize: str = DEFAULT_TOKENIZER
+                     ) -> list[PairedResult]:
+    """Compare ``system`` with ``baseline`` on BLEU (sacrebleu's tokenizer ``tokenize``), chrF and
+    TER over the same references.
 
     sacrebleu seeds its resampling (SACREBLEU_SEED, default 12345), so results are repeatable.
     When the two outputs are identical line for line the difference is exactly 0 and p = 1:
@@ -37,12 +39,12 @@ def paired_bootstrap(system: Sequence[str], baseline: Sequence[str], references:
     check_aligned(system, references, "system lines")
     check_aligned(baseline, references, "baseline lines")
     test = PairedTest([("baseline", list(baseline)), ("system", list(system))],
-                      cast(Mapping[str, Metric], metrics()),
+                      cast(Mapping[str, Metric], metrics(tokenize)),
                       [list(references)], test_type="bs", n_samples=n_samples)
     _, results = test()
     identical = list(system) == list(baseline)
     out = []
-    for name in metrics():
+    for name in metrics(tokenize):
         # Row 0 of each metric is the baseline's, row 1 the system's: Results, not names; the
         # paired bootstrap fills in the system's p_value, mean and ci.
         base, sys = cast(Result, results[name][0]), cast(Result, results[name][1])

@@ -32,8 +32,11 @@ class PredictOptions:
     batch_size: Optional[int] = None
     length_penalty: Optional[float] = None
     precision: Optional[str] = None
-    temperature: Optional[float] = None  # generate: sampling temperature (0: greedy)
-    top_k: Optional[int] = None          # generate: sample among the k most likely pieces
+    temperature: Optional[float] = None  # sampling temperature (generate: 0 is greedy)
+    top_k: Optional[int] = None          # sample among the k most likely pieces
+    sampling: Optional[bool] = None      # translate: sample instead of beam search
+    top_p: Optional[float] = None        # translate: sample within the nucleus of this mass
+    seed: Optional[int] = None           # translate: seed of the sampling draws
     device: Optional[str] = None         # auto | cpu | cuda | cuda:N (seq2seq/device.py); None: auto
 
 
@@ -63,6 +66,7 @@ class EvaluationRequest:
     attention_plots: int = 3
     html: bool = False
     options: PredictOptions = PredictOptions()
+    tokenize: str = "13a"                 # sacrebleu's BLEU tokenizer (evaluation/bleu.py)
 
 
 @dataclass

@@ -26,11 +26,15 @@ from seq2seq.errors import ConfigError
 from seq2seq.evaluation.labels import classification_scores, slot_scores
 from seq2seq.evaluation.report import line_count
 from seq2seq.models import count_parameters
+from seq2seq.models.pretrained import load_pretrained_embeddings
 from seq2seq.models.tag_decoding import class_slots
 from seq2seq.topologies.base import EvaluationRequest, PredictOptions, TrainingSetup, no_ensemble
 from seq2seq.topologies.labelling.data import (
     MAX_PIECES_PER_WORD,
+    encode_labels,
     file_lines,
+    label_vocabulary,
+    multi_label_model,
     prepare_labelled,
     tags_model,
     training_utterances,
@@ -89,38 +93,44 @@ class Labelling:
             corpus, tokenizer = prepare_labelled(cfg, self.name, needs)
         train = corpus.read(corpus.train, labels=want_labels, tags=want_tags)
         valid = corpus.read(corpus.valid, labels=want_labels, tags=want_tags)
-        label_vocab = LabelVocab.build(train.labels or [])
+        multi_label = multi_label_model(cfg.model)
+        label_vocab = label_vocabulary(train.labels, train.files.get("labels"), multi_label)
         tag_vocab = LabelVocab.build([t for seq in train.tags for t in seq] + [OUTSIDE]) \
             if train.tags is not None else None
         utterances = training_utterances(cfg, train, self.augment_copies, self.substitution_groups)
         fitted, tables = utterances.split, utterances.tables
         pieces = tables.encode(tokenizer, fitted.words, MAX_PIECES_PER_WORD,
                                utterances.lexicon_features)
-        train_labels = None if fitted.labels is None else \
-            label_vocab.encode(fitted.labels, str(train.files.get("labels")))
+        train_labels = encode_labels(label_vocab, fitted.labels, train.files.get("labels"),
+                                     multi_label)
         train_tags = None if fitted.tags is None or tag_vocab is None else \
             [tag_vocab.encode(t, str(train.files["tags"])) for t in fitted.tags]
         log.info("train: %d utterances from %s (%d of them slot-substituted copies); valid: %d; "
                  "%d classes, %s tags, vocab %d", len(pieces), corpus.root,
                  len(fitted) - utterances.real, len(valid), len(label_vocab),
                  len(tag_vocab) if tag_vocab else "no", tokenizer.vocab_size)
-        batches = LabelledBatches(pieces, train_tags, train_labels, cfg.trainer.batch_tokens,
+        batches = LabelledBatches(pieces, train_tags, train_labels.ids, cfg.trainer.batch_tokens,
                                   cfg.seed, cfg.trainer.max_sentences, distributed.rank,
-                                  distributed.world_size)
+                                  distributed.world_size, label_sets=train_labels.sets,
+                                  num_labels=len(label_vocab))
         # Validation batches carry the gold labels too, for the validation loss.
+        valid_labels = encode_labels(label_vocab, valid.labels, valid.files.get("labels"),
+                                     multi_label, known_only=True)
         valid_batches = LabelledBatches(
             tables.encode(tokenizer, valid.words, MAX_PIECES_PER_WORD),
             None if valid.tags is None or tag_vocab is None else
             [tag_vocab.encode_known(t) for t in valid.tags],
-            None if valid.labels is None else label_vocab.encode_known(valid.labels),
-            10**9, seed=0)
+            valid_labels.ids, 10**9, seed=0, label_sets=valid_labels.sets,
+            num_labels=len(label_vocab))
         model = build_labelling_model(cfg.model, tokenizer.vocab_size, len(label_vocab),
                                       len(tag_vocab) if tag_vocab else 0, tables)
+        if not cfg.get("resume"):  # a resumed run's embeddings come from its checkpoint
+            load_pretrained_embeddings(model, {"encoder": tokenizer})
         joint = tags_model(cfg.model) and bool(cfg.model.get("joint", False))
         slots = class_slots(train.labels, train.tags) if self.joint_decoding and joint and \
             train.labels is not None and train.tags is not None else None
         objective = LabellingObjective(valid_batches, label_vocab, tag_vocab, tokenizer, valid,
-                                       slots, tables, self.class_loss_weight)
+                                       slots, tables, self.class_loss_weight, multi_label)
         facts = {"train_utterances": utterances.real,
                  "substituted_utterances": len(fitted) - utterances.real,
                  "vocab_size": tokenizer.vocab_size,
@@ -141,7 +151,8 @@ class Labelling:
         report.update(facts)
         report["data_files"].update(file_lines(test))
         write_labelling_report(report, run_dir, cfg.report.html)
-        headline = {k: report[k] for k in ("accuracy", "macro_f1", "slot_f1") if k in report}
+        headline = {k: report[k] for k in ("accuracy", "micro_f1", "macro_f1", "slot_f1")
+                    if k in report}
         log.info("Test %s on %s; report in %s", headline, report["test_set"], run_dir / "report.md")
         return report
 

@@ -6,18 +6,27 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Sequence
 
 from omegaconf import DictConfig
 
 from seq2seq.config import build
 from seq2seq.data.augment import cross_fitted_substitutions, substitute_slots
-from seq2seq.data.labelled import LabelledBatches, LabelledCorpus, LabelledSplit, WordVocab
+from seq2seq.data.labelled import (
+    LabelledBatches,
+    LabelledCorpus,
+    LabelledSplit,
+    LabelVocab,
+    WordVocab,
+    split_labels,
+)
 from seq2seq.data.lexicon import SlotLexicon, WordFeatures, cross_fitted_features
 from seq2seq.data.word_tables import WordTables
 from seq2seq.errors import ConfigError
 from seq2seq.evaluation.report import line_count
 from seq2seq.tokenization import SentencePieceTokenizer, TokenizerSettings, train_sentencepiece
+from seq2seq.training.transfer import checkpoint_tokenizers
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +47,54 @@ def prepare_labelled(cfg: DictConfig, topology: str, needs: Sequence[str]
                           f"topology=translate, not topology={topology}")
     corpus: LabelledCorpus = build(cfg.data).corpus()
     corpus.check_exist(needs)
-    tokenizer = train_sentencepiece([corpus.path(corpus.train, corpus.text_file)], settings,
-                                    settings.cache_dir)
+    if cfg.get("init_from") and not cfg.get("resume"):  # its weights need its pieces
+        tokenizer = checkpoint_tokenizers(cfg.init_from).src
+        log.info("tokenizer of %s (init_from)", cfg.init_from)
+    else:
+        tokenizer = train_sentencepiece([corpus.path(corpus.train, corpus.text_file)], settings,
+                                        settings.cache_dir)
     return corpus, tokenizer
 
 
 def tags_model(model_cfg: DictConfig | dict) -> bool:
     """Whether the model config is a tagger (a classify run may train one, for its class head)."""
     return str(model_cfg["_target_"]).endswith("SequenceTagger")
+
+
+def multi_label_model(model_cfg: DictConfig | dict) -> bool:
+    """Whether the model predicts label sets (a classifier with ``model.multi_label=true``)."""
+    return bool(model_cfg.get("multi_label", False))
+
+
+def label_vocabulary(labels: Optional[list[str]], where: Optional[Path], multi_label: bool
+                     ) -> LabelVocab:
+    """The classes of the training ``labels`` (read from ``where``), or for a multi-label model
+    the labels of their ``#``-joined sets (``split_labels``)."""
+    if multi_label and labels is not None:
+        return LabelVocab.build([name for row in split_labels(labels, where or "") for name in row])
+    return LabelVocab.build(labels or [])
+
+
+@dataclass
+class EncodedLabels:
+    """The gold labels as batches carry them: class ids, or a multi-label model's label-id sets."""
+
+    ids: Optional[list[int]]
+    sets: Optional[list[list[int]]]
+
+
+def encode_labels(vocab: LabelVocab, labels: Optional[list[str]], where: Optional[Path],
+                  multi_label: bool, known_only: bool = False) -> EncodedLabels:
+    """``labels`` (read from ``where``) as ids: a name unseen in training is a DataError, or with
+    ``known_only`` (validation) ignored by the loss."""
+    if labels is None:
+        return EncodedLabels(None, None)
+    if multi_label:
+        sets = split_labels(labels, where or "")
+        return EncodedLabels(None, vocab.encode_known_sets(sets) if known_only else
+                             vocab.encode_sets(sets, str(where)))
+    return EncodedLabels(vocab.encode_known(labels) if known_only else
+                         vocab.encode(labels, str(where)), None)
 
 
 def slot_lexicon(cfg: DictConfig, train: LabelledSplit, limit: Optional[int] = None

@@ -1,5 +1,6 @@
 """What a classifier or tagger is trained on and how its outputs are decoded and scored: the loss,
-one prediction pass (BIO-constrained Viterbi, joint class + tag decoding), and the objective."""
+one prediction pass (BIO-constrained Viterbi, joint class + tag decoding, a multi-label
+classifier's thresholds), and the objective."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seq2seq.data.labelled import IGNORE, LabelledBatch, LabelledBatches, LabelledSplit, LabelVocab
+from seq2seq.data.labelled import (
+    IGNORE,
+    LabelledBatch,
+    LabelledBatches,
+    LabelledSplit,
+    LabelVocab,
+    split_labels,
+)
 from seq2seq.data.word_tables import WordTables
 from seq2seq.device import model_device, to_device
-from seq2seq.evaluation.labels import classification_scores, slot_scores
+from seq2seq.evaluation.labels import classification_scores, multi_label_scores, slot_scores
 from seq2seq.models.crf import CRF
 from seq2seq.models.tag_decoding import ClassSlots, bio_transitions, class_tag_scores, joint_decode, viterbi
 from seq2seq.tokenization import SentencePieceTokenizer, TokenizerPair
@@ -27,15 +35,35 @@ def model_outputs(model: nn.Module, batch: LabelledBatch) -> tuple[Optional[Tens
     return out.label_logits, out.tag_logits
 
 
+def multi_label_loss(logits: Tensor, targets: Tensor, smoothing: float = 0.0) -> Tensor:
+    """Binary cross-entropy of one sigmoid per label, summed over the batch and the labels.
+    logits, targets: [B, L], targets 1.0 on the gold labels. ``smoothing`` moves each target
+    that far towards 1/2 (label smoothing of a two-way softmax, which a sigmoid is)."""
+    soft = targets * (1.0 - smoothing) + 0.5 * smoothing
+    return F.binary_cross_entropy_with_logits(logits, soft, reduction="sum")
+
+
+def threshold_decode(logits: Tensor, threshold: float) -> list[list[int]]:
+    """A multi-label classifier's predictions: the ids, ascending (the label vocabulary's order),
+    of every label whose probability is above ``threshold``; when none is, the most likely one,
+    since every utterance has at least one label. logits: [B, L]."""
+    chosen = torch.sigmoid(logits.float()) > threshold                         # [B, L]
+    chosen[torch.arange(logits.size(0)), logits.argmax(-1)] |= ~chosen.any(-1)
+    return [row.nonzero().flatten().tolist() for row in chosen]
+
+
 def labelling_loss(label_logits: Optional[Tensor], tag_logits: Optional[Tensor],
                    batch: LabelledBatch, smoothing: float, crf: Optional[CRF] = None,
                    class_weight: float = 1.0) -> Tensor:
     """Cross-entropy summed over the batch's gold classes and gold word tags (none: 0); with a
-    ``crf``, the tags' loss is the negative log-likelihood of each gold tag sequence. A joint
+    ``crf``, the tags' loss is the negative log-likelihood of each gold tag sequence; with gold
+    label sets (a multi-label classifier), the binary cross-entropy of each label. A joint
     model's class term is multiplied by ``class_weight``."""
     logits = label_logits if label_logits is not None else tag_logits
     total = torch.zeros((), device=None if logits is None else logits.device)
-    if label_logits is not None and bool((batch.labels != IGNORE).any()):
+    if label_logits is not None and batch.label_sets is not None:
+        total = total + class_weight * multi_label_loss(label_logits, batch.label_sets, smoothing)
+    elif label_logits is not None and bool((batch.labels != IGNORE).any()):
         total = total + class_weight * F.cross_entropy(
             label_logits, batch.labels, ignore_index=IGNORE, reduction="sum",
             label_smoothing=smoothing)
@@ -60,6 +88,7 @@ class Predictions(NamedTuple):
     tags: Optional[list[list[int]]]    # tag ids per word, when it tags
     loss: float                        # cross-entropy summed over the gold units the batches hold
     units: int                         # those gold units
+    label_sets: Optional[list[list[int]]] = None  # a multi-label classifier's label ids, ascending
 
 
 def predict(model: nn.Module, batches: LabelledBatches, tag_names: Optional[Sequence[str]] = None,
@@ -68,8 +97,11 @@ def predict(model: nn.Module, batches: LabelledBatches, tag_names: Optional[Sequ
     on whatever gold labels the batches carry, from one pass. With ``tag_names`` in BIO form, tags
     are decoded under BIO constraints (Viterbi), so that no slot starts with an ``I-`` tag;
     otherwise each word takes its most likely tag. With ``allowed`` ([C, T], ``class_tag_scores``)
-    and a model that gives both, the class and the tags are decoded jointly (``joint_decode``)."""
+    and a model that gives both, the class and the tags are decoded jointly (``joint_decode``).
+    A multi-label classifier (``model.multi_label``) gives label sets (``threshold_decode``)."""
     model.eval()
+    multi_label = bool(getattr(model, "multi_label", False))
+    label_sets: list[list[int]] = []
     # (start [T], moves [T, T], end [T] or None): BIO rules, plus a CRF's learned scores
     constraints: Optional[tuple[Tensor, Tensor, Optional[Tensor]]] = None
     if tag_names:
@@ -104,16 +136,24 @@ def predict(model: nn.Module, batches: LabelledBatches, tag_names: Optional[Sequ
             elif tag_logits is not None:
                 best = tag_logits.argmax(-1)
                 tags += [row[:n].tolist() for row, n in zip(best, batch.word_mask.sum(1), strict=True)]
-            if label_logits is not None:
+            if label_logits is not None and multi_label:
+                label_sets += threshold_decode(label_logits, float(getattr(model, "threshold", 0.5)))
+            elif label_logits is not None:
                 labels += label_logits.argmax(-1).tolist()
-    return Predictions(labels or None, tags or None, loss, units)
+    return Predictions(labels or None, tags or None, loss, units, label_sets or None)
 
 
 def score_predictions(predictions: Predictions, split: LabelledSplit, labels: LabelVocab,
                       tags: Optional[LabelVocab], with_details: bool = True) -> dict[str, Any]:
-    """Accuracy/macro-F1 (when the model predicts classes) and slot F1 (when it tags)."""
+    """Accuracy/macro-F1 (when the model predicts classes; exact-match accuracy, micro- and
+    macro-F1 over labels when it predicts label sets) and slot F1 (when it tags)."""
     label_ids, tag_ids = predictions.labels, predictions.tags
     scores: dict[str, Any] = {}
+    if predictions.label_sets is not None and split.labels is not None:
+        gold = split_labels(split.labels, split.files.get("labels", ""))
+        names = labels.names + sorted({g for row in gold for g in row} - set(labels.names))
+        scores.update(multi_label_scores(gold, [labels.decode(ids) for ids in
+                                                predictions.label_sets], names))
     if label_ids is not None and split.labels is not None:
         classes = labels.names + sorted(set(split.labels) - set(labels.names))
         scores.update(classification_scores(split.labels, labels.decode(label_ids), classes))
@@ -125,16 +165,20 @@ def score_predictions(predictions: Predictions, split: LabelledSplit, labels: La
 
 
 class LabellingObjective:
-    """Cross-entropy on the classes and/or the word tags; validated by accuracy and slot F1."""
+    """Cross-entropy on the classes and/or the word tags; validated by accuracy and slot F1
+    (``multi_label``: binary cross-entropy on each label; exact-match accuracy, micro-F1 and
+    macro-F1 over labels)."""
 
     def __init__(self, valid: LabelledBatches, labels: LabelVocab, tags: Optional[LabelVocab],
                  tokenizer: SentencePieceTokenizer, valid_split: LabelledSplit,
-                 slots: Optional[ClassSlots], tables: WordTables, class_loss_weight: float) -> None:
+                 slots: Optional[ClassSlots], tables: WordTables, class_loss_weight: float,
+                 multi_label: bool = False) -> None:
         self.valid, self.labels, self.tags = valid, labels, tags
         self.tokenizer, self.valid_split, self.slots = tokenizer, valid_split, slots
         self.tables, self.class_loss_weight = tables, class_loss_weight
         self.allowed = joint_decoding_scores(slots, labels, tags)
-        self.metrics = ("loss", "accuracy", "macro_f1") + (("slot_f1",) if tags else ())
+        self.metrics = ("loss", "accuracy") + (("micro_f1",) if multi_label else ()) \
+            + ("macro_f1",) + (("slot_f1",) if tags else ())
 
     def loss(self, model: nn.Module, batch: LabelledBatch, teacher_forcing: float,
              smoothing: float) -> Tensor:

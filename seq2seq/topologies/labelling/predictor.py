@@ -8,7 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from seq2seq.config import build, stored_model_config
-from seq2seq.data.labelled import LabelledSplit, LabelVocab
+from seq2seq.data.labelled import LabelledSplit, LabelVocab, join_labels
 from seq2seq.data.word_tables import WordTables
 from seq2seq.device import resolve_device
 from seq2seq.models.tag_decoding import ClassSlots
@@ -63,6 +63,11 @@ class Labeller:
         return cls(model, tokenizer, outputs_tags, labels, tags, payload.get("class_slots"), tables)
 
     @property
+    def multi_label(self) -> bool:
+        """Whether the model predicts label sets (``model.multi_label``), printed ``#``-joined."""
+        return bool(getattr(self.model, "multi_label", False))
+
+    @property
     def tag_names(self) -> Optional[list[str]]:
         return self.tags.names if self.tags else None
 
@@ -72,18 +77,22 @@ class Labeller:
         return predict(self.model, batches, self.tag_names, self.allowed)
 
     def predicted_names(self, predictions: Predictions) -> dict[str, list]:
-        """The predictions by name: {"label": a class per utterance, "tags": a tag list per
-        utterance}, with the kinds the model predicts."""
+        """The predictions by name: {"label": a class per utterance (a multi-label model's labels
+        ``#``-joined, in the label vocabulary's order), "tags": a tag list per utterance}, with
+        the kinds the model predicts."""
         names: dict[str, list] = {}
         if predictions.labels is not None:
             names["label"] = self.labels.decode(predictions.labels)
+        if predictions.label_sets is not None:
+            names["label"] = [join_labels(self.labels.decode(ids)) for ids in predictions.label_sets]
         if predictions.tags is not None and self.tags is not None:
             names["tags"] = [self.tags.decode(ids) for ids in predictions.tags]
         return names
 
     def predict(self, lines: Sequence[str], line_offset: int = 0) -> list[str]:
-        """One output line per utterance: its class (classify), or one tag per word (tag; with a
-        joint model, the class, a tab, then the tags). A blank utterance gives an empty line."""
+        """One output line per utterance: its class (classify; a multi-label model's labels
+        ``#``-joined), or one tag per word (tag; with a joint model, the class, a tab, then the
+        tags). A blank utterance gives an empty line."""
         words = [u.split() for u in lines]
         filled = [i for i, w in enumerate(words) if w]
         out = [""] * len(lines)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from seq2seq.data.corpus import write_lines
-from seq2seq.data.labelled import LabelledSplit
+from seq2seq.data.labelled import LabelledSplit, split_labels
 from seq2seq.evaluation.labels import labelling_sections
 from seq2seq.evaluation.plots import plot_confusion
 from seq2seq.evaluation.report import library_versions, write_report
@@ -26,6 +26,8 @@ def labelling_report(labeller: Labeller, test: LabelledSplit, report_dir: Path, 
                               "num_examples": len(test)}
     predictions = labeller.predictions(test)
     report["joint_decoding"] = labeller.allowed is not None
+    if labeller.multi_label:
+        report["threshold"] = float(getattr(labeller.model, "threshold", 0.5))
     report.update(score_predictions(predictions, test, labeller.labels, labeller.tags))
     names = labeller.predicted_names(predictions)
     wrong: list[dict[str, Any]] = []
@@ -36,6 +38,8 @@ def labelling_report(labeller: Labeller, test: LabelledSplit, report_dir: Path, 
             predicted = names["label"][i]
             row.update(gold=test.labels[i], predicted=predicted)
             bad = predicted != test.labels[i]
+            if labeller.multi_label:  # a label set: its order does not matter
+                bad = set(split_labels([predicted])[0]) != set(split_labels([test.labels[i]])[0])
         if "tags" in names and test.tags is not None and labeller.outputs_tags:
             predicted_tags = names["tags"][i]
             row.update(gold_tags=" ".join(test.tags[i]), predicted_tags=" ".join(predicted_tags))
@@ -72,7 +76,7 @@ def write_labelling_report(report: dict[str, Any], report_dir: Path, html: bool)
     write_report(report, report_dir, html=html, content=labelling_sections(report))
 
 
-SUMMARY_KEYS = ("accuracy", "macro_f1", "slot_f1", "perplexity", "distinct_1", "distinct_2",
+SUMMARY_KEYS = ("accuracy", "micro_f1", "macro_f1", "slot_f1", "perplexity", "distinct_1", "distinct_2",
                 "intent_fidelity")
 
 
