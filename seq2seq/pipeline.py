@@ -28,6 +28,7 @@ from seq2seq.training.distributed import Distributed, init_distributed, shutdown
 from seq2seq.training.settings import TrainerSettings
 from seq2seq.training.state import LOWER_IS_BETTER, Objective, TrainState
 from seq2seq.training.trainer import Trainer
+from seq2seq.training.transfer import initialize_from
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ def _train_and_report_on_cores(cfg: DictConfig, run_dir: Path, overrides: list[s
         keep_freed_memory()
     topology: Topology = build(cfg.topology)  # conf/topology: translate, classify, tag, generate
     setup = topology.setup(cfg, distributed)
+    init_facts: dict[str, Any] = {}
+    if cfg.get("init_from") and not cfg.get("resume"):  # a resumed run has its own weights
+        init_facts = initialize_from(setup.model, cfg.init_from,
+                                     cast(dict, OmegaConf.to_container(cfg, resolve=True)))
     setup.model.to(resolve_device(cfg.get("device"), "device"))  # batches follow the model
     state = train_model(cfg, run_dir, setup.model, setup.objective, setup.batches, distributed)
     if not distributed.is_main:
@@ -96,7 +101,7 @@ def _train_and_report_on_cores(cfg: DictConfig, run_dir: Path, overrides: list[s
     predictor = topology.load_predictor(load_checkpoint(best), [best],
                                         PredictOptions(device=cfg.get("device")))
     facts = {"checkpoint": str(best), "num_params": count_parameters(predictor.model),
-             **training_facts(state), **setup.facts, "learning_curve": "learning_curve.png",
+             **training_facts(state), **setup.facts, **init_facts, "learning_curve": "learning_curve.png",
              "overrides": list(overrides or []), "seed": cfg.seed, **averaging}
     return topology.test_report(cfg, predictor, setup.data, run_dir, facts)
 

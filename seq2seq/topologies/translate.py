@@ -30,17 +30,19 @@ from seq2seq.data.binarized import BinarizedCorpus, MappedParallelBatches, binar
 from seq2seq.data.corpus import CorpusFiles, iter_lines, read_aligned, read_lines, write_lines
 from seq2seq.device import model_device
 from seq2seq.errors import ConfigError
-from seq2seq.evaluation.bleu import score_corpus
+from seq2seq.evaluation.bleu import DEFAULT_TOKENIZER, bleu_tokenizer, score_corpus, stored_tokenize
 from seq2seq.evaluation.report import evaluation_report, line_count
 from seq2seq.models import count_parameters
 from seq2seq.models.decoder import RNNDecoder
 from seq2seq.models.encoder_decoder import EncoderDecoder
+from seq2seq.models.pretrained import load_pretrained_embeddings
 from seq2seq.precision import resolve_precision
 from seq2seq.recase import Recaser
 from seq2seq.runtime import available_cores
 from seq2seq.tokenization import PAD, TokenizerPair, TokenizerSettings, build_tokenizers
 from seq2seq.topologies.base import EvaluationRequest, PredictOptions, TrainingSetup, loss_and_perplexity
 from seq2seq.training.distributed import Distributed
+from seq2seq.training.transfer import checkpoint_tokenizers
 from seq2seq.translate import (
     SearchSettings,
     Translator,
@@ -64,14 +66,17 @@ class ValidationData:
 
 
 class TranslationObjective:
-    """Teacher-forced cross-entropy; validated by loss and by BLEU of searched translations."""
+    """Teacher-forced cross-entropy; validated by loss and by BLEU of searched translations
+    (sacrebleu's tokenizer ``bleu_tokenize``, as the test report's)."""
 
     metrics = ("loss", "ppl", "bleu", "chrf")
 
     def __init__(self, tokenizers: TokenizerPair, valid: ValidationData,
-                 search: SearchSettings, recaser: Recaser | None = None) -> None:
+                 search: SearchSettings, recaser: Recaser | None = None,
+                 bleu_tokenize: str = DEFAULT_TOKENIZER) -> None:
         self.tokenizers, self.valid, self.search = tokenizers, valid, search
         self.recaser = recaser  # stored with the model; validation scores the uncased output
+        self.bleu_tokenize = bleu_tokenize
 
     def loss(self, model: nn.Module, batch: Batch, teacher_forcing: float,
              smoothing: float) -> Tensor:
@@ -101,7 +106,7 @@ class TranslationObjective:
         loss, ppl = self.validation_loss(model)
         hyps = translate_ids(model, valid.src_ids, self.search)
         texts = self.tokenizers.tgt.decode([h.tokens for h in hyps])
-        scores = score_corpus(texts, valid.references)
+        scores = score_corpus(texts, valid.references, tokenize=self.bleu_tokenize)
         return {"loss": loss, "ppl": ppl, "bleu": scores.bleu, "chrf": scores.chrf}
 
     def checkpoint_extras(self) -> dict[str, Any]:
@@ -131,11 +136,16 @@ def restrict_output_to_targets(decoder: RNNDecoder, tgt_ids: Sequence[Sequence[i
 
 
 def corpus_and_tokenizers(cfg: DictConfig) -> tuple[CorpusFiles, TokenizerPair, TokenizerSettings]:
-    """Make the corpus available (``data``) and train (or reuse) its tokenizers (``tokenizer``)."""
+    """Make the corpus available (``data``) and train (or reuse) its tokenizers (``tokenizer``);
+    a run with ``init_from`` (and not resumed) takes the tokenizers of that checkpoint."""
     files: CorpusFiles = build(cfg.data).files()
     settings: TokenizerSettings = build(cfg.tokenizer)
     src_train, tgt_train = files.pair(files.train)
-    tokenizers = build_tokenizers([src_train], [tgt_train], settings, settings.cache_dir)
+    if cfg.get("init_from") and not cfg.get("resume"):
+        tokenizers = checkpoint_tokenizers(cfg.init_from)
+        log.info("tokenizers of %s (init_from)", cfg.init_from)
+    else:
+        tokenizers = build_tokenizers([src_train], [tgt_train], settings, settings.cache_dir)
     return files, tokenizers, settings
 
 
@@ -235,12 +245,19 @@ def fit_recaser(tgt_path: Path, max_lines: int = RECASER_LINES) -> Recaser:
     return recaser
 
 
+def run_bleu_tokenizer(cfg: DictConfig, tgt_lang: str) -> str:
+    """The sacrebleu tokenizer of a run's BLEU (``evaluation.tokenize``; ``auto``: by ``tgt_lang``),
+    in validation and in the test report alike."""
+    return bleu_tokenizer(stored_tokenize(cfg, None), tgt_lang)
+
+
 class Translate:
     """N vs M: a sentence in, a sentence out."""
 
     name: ClassVar[str] = "translate"
 
     def setup(self, cfg: DictConfig, distributed: Distributed) -> TrainingSetup:
+        bleu_tokenize = run_bleu_tokenizer(cfg, cfg.data.tgt_lang)  # a bad name: before any work
         with distributed.main_first():  # rank 0 fills the corpus and tokenizer caches
             files, tokenizers, settings = corpus_and_tokenizers(cfg)
             corpus = binarize_training_split(cfg, files, tokenizers, settings, distributed.is_main) \
@@ -260,11 +277,14 @@ class Translate:
                                     tokenizers.tgt.encode(valid.tgt[:n_valid]),
                                     comparable_references(valid.tgt[:n_valid],
                                                           tokenizers.tgt.folds_case))
-        search: SearchSettings = build(cfg.search, beam=cfg.trainer.valid_beam)
+        # validation is a search, never a draw: search=sampling decodes the test set only
+        search: SearchSettings = build(cfg.search, beam=cfg.trainer.valid_beam, sampling=False)
         model = build_translation_model(cfg.model, tokenizers.src.vocab_size,
                                         tokenizers.tgt.vocab_size)
+        if not cfg.get("resume"):  # a resumed run's embeddings come from its checkpoint
+            load_pretrained_embeddings(model, {"encoder": tokenizers.src, "decoder": tokenizers.tgt})
         restrict_output_to_targets(model.decoder, data.target_ids, settings.sampling_alpha)
-        objective = TranslationObjective(tokenizers, valid_data, search, recaser)
+        objective = TranslationObjective(tokenizers, valid_data, search, recaser, bleu_tokenize)
         data_files = {str(path): line_count(path)
                       for split in (files.train, files.valid, files.test)
                       for path in files.pair(split)}
@@ -273,10 +293,16 @@ class Translate:
 
     def load_predictor(self, payload: dict[str, Any], paths: Sequence[str | Path],
                        options: PredictOptions) -> Translator:
+        # The sampling settings count only with sampling: a server's --temperature 0 (greedy
+        # generation for the generate topology) means nothing to a translation model's beam.
+        sampling = bool(options.sampling)
         return Translator.from_checkpoints(
             paths, payload, beam=options.beam, batch_size=options.batch_size,
             length_penalty=options.length_penalty, precision=options.precision,
-            device=options.device)
+            device=options.device, sampling=options.sampling,
+            temperature=options.temperature if sampling else None,
+            top_k=options.top_k if sampling else None, top_p=options.top_p if sampling else None,
+            seed=options.seed if sampling else None)
 
     def test_report(self, cfg: DictConfig, predictor: Translator, data: CorpusFiles, run_dir: Path,
                     facts: dict[str, Any]) -> dict[str, Any]:
@@ -292,7 +318,8 @@ class Translate:
             references_lowercased=predictor.writes_lowercase,
             recased=predictor.recaser is not None,
             n_bootstrap=cfg.report.bootstrap_resamples, samples=cfg.report.samples,
-            html=cfg.report.html, source_file=str(test.src_path), hypothesis_file=hyp_file.name,
+            html=cfg.report.html, tokenize=run_bleu_tokenizer(cfg, data.tgt_lang),
+            tgt_lang=data.tgt_lang, source_file=str(test.src_path), hypothesis_file=hyp_file.name,
             beam=predictor.search.beam,
             decode_precision=resolve_precision(predictor.search.precision, "search.precision"),
             decode_seconds=round(decode_seconds, 2),
@@ -341,7 +368,7 @@ class Translate:
         return evaluation_report(
             sources, references, hypotheses, request.report_dir, request.ref, baseline=baseline,
             baseline_name=request.baseline or "baseline", attention=attention,
-            n_bootstrap=request.bootstrap, html=request.html, **facts)
+            n_bootstrap=request.bootstrap, html=request.html, tokenize=request.tokenize, **facts)
 
     def summary(self, report: dict[str, Any]) -> list[str]:
         lines = []
