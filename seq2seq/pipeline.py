@@ -28,7 +28,7 @@ from seq2seq.training.distributed import Distributed, init_distributed, shutdown
 from seq2seq.training.settings import TrainerSettings
 from seq2seq.training.state import LOWER_IS_BETTER, Objective, TrainState
 from seq2seq.training.trainer import Trainer
-from seq2seq.training.transfer import initialize_from
+from seq2seq.training.transfer import check_init_from, initialize_from
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ def _train_and_report_on_cores(cfg: DictConfig, run_dir: Path, overrides: list[s
     seed_everything(cfg.seed)
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
+    check_init_from(cfg)
     topology: Topology = build(cfg.topology)  # conf/topology: translate, classify, tag, generate
     setup = topology.setup(cfg, distributed)
     init_facts: dict[str, Any] = {}

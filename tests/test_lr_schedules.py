@@ -236,3 +236,12 @@ def test_tensorboard_gets_every_updates_gradient_norm_and_the_validation(tmp_pat
     assert {"train/grad_norm", "train/loss", "train/lr", "valid/bleu", "valid/loss"} <= set(tags)
     assert [e.step for e in events.Scalars("train/grad_norm")] == [1, 2, 3, 4, 5, 6]
     assert [e.step for e in events.Scalars("valid/bleu")] == [3, 6]
+
+
+def test_the_old_plateau_keys_still_set_the_plateau():
+    plateau = trainer_settings("plateau", lr_patience=3, lr_decay_factor=0.25).schedule
+    assert (plateau.factor, plateau.patience) == (0.25, 3)
+    with pytest.raises(ConfigError, match="trainer.lr_patience is the plateau schedule's"):
+        trainer_settings("cosine", lr_patience=2)
+    with pytest.raises(ConfigError, match="trainer.schedule.factor=2"):
+        trainer_settings("plateau", lr_decay_factor=2)

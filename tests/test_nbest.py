@@ -126,3 +126,35 @@ def test_the_recorder_returns_the_one_best_and_keeps_the_lists(parts):
         beam.translate(LINES)
     assert [len(hyps) for hyps in recorder.lists] == [2] * len(LINES)
     assert recorder.search is beam.search  # other attributes are the translator's
+
+
+@pytest.mark.parametrize("stored, asked, temperature", [
+    (True, None, 0.5),    # a checkpoint trained with search=sampling: its --temperature counts
+    (False, None, None),  # a beam checkpoint: sampling options are not passed on
+    (False, True, 0.5),   # --sampling on a beam checkpoint
+    (True, False, None),  # --no-sampling on a sampling checkpoint
+])
+def test_sampling_options_reach_a_checkpoint_that_samples(monkeypatch, stored, asked, temperature):
+    from seq2seq.topologies.base import PredictOptions
+    from seq2seq.topologies.translate import Translate
+
+    seen = {}
+    monkeypatch.setattr(Translator, "from_checkpoints",
+                        classmethod(lambda cls, paths, payload, **kw: seen.update(kw)))
+    Translate().load_predictor({"config": {"search": {"sampling": stored}}}, ["x.pt"],
+                               PredictOptions(sampling=asked, temperature=0.5, top_k=3))
+    assert seen["temperature"] == temperature
+    assert seen["top_k"] == (None if temperature is None else 3)
+
+
+def test_the_search_sweep_searches_a_checkpoint_that_samples(parts, monkeypatch):
+    from seq2seq.cli.search_sweep import sweep
+
+    sampling = translator(parts, sampling=True, temperature=5.0, seed=1)
+    searched = []
+    translate = sampling.translate
+    monkeypatch.setattr(sampling, "translate", lambda lines: (
+        searched.append((sampling.search.beam, sampling.search.sampling)) or translate(lines)))
+    sweep(sampling, LINES, LINES, [1, 2], [0.0])
+    assert searched == [(1, False), (2, False)]  # each row the beam search it names, no draws
+    assert sampling.search.sampling  # the translator's own settings are put back

@@ -15,7 +15,7 @@ from torch import nn
 from seq2seq.errors import ConfigError
 from seq2seq.pipeline import run_training
 from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
-from seq2seq.training.transfer import initialize_from, model_changes
+from seq2seq.training.transfer import check_init_from, initialize_from, model_changes
 from tests.conftest import compose_train
 from tests.test_smoke import tiny_overrides
 
@@ -73,3 +73,27 @@ def test_init_from_a_missing_file_names_it(tmp_path):
 def test_init_from_is_a_top_level_key():
     assert compose_train([]).init_from is None
     assert Path(str(compose_train(["init_from=x.pt"]).init_from)) == Path("x.pt")
+
+
+def test_a_resumed_fine_tuning_run_keeps_the_checkpoints_tokenizers(monkeypatch):
+    """resume=true of an init_from run: its weights are of the parent's pieces, so it must not
+    train tokenizers of its own data (same vocabulary size, other pieces: silent garbage)."""
+    from types import SimpleNamespace
+
+    from seq2seq.topologies import translate
+
+    files = SimpleNamespace(train="train", pair=lambda split: ("src", "tgt"))
+    monkeypatch.setattr(translate, "build", lambda node: SimpleNamespace(
+        files=lambda: files, cache_dir="cache"))
+    monkeypatch.setattr(translate, "checkpoint_tokenizers", lambda path: f"tokenizers of {path}")
+    monkeypatch.setattr(translate, "build_tokenizers", lambda *args: "tokenizers of the data")
+    for resume in (False, True):
+        cfg = compose_train(["init_from=parent.pt", f"resume={str(resume).lower()}"])
+        assert translate.corpus_and_tokenizers(cfg)[1] == "tokenizers of parent.pt"
+
+
+def test_init_from_with_word_vectors_from_a_file_is_refused():
+    cfg = compose_train(["init_from=x.pt", "model.decoder.pretrained_embeddings=glove.txt"])
+    with pytest.raises(ConfigError, match="model.decoder.pretrained_embeddings"):
+        check_init_from(cfg)
+    check_init_from(compose_train(["init_from=x.pt"]))

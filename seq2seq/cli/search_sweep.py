@@ -36,8 +36,9 @@ def sweep(translator: Translator, sources: Sequence[str], references: Sequence[s
     base = translator.search
     rows = []
     for beam, penalty in itertools.product(beams, penalties):
+        # a search, never a draw: a checkpoint trained with search=sampling would ignore both
         translator.search = SearchSettings(**{**base.__dict__, "beam": beam,
-                                              "length_penalty": penalty})
+                                              "length_penalty": penalty, "sampling": False})
         hypotheses = translator.translate(sources)
         scores = score_corpus(hypotheses, references, tokenize=tokenize)
         hyp_words = sum(len(h.split()) for h in hypotheses)

@@ -137,11 +137,12 @@ def restrict_output_to_targets(decoder: RNNDecoder, tgt_ids: Sequence[Sequence[i
 
 def corpus_and_tokenizers(cfg: DictConfig) -> tuple[CorpusFiles, TokenizerPair, TokenizerSettings]:
     """Make the corpus available (``data``) and train (or reuse) its tokenizers (``tokenizer``);
-    a run with ``init_from`` (and not resumed) takes the tokenizers of that checkpoint."""
+    a run with ``init_from`` takes the tokenizers of that checkpoint (resumed too: its weights
+    were trained on those pieces, not on tokenizers of its own data)."""
     files: CorpusFiles = build(cfg.data).files()
     settings: TokenizerSettings = build(cfg.tokenizer)
     src_train, tgt_train = files.pair(files.train)
-    if cfg.get("init_from") and not cfg.get("resume"):
+    if cfg.get("init_from"):
         tokenizers = checkpoint_tokenizers(cfg.init_from)
         log.info("tokenizers of %s (init_from)", cfg.init_from)
     else:
@@ -295,7 +296,10 @@ class Translate:
                        options: PredictOptions) -> Translator:
         # The sampling settings count only with sampling: a server's --temperature 0 (greedy
         # generation for the generate topology) means nothing to a translation model's beam.
-        sampling = bool(options.sampling)
+        # Sampling is on when asked for, else as the checkpoint's search.sampling says.
+        stored = (payload.get("config") or {}).get("search") or {}
+        sampling = bool(stored.get("sampling", False)) if options.sampling is None \
+            else options.sampling
         return Translator.from_checkpoints(
             paths, payload, beam=options.beam, batch_size=options.batch_size,
             length_penalty=options.length_penalty, precision=options.precision,

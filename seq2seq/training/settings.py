@@ -3,13 +3,16 @@ validation, checkpoints and precision (``conf/trainer/default.yaml`` holds the v
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Optional
 
 from seq2seq.errors import ConfigError, check_range
 from seq2seq.precision import check_precision
-from seq2seq.training.lr_schedules import LRSchedule
+from seq2seq.training.lr_schedules import LRSchedule, Plateau
 from seq2seq.training.schedules import TeacherForcingSchedule
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,6 +30,8 @@ class TrainerSettings:
     clip_value: float                       # > 0: each gradient element clamped to +-this first
     label_smoothing: float
     lr_metric: Optional[str]                # what the plateau watches; None: early_stopping_metric
+    lr_decay_factor: Optional[float]        # old names of the plateau's factor and patience:
+    lr_patience: Optional[int]              # copied into trainer.schedule when set
     min_lr: float                           # the floor of every schedule after its warmup
     lr_anneal_minutes: float                # > 0 (with max_minutes): over the budget's last N
                                             # minutes the LR falls linearly to min_lr instead
@@ -74,8 +79,26 @@ class TrainerSettings:
                               f"(it is {self.max_minutes})")
         check_range("trainer.clip_norm", self.clip_norm, 0.0)
         check_range("trainer.clip_value", self.clip_value, 0.0)
+        self._read_old_plateau_keys()
         self.schedule.check(self.max_steps, self.max_minutes)
         check_precision("trainer.precision", self.precision)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"trainer.ema_decay={self.ema_decay!r}: expected 0 (off) or a "
                               "value below 1, such as 0.999")
+
+    def _read_old_plateau_keys(self) -> None:
+        """``trainer.lr_decay_factor`` and ``trainer.lr_patience``, from before the schedule group,
+        set the plateau's ``factor`` and ``patience`` (with a warning naming the new keys), so
+        that saved commands and experiment files keep their meaning."""
+        old = {"factor": self.lr_decay_factor, "patience": self.lr_patience}
+        given = {key: value for key, value in old.items() if value is not None}
+        if not given:
+            return
+        names = {"factor": "lr_decay_factor", "patience": "lr_patience"}
+        if not isinstance(self.schedule, Plateau):
+            raise ConfigError(f"trainer.{names[next(iter(given))]} is the plateau schedule's "
+                              f"setting; this run's schedule is {self.schedule.name}: remove it")
+        for key, value in given.items():
+            log.warning("trainer.%s is now trainer.schedule.%s: using %s", names[key], key, value)
+            setattr(self.schedule, key, value)
+        self.schedule.__post_init__()  # the same checks as the new keys get

@@ -31,7 +31,7 @@ from seq2seq.training.distributed import Distributed
 from seq2seq.training.ema import WeightAverage
 from seq2seq.training.lr_schedules import Clock, LRSchedule, Plateau
 from seq2seq.training.metrics_log import LogWindow, MetricsLog, plot_learning_curve
-from seq2seq.training.resumption import changed_lr, check_resumable
+from seq2seq.training.resumption import check_resumable, resume_schedule
 from seq2seq.training.schedules import annealed_lr
 from seq2seq.training.settings import TrainerSettings
 from seq2seq.training.signals import StopSignals
@@ -186,48 +186,11 @@ class Trainer:
                  self.state.epoch + 1, self.state.batch_in_epoch)
 
     def _resume_schedule(self, payload: dict[str, Any], path: str | Path) -> None:
-        """The schedule's memory from the checkpoint, unless ``trainer.reset_schedule`` (or another
-        schedule) starts it afresh from this update; a changed ``trainer.lr`` becomes the peak the
-        schedule scales, and the plateau's factor so far is dropped, so the run goes on at it."""
-        s, saved_config = self.state, payload.get("config", {})
-        saved = payload.get("scheduler") or {}
-        # Checkpoints from before the schedule group hold ReduceLROnPlateau's state.
-        saved_name = saved.get("name", "plateau")
-        if self.settings.reset_schedule or saved_name != self.schedule.name:
-            why = ("trainer.reset_schedule" if self.settings.reset_schedule else
-                   f"it used the {saved_name} schedule, this run {self.schedule.name}")
-            s.schedule_from_step, s.schedule_from_seconds = s.step, s.wall_seconds or s.train_seconds
-            s.anneal_from_lr = 0.0
-            log.info("%s: %s: the LR schedule starts afresh at step %d", path, why, s.step)
-        elif isinstance(self.schedule, Plateau):
-            self._resume_plateau(self.schedule, saved, saved_config, path)
-        else:
-            self.schedule.load_state_dict(saved)
-        if (lr := changed_lr(saved_config, self.config)) is not None:
-            if isinstance(self.schedule, Plateau):
-                self.schedule.scale = 1.0
-            s.anneal_from_lr = 0.0
-            log.info("%s: trainer.lr changed; the schedule goes on from lr %g", path, lr)
-        self._set_lr(s.wall_seconds or s.train_seconds)
-
-    def _resume_plateau(self, plateau: Plateau, saved: dict[str, Any], saved_config: dict[str, Any],
-                        path: str | Path) -> None:
-        trainer_cfg = saved_config.get("trainer", {})
-        saved_lr = float(trainer_cfg.get("lr") or self.settings.lr)
-        if "num_bad_epochs" in saved:  # ReduceLROnPlateau's state, from an older checkpoint
-            best = saved.get("best")
-            saved = {"scale": float(saved.get("_last_lr", [saved_lr])[0]) / saved_lr,
-                     "best": None if best is None or not math.isfinite(best) else best,
-                     "bad_validations": saved.get("num_bad_epochs", 0)}
-        plateau.load_state_dict(saved)
-        saved_metric = trainer_cfg.get("lr_metric") or trainer_cfg.get("early_stopping_metric")
-        if saved_metric not in (None, self.lr_metric):
-            # The plateau's memory (best value, bad validations) is of the other figure: start
-            # afresh at the LR the run had reached.
-            plateau.reset_to(plateau.scale)
-            log.warning("%s watched %s for the LR plateau, this run watches %s: the plateau "
-                        "starts afresh at lr %.2g", path, saved_metric, self.lr_metric,
-                        max(self.settings.min_lr, self.settings.lr * plateau.scale))
+        """The schedule's memory and start from the checkpoint (``resume_schedule``), then the
+        LR of the next update."""
+        resume_schedule(self.schedule, self.state, payload, self.settings, self.config,
+                        self.lr_metric, path)
+        self._set_lr(self.state.wall_seconds or self.state.train_seconds)
 
     # -- one step ------------------------------------------------------------------------------
     def train_step(self, batches: Sequence[Any], flags: Sequence[bool] = (),

@@ -23,6 +23,19 @@ from seq2seq.training.resumption import flat
 log = logging.getLogger(__name__)
 
 
+def check_init_from(config: Any) -> None:
+    """A ConfigError for ``init_from`` with word vectors from a file: the checkpoint's weights
+    would overwrite the vectors while their rows stayed frozen or counted as covered."""
+    if not config.get("init_from"):
+        return
+    model = config.get("model") or {}
+    for side in ("encoder", "decoder"):
+        if (model.get(side) or {}).get("pretrained_embeddings"):
+            raise ConfigError(f"init_from={config.get('init_from')} with "
+                              f"model.{side}.pretrained_embeddings: the checkpoint's embeddings "
+                              "replace the file's vectors; use one or the other")
+
+
 def checkpoint_tokenizers(path: str | Path) -> TokenizerPair:
     """The SentencePiece models a checkpoint was trained with: a run that starts from its weights
     must cut text into the same pieces, whatever its own data would train."""

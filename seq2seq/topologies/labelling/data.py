@@ -47,7 +47,7 @@ def prepare_labelled(cfg: DictConfig, topology: str, needs: Sequence[str]
                           f"topology=translate, not topology={topology}")
     corpus: LabelledCorpus = build(cfg.data).corpus()
     corpus.check_exist(needs)
-    if cfg.get("init_from") and not cfg.get("resume"):  # its weights need its pieces
+    if cfg.get("init_from"):  # its weights need its pieces (a resumed run's too)
         tokenizer = checkpoint_tokenizers(cfg.init_from).src
         log.info("tokenizer of %s (init_from)", cfg.init_from)
     else:
