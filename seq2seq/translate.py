@@ -19,7 +19,8 @@ from seq2seq.errors import CheckpointError, ConfigError, check_range
 from seq2seq.models.encoder_decoder import EncoderDecoder
 from seq2seq.precision import check_precision
 from seq2seq.recase import Recaser
-from seq2seq.search import Ensemble, Hypothesis, check_nbest, decode_nbest, sampler, seeded_generator
+from seq2seq.sampling import sampler, seeded_generator
+from seq2seq.search import Ensemble, Hypothesis, check_nbest, decode_nbest
 from seq2seq.tokenization import TokenizerPair
 from seq2seq.topologies.registry import checkpoint_topology
 from seq2seq.training.checkpoint import load_model_checkpoint

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from seq2seq.errors import ConfigError
-from seq2seq.search import decode, decode_nbest, greedy_search, nucleus_mask, sampler
+from seq2seq.sampling import nucleus_mask, sampler
+from seq2seq.search import decode, decode_nbest, greedy_search
 from tests.test_models import tiny_model
 from tests.test_search import TRAP, MarkovStepper, Rows
 

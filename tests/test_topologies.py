@@ -15,7 +15,8 @@ from seq2seq.models.encoder import RNNEncoder
 from seq2seq.models.labelling import Pooling
 from seq2seq.models.tag_decoding import bio_transitions, class_slots, class_tag_scores, joint_decode, viterbi
 from seq2seq.pipeline import run_training
-from seq2seq.search import greedy_search, sampler
+from seq2seq.sampling import sampler
+from seq2seq.search import greedy_search
 from seq2seq.tokenization import EOS
 from seq2seq.topologies.labelling.inference import labelling_loss
 from seq2seq.training.checkpoint import load_checkpoint

@@ -13,7 +13,8 @@ from seq2seq.config import build, stored_model_config
 from seq2seq.data.labelled import LabelVocab
 from seq2seq.device import model_device, resolve_device
 from seq2seq.models.generator import ConditionedGenerator
-from seq2seq.search import ModelStepper, greedy_search, most_likely, sampler
+from seq2seq.sampling import sampler
+from seq2seq.search import ModelStepper, greedy_search, most_likely
 from seq2seq.tokenization import SentencePieceTokenizer, TokenizerPair
 
 log = logging.getLogger(__name__)
