@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 from seq2seq.cli import add_version_option, unexpected_error
 from seq2seq.errors import Seq2SeqError
+from seq2seq.evaluation.bleu import add_tokenize_options
 from seq2seq.evaluation.compare import find_runs, leaderboard, write_leaderboard
 
 
@@ -25,12 +26,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("folders", nargs="+", help="run or multirun folders")
     parser.add_argument("--out", default=None, help="where the leaderboard files go")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
-    parser.add_argument("--tokenize", default=None,
-                        help="sacrebleu's BLEU tokenizer of the bootstrap test: auto (zh, ja-mecab "
-                             "or ko-mecab for Chinese, Japanese or Korean targets, else 13a) or any "
-                             "sacrebleu name; default: the one the best run was scored with")
-    parser.add_argument("--tgt-lang", default=None,
-                        help="the target language for --tokenize auto; default: the best run's")
+    add_tokenize_options(parser, "the one the best run was scored with (for the bootstrap test)")
     args = parser.parse_args(argv)
     out = args.out or (args.folders[0] if len(args.folders) == 1 else ".")
     try:

@@ -35,7 +35,7 @@ from seq2seq.cli import add_version_option, unexpected_error
 from seq2seq.cli.progress import ProgressPredictor
 from seq2seq.device import add_device_option, resolve_device
 from seq2seq.errors import Seq2SeqError
-from seq2seq.evaluation.bleu import tool_tokenizer
+from seq2seq.evaluation.bleu import add_tokenize_options, tool_tokenizer
 from seq2seq.nbest import nbest_recorder, report_nbest
 from seq2seq.precision import add_precision_option
 from seq2seq.predict import load_predictor
@@ -70,12 +70,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="with --hyp: what the lines are (translations, classes, tag sequences)")
     parser.add_argument("--judge", help="generate checkpoints: a classify checkpoint that scores "
                                         "intent fidelity")
-    parser.add_argument("--tokenize", default=None,
-                        help="sacrebleu's BLEU tokenizer: auto (zh, ja-mecab or ko-mecab for "
-                             "Chinese, Japanese or Korean targets, else 13a) or any sacrebleu "
-                             "name; default: the checkpoint's evaluation.tokenize, else auto")
-    parser.add_argument("--tgt-lang", default=None,
-                        help="the target language for --tokenize auto; default: the checkpoint's")
+    add_tokenize_options(parser, "the checkpoint's evaluation.tokenize, else auto")
     parser.add_argument("--nbest", type=int, default=None, metavar="N",
                         help="with --checkpoint: also write the N best translations of each line "
                              "to nbest.txt ('SENT_INDEX ||| hypothesis ||| score') and report "

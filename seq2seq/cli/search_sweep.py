@@ -22,7 +22,13 @@ from seq2seq.cli import add_version_option, unexpected_error
 from seq2seq.data.corpus import read_lines, write_text_atomic
 from seq2seq.device import add_device_option, resolve_device
 from seq2seq.errors import Seq2SeqError
-from seq2seq.evaluation.bleu import DEFAULT_TOKENIZER, check_aligned, score_corpus, tool_tokenizer
+from seq2seq.evaluation.bleu import (
+    DEFAULT_TOKENIZER,
+    add_tokenize_options,
+    check_aligned,
+    score_corpus,
+    tool_tokenizer,
+)
 from seq2seq.precision import add_precision_option
 from seq2seq.training.checkpoint import load_model_checkpoint
 from seq2seq.translate import SearchSettings, Translator, comparable_references
@@ -62,10 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--beams", type=int, nargs="+", default=[5], help="beam widths to try")
     parser.add_argument("--length-penalties", type=float, nargs="+", default=[1.0],
                         help="GNMT length penalties (alpha) to try; 0 ranks by raw log-probability")
-    parser.add_argument("--tokenize", default=None,
-                        help="sacrebleu's BLEU tokenizer; default: the checkpoint's "
-                             "evaluation.tokenize (auto: zh, ja-mecab, ko-mecab or 13a by its "
-                             "target language)")
+    add_tokenize_options(parser, "the checkpoint's evaluation.tokenize, else auto")
     parser.add_argument("--out", help="also write the rows to this JSON file")
     add_precision_option(parser)
     add_device_option(parser)
@@ -82,7 +85,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sources, references = read_lines(Path(args.src)), read_lines(Path(args.ref))
         check_aligned(sources, references, "sources")
         payload = load_model_checkpoint(args.checkpoint)
-        tokenize = tool_tokenizer(args.tokenize, None, payload.get("config"))
+        tokenize = tool_tokenizer(args.tokenize, args.tgt_lang, payload.get("config"))
         translator = Translator.from_checkpoint(args.checkpoint, payload,
                                                 precision=args.precision, device=args.device)
         references = comparable_references(references, translator.writes_lowercase)

@@ -156,3 +156,15 @@ def sentence_chrf(hypotheses: Sequence[str], references: Sequence[str]) -> list[
     """chrF of each sentence on its own (to find the best and worst translations)."""
     chrf = CHRF()
     return [chrf.sentence_score(h, [r]).score for h, r in zip(hypotheses, references)]
+
+
+def add_tokenize_options(parser: Any, default: str) -> None:
+    """``--tokenize`` and ``--tgt-lang`` of the tools that score BLEU; ``default`` says where the
+    tokenizer comes from when ``--tokenize`` is not given (``tool_tokenizer`` resolves both)."""
+    parser.add_argument("--tokenize", default=None,
+                        help="sacrebleu's BLEU tokenizer: auto (zh, ja-mecab or ko-mecab for "
+                             "Chinese, Japanese or Korean targets, else 13a) or any sacrebleu "
+                             f"name; default: {default}")
+    parser.add_argument("--tgt-lang", default=None,
+                        help="the target language for --tokenize auto; default: the "
+                             "checkpoint's (or the run's) data.tgt_lang")
