@@ -19,20 +19,11 @@ def classification_scores(gold: Sequence[str], predicted: Sequence[str],
     matrix = [[0] * len(labels) for _ in labels]
     for g, p in zip(gold, predicted):
         matrix[index[g]][index[p]] += 1
-    per_class = {}
-    for i, label in enumerate(labels):
-        true_pos = matrix[i][i]
-        predicted_as = sum(row[i] for row in matrix)
-        support = sum(matrix[i])
-        precision = true_pos / predicted_as if predicted_as else 0.0
-        recall = true_pos / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[label] = {"precision": round(100 * precision, 2), "recall": round(100 * recall, 2),
-                            "f1": round(100 * f1, 2), "support": support}
-    present = [c for c in per_class.values() if c["support"]]
+    per_class = _per_class({label: (matrix[i][i], sum(row[i] for row in matrix), sum(matrix[i]))
+                            for i, label in enumerate(labels)})
     correct = sum(matrix[i][i] for i in range(len(labels)))
     return {"accuracy": round(100 * correct / max(len(gold), 1), 2),
-            "macro_f1": round(sum(c["f1"] for c in present) / max(len(present), 1), 2),
+            "macro_f1": _macro_f1(per_class),
             "per_class": per_class, "confusion_matrix": matrix, "classes": list(labels)}
 
 
@@ -41,6 +32,23 @@ def _f1(true_pos: int, predicted: int, support: int) -> tuple[float, float, floa
     precision = true_pos / predicted if predicted else 0.0
     recall = true_pos / support if support else 0.0
     return precision, recall, 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def _per_class(counts: dict[str, tuple[int, int, int]]) -> dict[str, dict[str, Any]]:
+    """Each label's precision, recall and F1 (percent) and support, from its (true positives,
+    predictions, gold occurrences)."""
+    per_class = {}
+    for label, (true_pos, n_predicted, support) in counts.items():
+        precision, recall, f1 = _f1(true_pos, n_predicted, support)
+        per_class[label] = {"precision": round(100 * precision, 2), "recall": round(100 * recall, 2),
+                            "f1": round(100 * f1, 2), "support": support}
+    return per_class
+
+
+def _macro_f1(per_class: dict[str, dict[str, Any]]) -> float:
+    """The mean F1 of the labels that occur in the gold data."""
+    present = [c for c in per_class.values() if c["support"]]
+    return round(sum(c["f1"] for c in present) / max(len(present), 1), 2)
 
 
 def multi_label_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
@@ -58,16 +66,11 @@ def multi_label_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequen
             counts[label][0] += label in gold_set
         for label in gold_set:
             counts[label][2] += 1
-    per_class = {}
-    for label, (true_pos, n_predicted, support) in counts.items():
-        precision, recall, f1 = _f1(true_pos, n_predicted, support)
-        per_class[label] = {"precision": round(100 * precision, 2), "recall": round(100 * recall, 2),
-                            "f1": round(100 * f1, 2), "support": support}
+    per_class = _per_class({label: (tp, n, support) for label, (tp, n, support) in counts.items()})
     micro = _f1(*(sum(c[i] for c in counts.values()) for i in range(3)))[2]
-    present = [c for c in per_class.values() if c["support"]]
     return {"accuracy": round(100 * exact / max(len(gold), 1), 2),
             "micro_f1": round(100 * micro, 2),
-            "macro_f1": round(sum(c["f1"] for c in present) / max(len(present), 1), 2),
+            "macro_f1": _macro_f1(per_class),
             "per_class": per_class, "classes": list(labels), "multi_label": True}
 
 
