@@ -18,8 +18,6 @@ from typing import Any, ClassVar, Literal, Optional
 
 from seq2seq.errors import ConfigError, check_choice, check_range
 
-LOWER_IS_BETTER = ("loss", "ppl", "perplexity")
-
 
 @dataclass(frozen=True)
 class Clock:

@@ -95,13 +95,12 @@ class Trainer:
             schedule.lower_is_better = self.lr_metric in LOWER_IS_BETTER
         return schedule
 
-    def _clock(self, elapsed_seconds: float, update: Optional[int] = None) -> Clock:
-        """The schedule's view of update ``update`` (default: the next one), counted from where
-        the schedule started."""
+    def _clock(self, elapsed_seconds: float) -> Clock:
+        """The schedule's view of the next update, counted from where the schedule started."""
         s = self.state
         start = s.schedule_from_step
         total = self._total_updates
-        return Clock(update=(s.step + 1 if update is None else update) - start,
+        return Clock(update=s.step + 1 - start,
                      seconds=max(elapsed_seconds - s.schedule_from_seconds, 0.0),
                      total_updates=None if total is None else max(total - start, 1),
                      budget_seconds=None if not self.settings.max_minutes else
