@@ -13,7 +13,7 @@ from seq2seq.config import build, stored_model_config
 from seq2seq.data.labelled import LabelVocab
 from seq2seq.device import model_device, resolve_device
 from seq2seq.models.generator import ConditionedGenerator
-from seq2seq.sampling import sampler
+from seq2seq.sampling import sampler, seeded_generator
 from seq2seq.search import ModelStepper, greedy_search, most_likely
 from seq2seq.tokenization import SentencePieceTokenizer, TokenizerPair
 
@@ -78,7 +78,7 @@ class Generator:
         conditions = torch.tensor([self.labels.index[classes[i].strip()] for i in known],
                                   device=device)
         # sampling draws from a generator on the model's device (the same seed, other draws)
-        generator = torch.Generator(device).manual_seed(seed) if seed is not None else None
+        generator = seeded_generator(seed, device)
         choose = None if temperature <= 0 else sampler(temperature, top_k, generator)
         stepper = ModelStepper(self.model)
         with torch.inference_mode():
